@@ -1,3 +1,21 @@
+//! AICR core library: the document model, the recipe engine, constraint
+//! evaluation, catalog loading and the I/O edges (sources and sinks) that the
+//! `aicr`, `aicr-agent` and `aicr-aggregator` binaries share.
+//!
+//! The engine parts (`engine`, `hydrate`, `constraint`) are pure functions
+//! of their inputs; reading files, URLs and the cluster happens in `catalog`,
+//! `source` and `sink`.
+
+pub mod error;
+pub mod model;
+pub mod yaml;
+
+pub use error::{Error, ErrorKind, Result};
+
+/// Generated gRPC types and services (`proto/aicr.proto`).
 pub mod proto {
     tonic::include_proto!("aicr.v1");
 }
+
+/// The version every document we write carries.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -6,8 +6,14 @@
 //! of their inputs; reading files, URLs and the cluster happens in `catalog`,
 //! `source` and `sink`.
 
+pub mod catalog;
+pub mod constraint;
+pub mod engine;
 pub mod error;
+pub mod hydrate;
 pub mod model;
+pub mod sink;
+pub mod source;
 pub mod yaml;
 
 pub use error::{Error, ErrorKind, Result};
@@ -18,4 +24,4 @@ pub mod proto {
 }
 
 /// The version every document we write carries.
-pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+pub const VERSION: &str = concat!("v", env!("CARGO_PKG_VERSION"));

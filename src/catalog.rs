@@ -1,0 +1,308 @@
+//! The recipe catalog: the tree embedded in the binary, optionally layered
+//! with (or replaced by) an external `--data` directory. Owns file
+//! classification, the external-data safety rules and parsing of overlays and
+//! the registry. It does not resolve recipes (see `engine`).
+
+use std::borrow::Cow;
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+use include_dir::{Dir, include_dir};
+
+use crate::error::{Error, ErrorKind, Result, ResultExt};
+use crate::model::recipe::{RECIPE_METADATA_KIND, RecipeMetadata};
+use crate::model::registry::ComponentRegistry;
+use crate::yaml;
+
+static EMBEDDED: Dir<'static> = include_dir!("$CARGO_MANIFEST_DIR/recipes");
+
+/// Largest file an external data directory may contain.
+pub const MAX_EXTERNAL_FILE_BYTES: u64 = 10 * 1024 * 1024;
+
+/// Where the catalog comes from.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum DataSource {
+    /// Only the embedded catalog.
+    #[default]
+    Embedded,
+    /// The embedded catalog with an external directory layered on top.
+    Layered(PathBuf),
+    /// The external directory is the whole catalog (organisations with their
+    /// own catalog; also how the upstream catalog is tested).
+    Only(PathBuf),
+}
+
+/// A parsed, layered catalog. Parse once per process and share.
+#[derive(Debug)]
+pub struct Catalog {
+    files: BTreeMap<String, Cow<'static, [u8]>>,
+    external: BTreeSet<String>,
+    base: RecipeMetadata,
+    overlays: BTreeMap<String, RecipeMetadata>,
+    registry: ComponentRegistry,
+}
+
+impl Catalog {
+    /// The embedded catalog, parsed on first use.
+    pub fn embedded() -> Result<&'static Catalog> {
+        static CELL: OnceLock<Result<Catalog>> = OnceLock::new();
+        CELL.get_or_init(|| Catalog::load(&DataSource::Embedded))
+            .as_ref()
+            .map_err(Clone::clone)
+    }
+
+    pub fn load(source: &DataSource) -> Result<Catalog> {
+        let (external, dir) = match source {
+            DataSource::Embedded => (Vec::new(), None),
+            DataSource::Layered(d) | DataSource::Only(d) => {
+                tracing::info!("initializing external data provider: directory={}", d.display());
+                let files = read_external(d)
+                    .wrap(ErrorKind::Internal, "failed to initialize external data")
+                    .wrap(ErrorKind::Internal, "failed to initialize data provider")?;
+                (files, Some(d))
+            }
+        };
+        let embedded = match source {
+            DataSource::Only(_) => Vec::new(),
+            _ => embedded_files(),
+        };
+        let external_names: BTreeSet<String> = external.iter().map(|(p, _)| p.clone()).collect();
+        if let Some(d) = dir {
+            tracing::info!(
+                "layered data provider initialized: external_dir={} external_files={}",
+                d.display(),
+                external_names.len()
+            );
+        }
+
+        // External files are visited first; an embedded file at the same path
+        // is hidden. Overlays are then indexed by name in visit order, so an
+        // embedded overlay visited later wins a name clash at another path.
+        let mut visit: Vec<(String, Cow<'static, [u8]>)> = external;
+        visit.extend(
+            embedded
+                .into_iter()
+                .filter(|(p, _)| !external_names.contains(p)),
+        );
+
+        let mut registry = embedded_registry(source)?;
+        if dir.is_some() {
+            let ext = visit
+                .iter()
+                .find(|(p, _)| p == "registry.yaml" && external_names.contains(p));
+            if let Some((_, bytes)) = ext {
+                let ext: ComponentRegistry = parse_doc(bytes)
+                    .wrap(ErrorKind::Internal, "failed to parse external registry")
+                    .wrap(ErrorKind::Internal, "failed to initialize data provider")?;
+                let (e, x) = (registry.components.len(), ext.components.len());
+                if registry.api_version.is_empty() {
+                    registry.api_version = ext.api_version.clone();
+                    registry.kind = ext.kind.clone();
+                }
+                registry.merge_external(ext);
+                tracing::info!(
+                    "merged component registries: embedded_components={e} external_components={x} merged_components={}",
+                    registry.components.len()
+                );
+            }
+        }
+
+        let mut base = None;
+        let mut overlays = BTreeMap::new();
+        for (path, bytes) in &visit {
+            match classify(path) {
+                Class::Component | Class::Ignored => {}
+                Class::Recipe => {
+                    let doc: RecipeMetadata = parse_doc(bytes)
+                        .context(format!("failed to parse {path}"))
+                        .wrap(ErrorKind::Internal, "failed to load metadata store")?;
+                    if !doc.kind.is_empty() && doc.kind != RECIPE_METADATA_KIND {
+                        continue;
+                    }
+                    if is_base(path) {
+                        base = Some(doc);
+                    } else {
+                        overlays.insert(doc.name().to_string(), doc);
+                    }
+                }
+            }
+        }
+        let base = base.ok_or_else(|| {
+            Error::internal("failed to load metadata store: base.yaml not found")
+        })?;
+        if dir.is_some() {
+            tracing::info!("external data provider initialized successfully");
+        }
+        Ok(Catalog {
+            files: visit.into_iter().collect(),
+            external: external_names,
+            base,
+            overlays,
+            registry,
+        })
+    }
+
+    pub fn base(&self) -> &RecipeMetadata {
+        &self.base
+    }
+
+    /// Overlays by name (sorted by name).
+    pub fn overlays(&self) -> &BTreeMap<String, RecipeMetadata> {
+        &self.overlays
+    }
+
+    pub fn overlay(&self, name: &str) -> Option<&RecipeMetadata> {
+        self.overlays.get(name)
+    }
+
+    pub fn registry(&self) -> &ComponentRegistry {
+        &self.registry
+    }
+
+    /// Raw bytes of a catalog file by catalog-relative path.
+    pub fn file(&self, path: &str) -> Option<&[u8]> {
+        self.files.get(path).map(|c| c.as_ref())
+    }
+
+    /// Whether `path` came from the external directory.
+    pub fn is_external(&self, path: &str) -> bool {
+        self.external.contains(path)
+    }
+
+    /// Catalog-relative paths of every file, sorted.
+    pub fn paths(&self) -> impl Iterator<Item = &str> {
+        self.files.keys().map(String::as_str)
+    }
+}
+
+enum Class {
+    Component,
+    Recipe,
+    Ignored,
+}
+
+/// Classification by relative path, in the spec's order. "contains" is a
+/// plain substring test on purpose: that is the upstream rule.
+fn classify(path: &str) -> Class {
+    if path.contains("checks/") {
+        return Class::Ignored;
+    }
+    if path.contains("components/") {
+        return Class::Component;
+    }
+    let file = path.rsplit('/').next().unwrap_or(path);
+    if !file.ends_with(".yaml") || file == "registry.yaml" || file == "data-v1.yaml" {
+        return Class::Ignored;
+    }
+    Class::Recipe
+}
+
+fn is_base(path: &str) -> bool {
+    path.contains("overlays/") && path.rsplit('/').next() == Some("base.yaml")
+}
+
+fn parse_doc<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T> {
+    let text = yaml::utf8(bytes)?;
+    if text.trim().is_empty() {
+        return yaml::from_yaml("{}");
+    }
+    yaml::from_yaml(text)
+}
+
+fn embedded_registry(source: &DataSource) -> Result<ComponentRegistry> {
+    if matches!(source, DataSource::Only(_)) {
+        return Ok(ComponentRegistry::default());
+    }
+    let bytes = EMBEDDED
+        .get_file("registry.yaml")
+        .ok_or_else(|| Error::internal("embedded catalog has no registry.yaml"))?
+        .contents();
+    parse_doc(bytes).context("failed to parse embedded registry.yaml")
+}
+
+/// The embedded tree in depth-first lexical order.
+fn embedded_files() -> Vec<(String, Cow<'static, [u8]>)> {
+    fn walk(dir: &'static Dir<'static>, out: &mut Vec<(String, Cow<'static, [u8]>)>) {
+        let mut entries: Vec<_> = dir.entries().iter().collect();
+        entries.sort_by_key(|e| e.path());
+        for e in entries {
+            match e {
+                include_dir::DirEntry::Dir(d) => walk(d, out),
+                include_dir::DirEntry::File(f) => {
+                    let p = f.path().to_string_lossy().replace('\\', "/");
+                    if p.ends_with(".yaml") {
+                        out.push((p, Cow::Borrowed(f.contents())));
+                    }
+                }
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(&EMBEDDED, &mut out);
+    out
+}
+
+/// Read and vet an external data directory: it must exist, be a directory
+/// and hold `registry.yaml`; no entry may be a symlink, contain `..`, or be
+/// larger than [`MAX_EXTERNAL_FILE_BYTES`]. Files come back depth-first in
+/// lexical order.
+fn read_external(dir: &Path) -> Result<Vec<(String, Cow<'static, [u8]>)>> {
+    let meta = std::fs::metadata(dir).map_err(|e| {
+        Error::not_found(format!("external data directory not found: {}: {e}", dir.display()))
+    })?;
+    if !meta.is_dir() {
+        return Err(Error::invalid(format!(
+            "external data path is not a directory: {}",
+            dir.display()
+        )));
+    }
+    if !dir.join("registry.yaml").is_file() {
+        return Err(Error::invalid(format!(
+            "registry.yaml is required in external data directory: {}",
+            dir.display()
+        )));
+    }
+    let mut out = Vec::new();
+    walk_external(dir, dir, &mut out)
+        .context("external directory validation failed")?;
+    Ok(out)
+}
+
+fn walk_external(root: &Path, dir: &Path, out: &mut Vec<(String, Cow<'static, [u8]>)>) -> Result<()> {
+    let io = |e: std::io::Error, p: &Path| Error::internal(format!("{}: {e}", p.display()));
+    let mut entries: Vec<_> = std::fs::read_dir(dir)
+        .map_err(|e| io(e, dir))?
+        .collect::<std::result::Result<_, _>>()
+        .map_err(|e| io(e, dir))?;
+    entries.sort_by_key(|e| e.file_name());
+    for entry in entries {
+        let path = entry.path();
+        let rel = path
+            .strip_prefix(root)
+            .unwrap_or(&path)
+            .to_string_lossy()
+            .replace('\\', "/");
+        let meta = std::fs::symlink_metadata(&path).map_err(|e| io(e, &path))?;
+        if meta.file_type().is_symlink() {
+            return Err(Error::invalid(format!("symlinks not allowed: {rel}")));
+        }
+        if meta.is_dir() {
+            walk_external(root, &path, out)?;
+            continue;
+        }
+        if rel.contains("..") {
+            return Err(Error::invalid(format!("path traversal detected: {rel}")));
+        }
+        if meta.len() > MAX_EXTERNAL_FILE_BYTES {
+            return Err(Error::invalid(format!(
+                "file too large ({} bytes, max {MAX_EXTERNAL_FILE_BYTES}): {rel}",
+                meta.len()
+            )));
+        }
+        let bytes = std::fs::read(&path).map_err(|e| io(e, &path))?;
+        tracing::debug!("discovered external file: {rel}");
+        out.push((rel, Cow::Owned(bytes)));
+    }
+    Ok(())
+}

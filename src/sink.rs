@@ -1,0 +1,166 @@
+//! Where output documents go: stdout, a local file (written atomically) or a
+//! ConfigMap (see the kube layer). Owns the "nothing half-written" rule for
+//! files: content goes to a temporary file in the target directory and is
+//! renamed into place only when complete.
+
+use std::io::Write;
+use std::path::Path;
+
+use crate::error::{Error, ErrorKind, Result};
+
+/// Output formats shared by documents (`recipe`, `snapshot`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum OutputFormat {
+    #[default]
+    Yaml,
+    Json,
+    Table,
+}
+
+impl OutputFormat {
+    pub fn parse(s: &str) -> Result<OutputFormat> {
+        match s {
+            "yaml" => Ok(OutputFormat::Yaml),
+            "json" => Ok(OutputFormat::Json),
+            "table" => Ok(OutputFormat::Table),
+            other => Err(Error::invalid(format!(
+                "unknown output format: {other:?}, valid formats are: yaml, json, table"
+            ))),
+        }
+    }
+}
+
+/// Whether a destination means standard output.
+pub fn is_stdout(dest: &str) -> bool {
+    dest.is_empty() || dest == "-"
+}
+
+/// Write `content` to `path` atomically: a sibling temporary file, fsync,
+/// rename. On any failure nothing is left at `path` (or the old file stays).
+pub fn write_file_atomic(path: &Path, content: &[u8]) -> Result<()> {
+    let fail = |e: &dyn std::fmt::Display| {
+        Error::new(
+            ErrorKind::Internal,
+            format!("failed to create output file {:?}: {e}", path.display().to_string()),
+        )
+    };
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    if !dir.is_dir() {
+        return Err(fail(&format!("directory {:?} does not exist", dir.display().to_string())));
+    }
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".aicr-")
+        .tempfile_in(dir)
+        .map_err(|e| fail(&e))?;
+    tmp.write_all(content).map_err(|e| fail(&e))?;
+    tmp.as_file().sync_all().map_err(|e| fail(&e))?;
+    tmp.persist(path).map_err(|e| fail(&e.error))?;
+    Ok(())
+}
+
+/// Write to stdout or a file path. ConfigMap destinations go through the
+/// kube layer.
+pub fn write_local(dest: &str, content: &[u8]) -> Result<()> {
+    if is_stdout(dest) {
+        let mut out = std::io::stdout().lock();
+        out.write_all(content)
+            .and_then(|_| out.flush())
+            .map_err(|e| Error::internal(format!("failed to write to stdout: {e}")))
+    } else {
+        write_file_atomic(Path::new(dest), content)
+    }
+}
+
+/// Flatten a document into `Path<TAB>value` rows under a FIELD/VALUE
+/// header, sorted by path, the first column padded.
+pub fn table(doc: &serde_json::Value) -> String {
+    fn walk(prefix: &str, v: &serde_json::Value, rows: &mut Vec<(String, String)>) {
+        match v {
+            serde_json::Value::Object(m) => {
+                for (k, v) in m {
+                    let p = if prefix.is_empty() { go_name(k) } else { format!("{prefix}.{}", go_name(k)) };
+                    walk(&p, v, rows);
+                }
+            }
+            serde_json::Value::Array(a) => {
+                for (i, v) in a.iter().enumerate() {
+                    walk(&format!("{prefix}.[{i}]"), v, rows);
+                }
+            }
+            serde_json::Value::Null => rows.push((prefix.to_string(), "<nil>".into())),
+            serde_json::Value::String(s) => rows.push((prefix.to_string(), s.clone())),
+            other => rows.push((prefix.to_string(), other.to_string())),
+        }
+    }
+    let mut rows = Vec::new();
+    walk("", doc, &mut rows);
+    if rows.is_empty() {
+        return "<empty>\n".into();
+    }
+    rows.sort();
+    let width = rows.iter().map(|(p, _)| p.len()).max().unwrap_or(5).max(5) + 2;
+    let mut out = format!("{:width$}{}\n{:width$}{}\n", "FIELD", "VALUE", "-----", "-----");
+    for (p, v) in rows {
+        out.push_str(&format!("{p:width$}{v}\n"));
+    }
+    out
+}
+
+/// Document keys as upstream's Go field names (`apiVersion` → `APIVersion`).
+fn go_name(key: &str) -> String {
+    match key {
+        "apiVersion" => "APIVersion".into(),
+        "os" => "OS".into(),
+        k => {
+            let mut c = k.chars();
+            match c.next() {
+                Some(f) => f.to_uppercase().chain(c).collect(),
+                None => String::new(),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn atomic_write_leaves_nothing_when_the_directory_is_missing() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("missing/out.yaml");
+        let e = write_file_atomic(&p, b"x").unwrap_err();
+        assert!(e.to_string().contains("does not exist"), "{e}");
+        assert!(!p.exists());
+    }
+
+    #[test]
+    fn atomic_write_replaces_content_and_cleans_up() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("out.yaml");
+        write_file_atomic(&p, b"one").unwrap();
+        write_file_atomic(&p, b"two").unwrap();
+        assert_eq!(std::fs::read(&p).unwrap(), b"two");
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1, "no temp files left");
+    }
+
+    #[test]
+    fn formats_parse_strictly() {
+        assert_eq!(OutputFormat::parse("json").unwrap(), OutputFormat::Json);
+        let e = OutputFormat::parse("xml").unwrap_err();
+        assert_eq!(e.to_string(), r#"unknown output format: "xml", valid formats are: yaml, json, table"#);
+    }
+
+    #[test]
+    fn table_flattens_with_go_names() {
+        let t = table(&serde_json::json!({"apiVersion": "v", "criteria": {"os": "ubuntu"}, "l": ["a"], "n": null}));
+        assert!(t.starts_with("FIELD"), "{t}");
+        assert!(t.contains("APIVersion   v\n"), "{t}");
+        assert!(t.contains("Criteria.OS  ubuntu\n"), "{t}");
+        assert!(t.contains("L.[0]        a\n"), "{t}");
+        assert!(t.contains("N            <nil>\n"), "{t}");
+    }
+}

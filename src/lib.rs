@@ -11,6 +11,7 @@ pub mod constraint;
 pub mod engine;
 pub mod error;
 pub mod hydrate;
+pub mod k8s;
 pub mod model;
 pub mod sink;
 pub mod source;

@@ -1,1 +1,131 @@
-fn main() {}
+//! `aicr`: the AI Cluster Runtime CLI. Parses arguments, wires the core
+//! library together and prints; every exit code comes from
+//! `aicr::ErrorKind::exit_code` (or 1 for usage errors, as upstream).
+
+mod kubeio;
+mod logging;
+mod recipe;
+
+use std::io::Write;
+use std::process::ExitCode;
+
+use clap::{CommandFactory, Parser, Subcommand, ValueEnum};
+
+use aicr::error::{Error, Result};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "aicr",
+    about = "AI Cluster Runtime: capture, recipe, validate and bundle GPU Kubernetes clusters",
+    version = aicr::VERSION,
+    disable_version_flag = true
+)]
+struct Cli {
+    /// Debug logging: key=value lines with time, level and source
+    #[arg(long, global = true, env = "AICR_DEBUG")]
+    debug: bool,
+    /// Structured JSON logs for automation
+    #[arg(long, global = true, env = "AICR_LOG_JSON")]
+    log_json: bool,
+    /// Print the version and exit
+    #[arg(short = 'v', long = "version", action = clap::ArgAction::Version)]
+    version: Option<bool>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Generate a recipe from criteria, a snapshot or a config file
+    Recipe(recipe::RecipeArgs),
+    /// Print one value of the fully hydrated recipe
+    Query(recipe::QueryArgs),
+    /// Print a shell completion script
+    Completion {
+        #[arg(value_enum)]
+        shell: Shell,
+    },
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum Shell {
+    Bash,
+    Zsh,
+    Fish,
+    Pwsh,
+}
+
+fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Recipe(a) => recipe::run_recipe(&a),
+        Command::Query(a) => recipe::run_query(&a),
+        Command::Completion { shell } => {
+            let shell = match shell {
+                Shell::Bash => clap_complete::Shell::Bash,
+                Shell::Zsh => clap_complete::Shell::Zsh,
+                Shell::Fish => clap_complete::Shell::Fish,
+                Shell::Pwsh => clap_complete::Shell::PowerShell,
+            };
+            let mut buf = Vec::new();
+            clap_complete::generate(shell, &mut Cli::command(), "aicr", &mut buf);
+            std::io::stdout()
+                .write_all(&buf)
+                .map_err(|e| Error::internal(format!("failed to write completion script: {e}")))
+        }
+    }
+}
+
+/// Usage errors exit 1, as upstream's flag parser does; a single-value flag
+/// given twice is invalid input (2).
+fn usage_error(e: clap::Error) -> ExitCode {
+    use clap::error::{ContextKind, ContextValue, ErrorKind};
+    match e.kind() {
+        ErrorKind::DisplayHelp | ErrorKind::DisplayVersion | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
+            let _ = e.print();
+            ExitCode::SUCCESS
+        }
+        ErrorKind::ArgumentConflict => {
+            let arg = match e.get(ContextKind::InvalidArg) {
+                Some(ContextValue::String(s)) => s.split_whitespace().next().unwrap_or(s).to_string(),
+                _ => String::new(),
+            };
+            let prior = e.get(ContextKind::PriorArg);
+            let same = matches!(prior, Some(ContextValue::String(p)) if p.split_whitespace().next() == Some(arg.as_str()))
+                || prior.is_none();
+            if same && !arg.is_empty() {
+                logging::report_error(logging::Mode::Cli, &format!("flag {arg} can only be specified once"), 2);
+                ExitCode::from(2)
+            } else {
+                let _ = e.print();
+                ExitCode::from(1)
+            }
+        }
+        _ => {
+            let _ = e.print();
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => return usage_error(e),
+    };
+    let mode = if cli.log_json {
+        logging::Mode::Json
+    } else if cli.debug {
+        logging::Mode::Text
+    } else {
+        logging::Mode::Cli
+    };
+    logging::init(mode, cli.debug);
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            let code = e.kind().exit_code();
+            logging::report_error(mode, e.message(), code);
+            ExitCode::from(code as u8)
+        }
+    }
+}

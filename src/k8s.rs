@@ -1,0 +1,206 @@
+//! The Kubernetes edge: building a client (`--kubeconfig`, `KUBECONFIG`,
+//! `~/.kube/config`, in-cluster), mapping API failures onto the exit-code
+//! kinds, and reading/writing documents kept in ConfigMaps (`cm://`).
+//! Commands that need more of the cluster build on [`client`].
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::ConfigMap;
+use kube::api::{Api, ObjectMeta, Patch, PatchParams};
+use kube::config::{KubeConfigOptions, Kubeconfig};
+
+use crate::error::{Error, ErrorKind, Result};
+use crate::sink::OutputFormat;
+use crate::source::ConfigMapRef;
+use crate::yaml::Format;
+
+/// Field manager name for server-side apply.
+pub const FIELD_MANAGER: &str = "aicr";
+/// Connect timeout for API calls.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// Per-request read/write timeout for API calls.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Run a future on a small runtime, for synchronous commands that touch the
+/// cluster only occasionally.
+pub fn block_on<F: std::future::Future>(fut: F) -> Result<F::Output> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Error::internal(format!("failed to start async runtime: {e}")))?;
+    Ok(rt.block_on(fut))
+}
+
+/// A client from an explicit kubeconfig, else the standard resolution.
+pub async fn client(kubeconfig: Option<&Path>) -> Result<kube::Client> {
+    let mut config = match kubeconfig {
+        Some(p) => {
+            let kc = Kubeconfig::read_from(p).map_err(|e| {
+                Error::invalid(format!("invalid kubeconfig {}: {}", p.display(), one_line(&e)))
+            })?;
+            kube::Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default())
+                .await
+                .map_err(|e| {
+                    Error::invalid(format!("invalid kubeconfig {}: {}", p.display(), one_line(&e)))
+                })?
+        }
+        None => kube::Config::infer().await.map_err(|e| {
+            Error::new(
+                ErrorKind::Unavailable,
+                format!("no Kubernetes configuration found (set --kubeconfig or KUBECONFIG): {}", one_line(&e)),
+            )
+        })?,
+    };
+    config.connect_timeout = Some(CONNECT_TIMEOUT);
+    config.read_timeout = Some(REQUEST_TIMEOUT);
+    config.write_timeout = Some(REQUEST_TIMEOUT);
+    kube::Client::try_from(config).map_err(|e| api_error(e, "failed to create Kubernetes client"))
+}
+
+fn one_line(e: &dyn std::fmt::Display) -> String {
+    e.to_string().lines().next().unwrap_or_default().to_string()
+}
+
+/// Classify a kube error by what the user can do about it: 404 → not
+/// found, 401/403 → unauthorized, timeouts, unreachable servers.
+pub fn api_error(e: kube::Error, what: &str) -> Error {
+    if let kube::Error::Api(status) = &e {
+        let kind = match status.code {
+            404 => ErrorKind::NotFound,
+            401 | 403 => ErrorKind::Unauthorized,
+            408 | 504 => ErrorKind::Timeout,
+            429 => ErrorKind::RateLimit,
+            500..=599 => ErrorKind::Unavailable,
+            _ => ErrorKind::Internal,
+        };
+        let reason = if status.message.is_empty() { status.reason.clone() } else { status.message.clone() };
+        return Error::new(kind, format!("{what}: {reason} (HTTP {})", status.code));
+    }
+    let mut kind = ErrorKind::Internal;
+    let mut cause: Option<&dyn std::error::Error> = Some(&e);
+    let mut text = String::new();
+    while let Some(c) = cause {
+        text = c.to_string();
+        if let Some(io) = c.downcast_ref::<std::io::Error>() {
+            kind = match io.kind() {
+                std::io::ErrorKind::TimedOut | std::io::ErrorKind::WouldBlock => ErrorKind::Timeout,
+                std::io::ErrorKind::ConnectionRefused
+                | std::io::ErrorKind::ConnectionReset
+                | std::io::ErrorKind::ConnectionAborted
+                | std::io::ErrorKind::NotConnected
+                | std::io::ErrorKind::AddrNotAvailable => ErrorKind::Unavailable,
+                _ => kind,
+            };
+        }
+        let lower = text.to_ascii_lowercase();
+        if kind == ErrorKind::Internal {
+            if lower.contains("timed out") || lower.contains("timeout") || lower.contains("elapsed") {
+                kind = ErrorKind::Timeout;
+            } else if lower.contains("connection refused") || lower.contains("dns error") || lower.contains("connect") {
+                kind = ErrorKind::Unavailable;
+            }
+        }
+        cause = c.source();
+    }
+    let hint = match kind {
+        ErrorKind::Timeout => "the API server did not answer in time",
+        ErrorKind::Unavailable => "the API server is unreachable",
+        _ => "",
+    };
+    let detail = if hint.is_empty() { one_line(&text) } else { format!("{hint} ({})", one_line(&text)) };
+    Error::new(kind, format!("{what}: {detail}"))
+}
+
+/// Read the document a ConfigMap holds (snapshot or recipe) and its format.
+/// The format comes from `data.format` when present; the key is
+/// `<document>.<ext>`, trying yaml, json, txt in turn.
+pub async fn read_document(client: &kube::Client, cm: &ConfigMapRef) -> Result<(Vec<u8>, Format)> {
+    let api: Api<ConfigMap> = Api::namespaced(client.clone(), &cm.namespace);
+    let obj = api
+        .get(&cm.name)
+        .await
+        .map_err(|e| api_error(e, &format!("failed to get ConfigMap {}/{}", cm.namespace, cm.name)))?;
+    let data = obj.data.unwrap_or_default();
+    let hinted = data.get("format").map(String::as_str).unwrap_or("yaml").to_string();
+    let mut candidates: Vec<String> = Vec::new();
+    for doc in ["snapshot", "recipe"] {
+        candidates.push(format!("{doc}.{hinted}"));
+    }
+    for ext in ["yaml", "json", "txt"] {
+        for doc in ["snapshot", "recipe"] {
+            candidates.push(format!("{doc}.{ext}"));
+        }
+    }
+    for key in candidates {
+        if let Some(text) = data.get(&key) {
+            let ext = key.rsplit('.').next().unwrap_or("yaml");
+            let format = match ext {
+                "json" => Format::Json,
+                "yaml" | "yml" => Format::Yaml,
+                _ => {
+                    return Err(Error::invalid(format!(
+                        "{cm}: key {key:?} holds table output, which cannot be read back"
+                    )));
+                }
+            };
+            return Ok((text.clone().into_bytes(), format));
+        }
+    }
+    Err(Error::not_found(format!(
+        "ConfigMap {}/{} has no snapshot or recipe data (expected a key such as snapshot.yaml or recipe.yaml)",
+        cm.namespace, cm.name
+    )))
+}
+
+/// Create or replace a ConfigMap holding one document, with server-side
+/// apply so repeated writes are idempotent and no read-modify-write race
+/// exists. `doc_type` is `snapshot`, `recipe` or `report`.
+pub async fn write_document(
+    client: &kube::Client,
+    cm: &ConfigMapRef,
+    doc_type: &str,
+    content: &[u8],
+    format: OutputFormat,
+) -> Result<()> {
+    let (ext, fmt) = match format {
+        OutputFormat::Yaml => ("yaml", "yaml"),
+        OutputFormat::Json => ("json", "json"),
+        OutputFormat::Table => ("txt", "table"),
+    };
+    let text = String::from_utf8(content.to_vec())
+        .map_err(|_| Error::internal("document is not valid UTF-8"))?;
+    let component = {
+        let mut c = doc_type.chars();
+        c.next().map(|f| f.to_uppercase().chain(c).collect::<String>()).unwrap_or_default()
+    };
+    let labels = BTreeMap::from([
+        ("app.kubernetes.io/name".to_string(), "aicr".to_string()),
+        ("app.kubernetes.io/component".to_string(), component),
+        ("app.kubernetes.io/version".to_string(), crate::VERSION.to_string()),
+    ]);
+    let data = BTreeMap::from([
+        (format!("{doc_type}.{ext}"), text),
+        ("format".to_string(), fmt.to_string()),
+        (
+            "timestamp".to_string(),
+            humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string(),
+        ),
+    ]);
+    let obj = ConfigMap {
+        metadata: ObjectMeta {
+            name: Some(cm.name.clone()),
+            namespace: Some(cm.namespace.clone()),
+            labels: Some(labels),
+            ..Default::default()
+        },
+        data: Some(data),
+        ..Default::default()
+    };
+    let api: Api<ConfigMap> = Api::namespaced(client.clone(), &cm.namespace);
+    api.patch(&cm.name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&obj))
+        .await
+        .map_err(|e| api_error(e, &format!("failed to write ConfigMap {}/{}", cm.namespace, cm.name)))?;
+    Ok(())
+}

@@ -134,6 +134,18 @@ fn json_err(e: serde_json::Error) -> Error {
     Error::internal(format!("failed to encode recipe: {e}"))
 }
 
+/// Upstream's JSON encoding writes the two snapshot-mode lists as `null`
+/// when empty (YAML writes `[]`); apply that before selecting for JSON.
+pub fn null_empty_metadata_lists(doc: &mut Value) {
+    if let Some(meta) = doc.get_mut("metadata").and_then(Value::as_object_mut) {
+        for key in ["constraintWarnings", "excludedOverlays"] {
+            if meta.get(key).and_then(Value::as_array).is_some_and(Vec::is_empty) {
+                meta.insert(key.into(), Value::Null);
+            }
+        }
+    }
+}
+
 /// Walk a dot-path: one leading `.` is optional, empty selects everything,
 /// no escaping or indexing.
 pub fn select<'v>(doc: &'v Value, selector: &str) -> Result<&'v Value> {

@@ -319,8 +319,12 @@ pub fn run_recipe(args: &RecipeArgs) -> Result<()> {
 
 pub fn run_query(args: &QueryArgs) -> Result<()> {
     let r = resolve(&args.common, None)?;
-    let doc = hydrate::hydrate(&r.catalog, &r.recipe)?;
+    let json = r.format == OutputFormat::Json;
+    let mut doc = hydrate::hydrate(&r.catalog, &r.recipe)?;
+    if json {
+        hydrate::null_empty_metadata_lists(&mut doc);
+    }
     let value = hydrate::select(&doc, &args.selector)?;
-    let text = hydrate::render_selection(value, r.format == OutputFormat::Json)?;
+    let text = hydrate::render_selection(value, json)?;
     sink::write_local("-", text.as_bytes())
 }

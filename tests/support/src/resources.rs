@@ -71,7 +71,7 @@ impl ResourceType {
 /// written through.
 pub(crate) type StorageKey = (String, String);
 
-fn qualify(name: &str, group: &str) -> String {
+pub(crate) fn qualify(name: &str, group: &str) -> String {
     if group.is_empty() {
         name.to_string()
     } else {

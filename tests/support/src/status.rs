@@ -2,7 +2,7 @@
 //! reason, details and code follow the real server's wording, because product
 //! code matches on reasons and tests compare messages.
 
-use crate::resources::ResourceType;
+use crate::resources::{ResourceType, qualify};
 use serde_json::{Map, Value, json};
 
 /// A failed request, rendered as a `Status` body by [`ApiError::to_status`].
@@ -76,25 +76,29 @@ impl ApiError {
         )
     }
 
-    pub fn forbidden(request: &Access<'_>, user: &str) -> Self {
-        let rt = request.resource;
-        let subject = match request.name {
-            Some(name) => format!("{} \"{name}\"", rt.qualified_resource()),
-            None => rt.qualified_resource(),
+    pub fn forbidden(access: &Access<'_>, user: &str) -> Self {
+        let qualified = qualify(access.plural, access.group);
+        let subject = match access.name {
+            Some(name) => format!("{qualified} \"{name}\""),
+            None => qualified,
         };
-        let resource = match request.subresource {
-            Some(sub) => format!("{}/{sub}", rt.plural),
-            None => rt.plural.clone(),
+        let resource = match access.subresource {
+            Some(sub) => format!("{}/{sub}", access.plural),
+            None => access.plural.to_string(),
         };
-        let scope = match request.namespace {
+        let scope = match access.namespace {
             Some(ns) => format!("in the namespace \"{ns}\""),
             None => "at the cluster scope".to_string(),
         };
         let message = format!(
             "{subject} is forbidden: User \"{user}\" cannot {} resource \"{resource}\" in API group \"{}\" {scope}",
-            request.verb, rt.group
+            access.verb, access.group
         );
-        Self::new(403, Some("Forbidden"), message).about_resource(rt, request.name.unwrap_or(""))
+        Self::new(403, Some("Forbidden"), message).about(
+            access.name.unwrap_or(""),
+            access.group,
+            access.plural,
+        )
     }
 
     /// A validation failure of one field; `detail` starts with the error type
@@ -169,13 +173,45 @@ impl ApiError {
     }
 }
 
-/// What a request asks to do, in the terms authorization speaks.
+/// What a request asks to do, in the terms authorization speaks. Kept as
+/// plain names because access reviews may ask about resources the server
+/// does not serve (the agent's pre-flight asks for `jobs` in group "").
+#[derive(Debug, Clone, Copy)]
 pub(crate) struct Access<'a> {
     pub verb: &'a str,
-    pub resource: &'a ResourceType,
+    pub group: &'a str,
+    pub plural: &'a str,
+    pub kind: &'a str,
     pub subresource: Option<&'a str>,
     pub namespace: Option<&'a str>,
     pub name: Option<&'a str>,
+}
+
+impl<'a> Access<'a> {
+    pub fn to(verb: &'a str, rt: &'a ResourceType) -> Self {
+        Access {
+            verb,
+            group: &rt.group,
+            plural: &rt.plural,
+            kind: &rt.kind,
+            subresource: None,
+            namespace: None,
+            name: None,
+        }
+    }
+}
+
+/// The body of a delete that removed the object at once.
+pub(crate) fn deleted(rt: &ResourceType, name: &str, uid: &str) -> Value {
+    let mut details = ApiError::new(200, None, String::new()).about(name, &rt.group, &rt.plural).details;
+    details.insert("uid".into(), uid.into());
+    json!({
+        "kind": "Status",
+        "apiVersion": "v1",
+        "metadata": {},
+        "status": "Success",
+        "details": details,
+    })
 }
 
 #[cfg(test)]
@@ -197,11 +233,8 @@ mod tests {
             r#"jobs.batch "j" already exists"#
         );
         let access = Access {
-            verb: "list",
-            resource: job,
-            subresource: None,
             namespace: Some("ns"),
-            name: None,
+            ..Access::to("list", job)
         };
         let status = ApiError::forbidden(&access, "u").to_status();
         assert_eq!(

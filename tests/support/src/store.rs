@@ -124,8 +124,9 @@ impl Store {
         self.expired_before = self.last_rv;
     }
 
-    pub fn is_expired(&self, rv: u64) -> bool {
-        rv < self.expired_before
+    /// The oldest resourceVersion a watch may resume from.
+    pub fn oldest_watchable(&self) -> u64 {
+        self.expired_before
     }
 
     fn stored(&self, rt: &ResourceType, namespace: &str, name: &str) -> Option<&Value> {
@@ -201,7 +202,9 @@ impl Store {
         metadata.insert("uid".into(), format!("00000000-0000-4000-8000-{rv:012x}").into());
         metadata.insert("creationTimestamp".into(), now().into());
         metadata.insert("resourceVersion".into(), rv.to_string().into());
-        metadata.entry("generation").or_insert(1.into());
+        if writer == Writer::Client || !metadata.contains_key("generation") {
+            metadata.insert("generation".into(), 1.into());
+        }
         metadata.remove("deletionTimestamp");
         if dry_run {
             return Ok(present(rt, &object));
@@ -407,7 +410,7 @@ impl Store {
 }
 
 /// The stored object as read through `rt`'s version.
-fn present(rt: &ResourceType, object: &Value) -> Value {
+pub(crate) fn present(rt: &ResourceType, object: &Value) -> Value {
     let mut object = object.clone();
     object["apiVersion"] = rt.api_version().into();
     object["kind"] = rt.kind.clone().into();
@@ -696,6 +699,6 @@ mod tests {
         let after: Vec<u64> = store.changes_after(2).iter().map(|c| c.rv).collect();
         assert_eq!(after, [3]);
         store.expire_history();
-        assert!(store.is_expired(2) && !store.is_expired(3));
+        assert_eq!(store.oldest_watchable(), 3);
     }
 }

@@ -1,0 +1,234 @@
+//! Builders for objects tests commonly seed: namespaces, ConfigMaps, GPU
+//! nodes, CRDs, the GPU Operator's ClusterPolicy, and what a Job's
+//! controller and kubelet would write (pods, finished status). Each returns
+//! plain JSON ready for [`crate::FakeCluster::insert`]; they carry only the
+//! fields given plus what k8s-openapi needs to deserialize them.
+
+use crate::store::now;
+use serde_json::{Value, json};
+
+pub fn namespace(name: &str) -> Value {
+    json!({
+        "apiVersion": "v1",
+        "kind": "Namespace",
+        "metadata": {"name": name},
+        "status": {"phase": "Active"},
+    })
+}
+
+pub fn config_map(namespace: &str, name: &str, data: &[(&str, &str)]) -> Value {
+    let data: serde_json::Map<String, Value> = data
+        .iter()
+        .map(|(k, v)| (k.to_string(), Value::from(*v)))
+        .collect();
+    json!({
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {"name": name, "namespace": namespace},
+        "data": data,
+    })
+}
+
+/// Starts a Ready node with no labels or taints, 8 CPUs and 32 GiB, and a
+/// complete `nodeInfo` (kubelet v1.33.5, containerd 1.7.27, Ubuntu).
+pub fn node(name: &str) -> NodeBuilder {
+    let resources = json!({"cpu": "8", "memory": "32Gi", "pods": "110"});
+    NodeBuilder {
+        object: json!({
+            "apiVersion": "v1",
+            "kind": "Node",
+            "metadata": {"name": name, "labels": {}},
+            "spec": {},
+            "status": {
+                "capacity": resources,
+                "allocatable": resources,
+                "conditions": [{"type": "Ready", "status": "True", "reason": "KubeletReady",
+                                "message": "kubelet is posting ready status"}],
+                "nodeInfo": {
+                    "architecture": "amd64",
+                    "bootID": "",
+                    "containerRuntimeVersion": "containerd://1.7.27",
+                    "kernelVersion": "6.8.0-1028-aws",
+                    "kubeProxyVersion": "v1.33.5",
+                    "kubeletVersion": "v1.33.5",
+                    "machineID": "",
+                    "operatingSystem": "linux",
+                    "osImage": "Ubuntu 24.04.2 LTS",
+                    "systemUUID": "",
+                },
+            },
+        }),
+    }
+}
+
+/// A Node under construction; see [`node`].
+#[derive(Clone, Debug)]
+pub struct NodeBuilder {
+    object: Value,
+}
+
+impl NodeBuilder {
+    pub fn label(mut self, key: &str, value: &str) -> Self {
+        self.object["metadata"]["labels"][key] = value.into();
+        self
+    }
+
+    /// Adds a taint; `effect` is `NoSchedule`, `PreferNoSchedule` or `NoExecute`.
+    pub fn taint(mut self, key: &str, value: &str, effect: &str) -> Self {
+        let mut taint = json!({"key": key, "effect": effect});
+        if !value.is_empty() {
+            taint["value"] = value.into();
+        }
+        match self.object["spec"]["taints"].as_array_mut() {
+            Some(taints) => taints.push(taint),
+            None => self.object["spec"]["taints"] = json!([taint]),
+        }
+        self
+    }
+
+    /// Sets capacity and allocatable `nvidia.com/gpu`.
+    pub fn gpus(mut self, count: u32) -> Self {
+        for field in ["capacity", "allocatable"] {
+            self.object["status"][field]["nvidia.com/gpu"] = count.to_string().into();
+        }
+        self
+    }
+
+    /// Sets `spec.providerID`, e.g. `aws:///us-east-1a/i-0abc`.
+    pub fn provider_id(mut self, id: &str) -> Self {
+        self.object["spec"]["providerID"] = id.into();
+        self
+    }
+
+    /// Overrides one `status.nodeInfo` field, e.g. `kubeletVersion`.
+    pub fn node_info(mut self, field: &str, value: &str) -> Self {
+        self.object["status"]["nodeInfo"][field] = value.into();
+        self
+    }
+
+    pub fn build(self) -> Value {
+        self.object
+    }
+}
+
+/// A CRD with one served storage version, an open schema and a status
+/// subresource.
+pub fn crd(group: &str, version: &str, kind: &str, plural: &str, namespaced: bool) -> Value {
+    json!({
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": {"name": format!("{plural}.{group}")},
+        "spec": {
+            "group": group,
+            "names": {
+                "kind": kind,
+                "listKind": format!("{kind}List"),
+                "plural": plural,
+                "singular": kind.to_lowercase(),
+            },
+            "scope": if namespaced { "Namespaced" } else { "Cluster" },
+            "versions": [{
+                "name": version,
+                "served": true,
+                "storage": true,
+                "schema": {"openAPIV3Schema": {"type": "object", "x-kubernetes-preserve-unknown-fields": true}},
+                "subresources": {"status": {}},
+            }],
+        },
+    })
+}
+
+/// The GPU Operator's CRD: `clusterpolicies.nvidia.com`, v1, cluster-scoped.
+pub fn cluster_policy_crd() -> Value {
+    crd("nvidia.com", "v1", "ClusterPolicy", "clusterpolicies", false)
+}
+
+/// The GPU Operator's `cluster-policy` object with `spec` and
+/// `status.state` (`ready`, `notReady`, `disabled`).
+pub fn cluster_policy(spec: Value, state: &str) -> Value {
+    json!({
+        "apiVersion": "nvidia.com/v1",
+        "kind": "ClusterPolicy",
+        "metadata": {"name": "cluster-policy"},
+        "spec": spec,
+        "status": {"state": state, "namespace": "gpu-operator"},
+    })
+}
+
+/// The status the Job controller writes when a Job succeeds.
+pub fn job_complete_status() -> Value {
+    let at = now();
+    json!({
+        "succeeded": 1,
+        "startTime": at,
+        "completionTime": at,
+        "conditions": [
+            {"type": "SuccessCriteriaMet", "status": "True", "reason": "CompletionsReached",
+             "lastProbeTime": at, "lastTransitionTime": at},
+            {"type": "Complete", "status": "True", "reason": "CompletionsReached",
+             "lastProbeTime": at, "lastTransitionTime": at},
+        ],
+    })
+}
+
+/// The status the Job controller writes when a Job fails for `reason`
+/// (e.g. `BackoffLimitExceeded`, `DeadlineExceeded`).
+pub fn job_failed_status(reason: &str) -> Value {
+    let at = now();
+    json!({
+        "failed": 1,
+        "startTime": at,
+        "conditions": [
+            {"type": "FailureTarget", "status": "True", "reason": reason,
+             "lastProbeTime": at, "lastTransitionTime": at},
+            {"type": "Failed", "status": "True", "reason": reason,
+             "lastProbeTime": at, "lastTransitionTime": at},
+        ],
+    })
+}
+
+/// The pod `job` (as stored, so it has a uid) ran, named `<job>-pod`, with
+/// its first container terminated with `exit_code`. Labels and owner
+/// reference match the Job controller's, so label lookups by
+/// `batch.kubernetes.io/job-name` and cascading deletion both find it.
+pub fn job_pod(job: &Value, exit_code: i32) -> Value {
+    let name = job["metadata"]["name"].as_str().unwrap_or_default();
+    let uid = &job["metadata"]["uid"];
+    let spec = job["spec"]["template"]["spec"].clone();
+    let container = &spec["containers"][0];
+    let at = now();
+    json!({
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {
+            "name": format!("{name}-pod"),
+            "namespace": job["metadata"]["namespace"],
+            "labels": {
+                "batch.kubernetes.io/job-name": name,
+                "job-name": name,
+                "batch.kubernetes.io/controller-uid": uid,
+                "controller-uid": uid,
+            },
+            "ownerReferences": [{"apiVersion": "batch/v1", "kind": "Job", "name": name, "uid": uid,
+                                 "controller": true, "blockOwnerDeletion": true}],
+        },
+        "spec": spec,
+        "status": {
+            "phase": if exit_code == 0 { "Succeeded" } else { "Failed" },
+            "containerStatuses": [{
+                "name": container["name"],
+                "image": container["image"],
+                "imageID": "",
+                "ready": false,
+                "restartCount": 0,
+                "started": false,
+                "state": {"terminated": {
+                    "exitCode": exit_code,
+                    "reason": if exit_code == 0 { "Completed" } else { "Error" },
+                    "startedAt": at,
+                    "finishedAt": at,
+                }},
+            }],
+        },
+    })
+}

@@ -1,11 +1,96 @@
-//! Compiles `proto/` into the core library with protox, so no system `protoc`
-//! is needed on build machines.
+//! Build steps for the core library:
+//!
+//! 1. Compile `proto/` with protox, so no system `protoc` is needed.
+//! 2. Pre-parse the embedded catalog's recipe documents and registry with the
+//!    library's own model types and store them as JSON in `OUT_DIR`. The
+//!    binary then decodes JSON (fast) instead of YAML (slow) on every start,
+//!    with exactly the semantics of the YAML path, because the same types
+//!    and the same YAML reader produce it.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+#[allow(dead_code)]
+#[path = "src/error.rs"]
+mod error;
+
+// The model modules refer to each other as `super::…` and `crate::error`,
+// which resolve the same way at the root of this build script.
+#[allow(dead_code)]
+#[path = "src/model/criteria.rs"]
+mod criteria;
+#[allow(dead_code)]
+#[path = "src/model/recipe.rs"]
+mod recipe;
+#[allow(dead_code)]
+#[path = "src/model/registry.rs"]
+mod registry;
+
+use recipe::{RECIPE_METADATA_KIND, RecipeMetadata};
+use registry::ComponentRegistry;
+
+/// What the runtime needs of the embedded catalog, pre-parsed.
+#[derive(serde::Serialize)]
+struct Prebuilt {
+    registry: ComponentRegistry,
+    /// Recipe documents by catalog-relative path; foreign kinds are left out.
+    recipes: BTreeMap<String, RecipeMetadata>,
+}
+
+fn walk(root: &Path, dir: &Path, out: &mut Vec<PathBuf>) {
+    let mut entries: Vec<_> = std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().path()).collect();
+    entries.sort();
+    for p in entries {
+        if p.is_dir() {
+            walk(root, &p, out);
+        } else {
+            out.push(p.strip_prefix(root).unwrap().to_path_buf());
+        }
+    }
+}
+
+fn parse<T: serde::de::DeserializeOwned>(path: &Path) -> T {
+    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let text = if text.trim().is_empty() { "{}".to_string() } else { text };
+    serde_saphyr::from_str(&text).unwrap_or_else(|e| panic!("failed to parse {}: {e}", path.display()))
+}
+
+fn prebuild_catalog() {
+    let root = Path::new("recipes");
+    let mut files = Vec::new();
+    walk(root, root, &mut files);
+    let mut recipes = BTreeMap::new();
+    for rel in files {
+        let rel_s = rel.to_string_lossy().replace('\\', "/");
+        let file = rel.file_name().unwrap().to_string_lossy();
+        // Same classification as `catalog::classify` for recipe documents.
+        if rel_s.contains("checks/")
+            || rel_s.contains("components/")
+            || !file.ends_with(".yaml")
+            || file == "registry.yaml"
+            || file == "data-v1.yaml"
+        {
+            continue;
+        }
+        let doc: RecipeMetadata = parse(&root.join(&rel));
+        if doc.kind.is_empty() || doc.kind == RECIPE_METADATA_KIND {
+            recipes.insert(rel_s, doc);
+        }
+    }
+    let prebuilt = Prebuilt {
+        registry: parse(&root.join("registry.yaml")),
+        recipes,
+    };
+    let out = PathBuf::from(std::env::var("OUT_DIR").unwrap()).join("catalog.json");
+    std::fs::write(out, serde_json::to_vec(&prebuilt).unwrap()).unwrap();
+}
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("cargo:rerun-if-changed=proto");
-    // The catalog is embedded with include_dir; rebuild when it changes.
     println!("cargo:rerun-if-changed=recipes");
+    println!("cargo:rerun-if-changed=src/model");
     let descriptors = protox::compile(["proto/aicr.proto"], ["proto"])?;
     tonic_prost_build::configure().compile_fds(descriptors)?;
+    prebuild_catalog();
     Ok(())
 }

@@ -4,7 +4,8 @@
 //! the registry. It does not resolve recipes (see `engine`).
 
 use std::borrow::Cow;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::{Arc, Mutex};
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
@@ -16,6 +17,17 @@ use crate::model::registry::ComponentRegistry;
 use crate::yaml;
 
 static EMBEDDED: Dir<'static> = include_dir!("$CARGO_MANIFEST_DIR/recipes");
+
+/// The embedded recipe documents and registry, parsed by `build.rs` with
+/// these same model types and stored as JSON, which decodes far faster
+/// than YAML at every start.
+static PREBUILT: &str = include_str!(concat!(env!("OUT_DIR"), "/catalog.json"));
+
+#[derive(serde::Deserialize)]
+struct Prebuilt {
+    registry: ComponentRegistry,
+    recipes: BTreeMap<String, RecipeMetadata>,
+}
 
 /// Largest file an external data directory may contain.
 pub const MAX_EXTERNAL_FILE_BYTES: u64 = 10 * 1024 * 1024;
@@ -41,6 +53,9 @@ pub struct Catalog {
     base: RecipeMetadata,
     overlays: BTreeMap<String, RecipeMetadata>,
     registry: ComponentRegistry,
+    /// Parsed values files, filled on first use (queries and bundles read
+    /// the same few files for many components and recipes).
+    values: Mutex<HashMap<String, Arc<serde_json::Value>>>,
 }
 
 impl Catalog {
@@ -86,7 +101,14 @@ impl Catalog {
                 .filter(|(p, _)| !external_names.contains(p)),
         );
 
-        let mut registry = embedded_registry(source)?;
+        let mut prebuilt: Prebuilt = match source {
+            DataSource::Only(_) => Prebuilt {
+                registry: ComponentRegistry::default(),
+                recipes: BTreeMap::new(),
+            },
+            _ => yaml::from_json(PREBUILT).context("embedded catalog is corrupt")?,
+        };
+        let mut registry = std::mem::take(&mut prebuilt.registry);
         if dir.is_some() {
             let ext = visit
                 .iter()
@@ -114,12 +136,21 @@ impl Catalog {
             match classify(path) {
                 Class::Component | Class::Ignored => {}
                 Class::Recipe => {
-                    let doc: RecipeMetadata = parse_doc(bytes)
-                        .context(format!("failed to parse {path}"))
-                        .wrap(ErrorKind::Internal, "failed to load metadata store")?;
-                    if !doc.kind.is_empty() && doc.kind != RECIPE_METADATA_KIND {
-                        continue;
-                    }
+                    let doc = if external_names.contains(path) {
+                        let doc: RecipeMetadata = parse_doc(bytes)
+                            .context(format!("failed to parse {path}"))
+                            .wrap(ErrorKind::Internal, "failed to load metadata store")?;
+                        if !doc.kind.is_empty() && doc.kind != RECIPE_METADATA_KIND {
+                            continue;
+                        }
+                        doc
+                    } else {
+                        // Embedded: pre-parsed; foreign kinds were left out.
+                        match prebuilt.recipes.remove(path) {
+                            Some(doc) => doc,
+                            None => continue,
+                        }
+                    };
                     if is_base(path) {
                         base = Some(doc);
                     } else {
@@ -140,7 +171,31 @@ impl Catalog {
             base,
             overlays,
             registry,
+            values: Mutex::default(),
         })
+    }
+
+    /// A component file parsed as a YAML values document (an empty file is
+    /// an empty map); `None` when the catalog has no such file.
+    pub fn values_file(&self, path: &str) -> Result<Option<Arc<serde_json::Value>>> {
+        if let Some(v) = self.values.lock().unwrap_or_else(|p| p.into_inner()).get(path) {
+            return Ok(Some(v.clone()));
+        }
+        let Some(bytes) = self.file(path) else {
+            return Ok(None);
+        };
+        let text = yaml::utf8(bytes)?;
+        let v = if text.trim().is_empty() {
+            serde_json::Value::Object(serde_json::Map::new())
+        } else {
+            yaml::from_yaml(text)?
+        };
+        let v = Arc::new(v);
+        self.values
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(path.to_string(), v.clone());
+        Ok(Some(v))
     }
 
     pub fn base(&self) -> &RecipeMetadata {
@@ -208,17 +263,6 @@ fn parse_doc<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T> {
         return yaml::from_yaml("{}");
     }
     yaml::from_yaml(text)
-}
-
-fn embedded_registry(source: &DataSource) -> Result<ComponentRegistry> {
-    if matches!(source, DataSource::Only(_)) {
-        return Ok(ComponentRegistry::default());
-    }
-    let bytes = EMBEDDED
-        .get_file("registry.yaml")
-        .ok_or_else(|| Error::internal("embedded catalog has no registry.yaml"))?
-        .contents();
-    parse_doc(bytes).context("failed to parse embedded registry.yaml")
 }
 
 /// The embedded tree in depth-first lexical order.

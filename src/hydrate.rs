@@ -27,16 +27,10 @@ pub fn deep_merge(dst: &mut Value, src: &Value) {
 }
 
 fn load_values(catalog: &Catalog, path: &str, what: &str) -> Result<Option<Value>> {
-    let Some(bytes) = catalog.file(path) else {
-        return Ok(None);
-    };
-    let text = yaml::utf8(bytes).map_err(|e| e.context(format!("failed to read {what} {path:?}")))?;
-    if text.trim().is_empty() {
-        return Ok(Some(Value::Object(Map::new())));
-    }
-    let v: Value =
-        yaml::from_yaml(text).map_err(|e| e.context(format!("failed to read {what} {path:?}")))?;
-    Ok(Some(v))
+    let v = catalog
+        .values_file(path)
+        .map_err(|e| e.context(format!("failed to read {what} {path:?}")))?;
+    Ok(v.map(|v| (*v).clone()))
 }
 
 /// A component's effective Helm values: its base values file, the recipe's

@@ -184,17 +184,25 @@ impl FakeCluster {
     /// Namespaced objects without a namespace go to `default`; the namespace
     /// need not exist. Returns the object as stored.
     pub fn insert(&self, object: Value) -> Value {
-        let api_version = object["apiVersion"].as_str().unwrap_or_default();
-        let kind = object["kind"].as_str().unwrap_or_default();
+        let api_version = object["apiVersion"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        let kind = object["kind"].as_str().unwrap_or_default().to_string();
         let catalogue = self.catalogue();
-        let Some(rt) = catalogue.by_api_version_kind(api_version, kind) else {
-            panic!("the fake API server serves no {kind} in {api_version:?}; register its CRD first")
+        let Some(rt) = catalogue.by_api_version_kind(&api_version, &kind) else {
+            panic!(
+                "the fake API server serves no {kind} in {api_version:?}; register its CRD first"
+            )
         };
         let namespace = object["metadata"]["namespace"]
             .as_str()
             .unwrap_or("default")
             .to_string();
-        let name = object["metadata"]["name"].as_str().unwrap_or_default().to_string();
+        let name = object["metadata"]["name"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
         let result = self.write(|store| {
             if store.get(rt, &namespace, &name).is_some() {
                 store.update(rt, &namespace, &name, object, Part::Whole, false)
@@ -202,7 +210,12 @@ impl FakeCluster {
                 store.create(rt, &namespace, object, Writer::Test, false)
             }
         });
-        result.unwrap_or_else(|e| panic!("cannot insert {kind} {name:?}: {}", e.to_status()["message"]))
+        result.unwrap_or_else(|e| {
+            panic!(
+                "cannot insert {kind} {name:?}: {}",
+                e.to_status()["message"]
+            )
+        })
     }
 
     /// One object. `resource` is a plural (`configmaps`), a plural with its
@@ -222,25 +235,40 @@ impl FakeCluster {
 
     /// Edits a stored object in place (any field, status included) as one
     /// write with a new resourceVersion. Panics if it does not exist.
-    pub fn modify(&self, resource: &str, namespace: &str, name: &str, edit: impl FnOnce(&mut Value)) -> Value {
+    pub fn modify(
+        &self,
+        resource: &str,
+        namespace: &str,
+        name: &str,
+        edit: impl FnOnce(&mut Value),
+    ) -> Value {
         let rt = self.resource(resource);
         let result = self.write(|store| {
-            let Some(mut object) = store.get(&rt, namespace, name) else {
-                return None;
-            };
+            let mut object = store.get(&rt, namespace, name)?;
             edit(&mut object);
             Some(store.update(&rt, namespace, name, object, Part::Whole, false))
         });
         match result {
             Some(Ok(object)) => object,
-            Some(Err(e)) => panic!("cannot modify {resource} {name:?}: {}", e.to_status()["message"]),
+            Some(Err(e)) => panic!(
+                "cannot modify {resource} {name:?}: {}",
+                e.to_status()["message"]
+            ),
             None => panic!("cannot modify {resource} {name:?}: it does not exist"),
         }
     }
 
     /// Replaces an object's status, as a controller would.
-    pub fn update_status(&self, resource: &str, namespace: &str, name: &str, status: Value) -> Value {
-        self.modify(resource, namespace, name, |object| object["status"] = status)
+    pub fn update_status(
+        &self,
+        resource: &str,
+        namespace: &str,
+        name: &str,
+        status: Value,
+    ) -> Value {
+        self.modify(resource, namespace, name, |object| {
+            object["status"] = status
+        })
     }
 
     /// Removes an object at once, ignoring finalizers and owned objects.
@@ -252,7 +280,14 @@ impl FakeCluster {
     /// Installs a CRD (a CustomResourceDefinition object, so it is also
     /// visible through the API) with a status subresource; registering
     /// another version of the same CRD adds that version.
-    pub fn register_crd(&self, group: &str, version: &str, kind: &str, plural: &str, namespaced: bool) {
+    pub fn register_crd(
+        &self,
+        group: &str,
+        version: &str,
+        kind: &str,
+        plural: &str,
+        namespaced: bool,
+    ) {
         let name = format!("{plural}.{group}");
         let crd = fixtures::crd(group, version, kind, plural, namespaced);
         let Some(existing) = self.get("customresourcedefinitions", "", &name) else {
@@ -273,7 +308,12 @@ impl FakeCluster {
         }
     }
 
-    fn add_hook(&self, resource: &str, on: ChangeKind, hook: impl Fn(&FakeCluster, &Value) + Send + Sync + 'static) {
+    fn add_hook(
+        &self,
+        resource: &str,
+        on: ChangeKind,
+        hook: impl Fn(&FakeCluster, &Value) + Send + Sync + 'static,
+    ) {
         lock(&self.shared.hooks).push(Hook {
             resource: resource.into(),
             on,
@@ -287,13 +327,21 @@ impl FakeCluster {
     /// runs before the triggering request is answered, so its writes are
     /// visible to the client's next call; spawn a thread from it for effects
     /// that should come later.
-    pub fn on_create(&self, resource: &str, hook: impl Fn(&FakeCluster, &Value) + Send + Sync + 'static) {
+    pub fn on_create(
+        &self,
+        resource: &str,
+        hook: impl Fn(&FakeCluster, &Value) + Send + Sync + 'static,
+    ) {
         self.add_hook(resource, ChangeKind::Added, hook);
     }
 
     /// Runs `hook` after each object of `resource` is gone (not merely
     /// marked for deletion).
-    pub fn on_delete(&self, resource: &str, hook: impl Fn(&FakeCluster, &Value) + Send + Sync + 'static) {
+    pub fn on_delete(
+        &self,
+        resource: &str,
+        hook: impl Fn(&FakeCluster, &Value) + Send + Sync + 'static,
+    ) {
         self.add_hook(resource, ChangeKind::Deleted, hook);
     }
 

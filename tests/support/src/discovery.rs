@@ -3,7 +3,7 @@
 //! `/apis/{group}/{version}`) and aggregated discovery (the same paths asked
 //! for `as=APIGroupDiscoveryList`), all computed from the live catalogue.
 
-use crate::resources::{Catalogue, Origin, ResourceType, version_priority};
+use crate::resources::{Catalogue, Class, ResourceType, version_priority};
 use serde_json::{Value, json};
 
 /// Content type of an aggregated discovery answer.
@@ -24,7 +24,9 @@ pub(crate) fn version_info(git_version: &str) -> Value {
     let major = numbers.next().unwrap_or_default();
     let minor = numbers.next().unwrap_or_default();
     let marker = if core_end < bare.len() { "+" } else { "" };
-    let previous_minor = minor.parse::<u32>().map_or(String::new(), |m| m.saturating_sub(1).to_string());
+    let previous_minor = minor
+        .parse::<u32>()
+        .map_or(String::new(), |m| m.saturating_sub(1).to_string());
     json!({
         "major": major,
         "minor": format!("{minor}{marker}"),
@@ -56,7 +58,9 @@ fn groups(catalogue: &Catalogue) -> Vec<(&str, Vec<&str>)> {
     let mut groups: Vec<(&str, Vec<&str>)> = Vec::new();
     for t in catalogue.types.iter().filter(|t| !t.group.is_empty()) {
         match groups.iter_mut().find(|(g, _)| *g == t.group) {
-            Some((_, versions)) if !versions.contains(&t.version.as_str()) => versions.push(&t.version),
+            Some((_, versions)) if !versions.contains(&t.version.as_str()) => {
+                versions.push(&t.version)
+            }
             Some(_) => {}
             None => groups.push((&t.group, vec![&t.version])),
         }
@@ -96,9 +100,9 @@ pub(crate) fn group(catalogue: &Catalogue, name: &str) -> Option<Value> {
 }
 
 fn verbs(rt: &ResourceType) -> Vec<&'static str> {
-    match rt.origin {
-        Origin::Review => vec!["create"],
-        Origin::BuiltIn | Origin::Custom => vec![
+    match rt.class {
+        Class::Review => vec!["create"],
+        Class::BuiltIn | Class::Custom => vec![
             "create",
             "delete",
             "deletecollection",
@@ -215,7 +219,10 @@ mod tests {
     #[test]
     fn managed_versions_mark_the_minor() {
         let eks = version_info("v1.33.5-eks-3025e55");
-        assert_eq!((eks["major"].as_str(), eks["minor"].as_str()), (Some("1"), Some("33+")));
+        assert_eq!(
+            (eks["major"].as_str(), eks["minor"].as_str()),
+            (Some("1"), Some("33+"))
+        );
         assert_eq!(version_info("v1.32.0")["minor"], "32");
     }
 

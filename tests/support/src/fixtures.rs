@@ -140,7 +140,13 @@ pub fn crd(group: &str, version: &str, kind: &str, plural: &str, namespaced: boo
 
 /// The GPU Operator's CRD: `clusterpolicies.nvidia.com`, v1, cluster-scoped.
 pub fn cluster_policy_crd() -> Value {
-    crd("nvidia.com", "v1", "ClusterPolicy", "clusterpolicies", false)
+    crd(
+        "nvidia.com",
+        "v1",
+        "ClusterPolicy",
+        "clusterpolicies",
+        false,
+    )
 }
 
 /// The GPU Operator's `cluster-policy` object with `spec` and

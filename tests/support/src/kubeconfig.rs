@@ -5,8 +5,8 @@ use crate::cluster::USER;
 use std::io::Write;
 use tempfile::NamedTempFile;
 
-/// The bearer token the generated kubeconfig presents.
-pub const TOKEN: &str = "fake-token";
+/// The bearer token the generated kubeconfig presents; the fake accepts any.
+const TOKEN: &str = "fake-token";
 
 /// Writes a kubeconfig whose current context reaches `server_url` (e.g.
 /// `http://127.0.0.1:8080`) as user `fake-user` with a bearer token and
@@ -39,7 +39,8 @@ users:
 "
     )
     .expect("the temporary kubeconfig can be written");
-    file.flush().expect("the temporary kubeconfig can be flushed");
+    file.flush()
+        .expect("the temporary kubeconfig can be flushed");
     file
 }
 

@@ -2,9 +2,157 @@
 //!
 //! Everything here is a named fake for tests; nothing in it is linked into a
 //! production binary.
+//!
+//! The centrepiece is [`FakeApiServer`]: an in-process Kubernetes API server
+//! spoken to over real HTTP through a generated kubeconfig, so product code
+//! builds its `kube::Client` exactly as it would against a cluster.
+//!
+//! ```no_run
+//! # async fn demo() {
+//! use aicr_test_support::{FakeApiServer, fixtures};
+//! let api = FakeApiServer::start().await;
+//! api.insert(fixtures::node("gpu-1").gpus(8).build());
+//! api.deny("configmaps", "create");
+//! let client = api.client().await;
+//! // ... run product code with `client` or `api.kubeconfig_path()` ...
+//! assert!(api.requests().iter().all(|r| !r.is_write()));
+//! # }
+//! ```
+
+mod cluster;
+mod discovery;
+pub mod fixtures;
+mod kubeconfig;
+mod patch;
+mod resources;
+mod selectors;
+mod server;
+mod status;
+mod store;
+mod validation;
+
+pub use cluster::{FakeCluster, RecordedRequest};
+pub use kubeconfig::{kubeconfig_for, unreachable_kubeconfig};
+
+use std::net::SocketAddr;
+use std::path::Path;
+use tempfile::NamedTempFile;
 
 /// Absolute path of the repository's `shared/` reference directory, which CI
 /// and developers keep beside the checkout.
 pub fn shared_dir() -> std::path::PathBuf {
     std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared")
+}
+
+/// A fake API server listening on `127.0.0.1` at a random port, with a
+/// kubeconfig pointing at it. It dereferences to [`FakeCluster`] for seeding,
+/// inspecting and shaping the cluster.
+///
+/// The server runs on its own thread and runtime, so tests may block (or run
+/// product code that starts its own runtime) without stalling it. Dropping it
+/// stops the server and ends open watches.
+pub struct FakeApiServer {
+    cluster: FakeCluster,
+    address: SocketAddr,
+    kubeconfig: NamedTempFile,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl FakeApiServer {
+    /// Starts a server from async code. The server never shares the caller's
+    /// runtime; this is `async` so call sites read naturally in async tests.
+    pub async fn start() -> Self {
+        Self::start_blocking()
+    }
+
+    /// Starts a server from synchronous code.
+    pub fn start_blocking() -> Self {
+        let listener =
+            std::net::TcpListener::bind("127.0.0.1:0").expect("a local port can be bound");
+        listener
+            .set_nonblocking(true)
+            .expect("the listener can be made non-blocking");
+        let address = listener
+            .local_addr()
+            .expect("a bound listener has an address");
+        let cluster = FakeCluster::new();
+        let router = server::router(cluster.clone());
+        let (shutdown, stopped) = tokio::sync::oneshot::channel::<()>();
+        let thread = std::thread::Builder::new()
+            .name(format!("fake-apiserver-{}", address.port()))
+            .spawn(move || {
+                let runtime = tokio::runtime::Builder::new_multi_thread()
+                    .worker_threads(2)
+                    .enable_all()
+                    .build()
+                    .expect("the fake API server's runtime can be built");
+                runtime.block_on(async move {
+                    let listener =
+                        tokio::net::TcpListener::from_std(listener).expect("the listener joins the runtime");
+                    tokio::select! {
+                        served = axum::serve(listener, router) => served.expect("the fake API server runs"),
+                        _ = stopped => {}
+                    }
+                });
+                // Dropping the runtime here cancels open connections and watches.
+            })
+            .expect("the fake API server's thread can start");
+        FakeApiServer {
+            kubeconfig: kubeconfig_for(&format!("http://{address}")),
+            cluster,
+            address,
+            shutdown: Some(shutdown),
+            thread: Some(thread),
+        }
+    }
+
+    /// `http://127.0.0.1:PORT`.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.address)
+    }
+
+    /// A kubeconfig whose current context reaches this server.
+    pub fn kubeconfig_path(&self) -> &Path {
+        self.kubeconfig.path()
+    }
+
+    /// The client configuration loaded from [`Self::kubeconfig_path`], for
+    /// tests that adjust it (timeouts) before building a client.
+    pub async fn config(&self) -> kube::Config {
+        let kubeconfig = kube::config::Kubeconfig::read_from(self.kubeconfig_path())
+            .expect("the generated kubeconfig parses");
+        kube::Config::from_custom_kubeconfig(
+            kubeconfig,
+            &kube::config::KubeConfigOptions::default(),
+        )
+        .await
+        .expect("the generated kubeconfig is usable")
+    }
+
+    /// A client built from the generated kubeconfig.
+    pub async fn client(&self) -> kube::Client {
+        kube::Client::try_from(self.config().await)
+            .expect("a client can be built for the fake API server")
+    }
+}
+
+impl std::ops::Deref for FakeApiServer {
+    type Target = FakeCluster;
+
+    fn deref(&self) -> &FakeCluster {
+        &self.cluster
+    }
+}
+
+impl Drop for FakeApiServer {
+    fn drop(&mut self) {
+        if let Some(shutdown) = self.shutdown.take() {
+            // The server thread may already be gone; either way it stops.
+            let _ = shutdown.send(());
+        }
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
 }

@@ -2,7 +2,7 @@
 //! apply are approximated by a JSON merge patch: lists are replaced whole and
 //! no field ownership is tracked.
 
-use crate::resources::{Origin, ResourceType};
+use crate::resources::{Class, ResourceType};
 use crate::status::ApiError;
 use serde_json::Value;
 
@@ -23,14 +23,18 @@ impl PatchKind {
     /// Custom resources refuse strategic merge, as the real apiserver does,
     /// so product code that relies on it fails here as it would in a cluster.
     pub fn from_content_type(content_type: &str, rt: &ResourceType) -> Result<Self, ApiError> {
-        let custom = rt.origin == Origin::Custom;
+        let custom = rt.class == Class::Custom;
         match content_type.split(';').next().unwrap_or("").trim() {
             MERGE => Ok(PatchKind::Merge),
             STRATEGIC if !custom => Ok(PatchKind::Merge),
             JSON_PATCH => Ok(PatchKind::Json),
             APPLY => Ok(PatchKind::Apply),
-            _ if custom => Err(ApiError::unsupported_media_type(&[JSON_PATCH, MERGE, APPLY])),
-            _ => Err(ApiError::unsupported_media_type(&[JSON_PATCH, MERGE, APPLY, STRATEGIC])),
+            _ if custom => Err(ApiError::unsupported_media_type(&[
+                JSON_PATCH, MERGE, APPLY,
+            ])),
+            _ => Err(ApiError::unsupported_media_type(&[
+                JSON_PATCH, MERGE, APPLY, STRATEGIC,
+            ])),
         }
     }
 }
@@ -69,9 +73,8 @@ pub(crate) fn apply(kind: PatchKind, current: &Value, body: &[u8]) -> Result<Val
             json_patch::merge(&mut patched, &patch);
         }
         PatchKind::Json => {
-            let patch: json_patch::Patch = serde_json::from_slice(body).map_err(|e| {
-                ApiError::bad_request(format!("error decoding JSON patch: {e}"))
-            })?;
+            let patch: json_patch::Patch = serde_json::from_slice(body)
+                .map_err(|e| ApiError::bad_request(format!("error decoding JSON patch: {e}")))?;
             json_patch::patch(&mut patched, &patch)
                 .map_err(|e| ApiError::unprocessable(e.to_string()))?;
         }
@@ -88,7 +91,12 @@ mod tests {
     #[test]
     fn patches_apply_by_kind() {
         let current = json!({"data": {"a": "1", "b": "2"}});
-        let merged = apply(PatchKind::Merge, &current, br#"{"data":{"a":null,"c":"3"}}"#).unwrap();
+        let merged = apply(
+            PatchKind::Merge,
+            &current,
+            br#"{"data":{"a":null,"c":"3"}}"#,
+        )
+        .unwrap();
         assert_eq!(merged, json!({"data": {"b": "2", "c": "3"}}));
         let json_patched = apply(
             PatchKind::Json,
@@ -112,7 +120,15 @@ mod tests {
         let catalogue = Catalogue::new(std::iter::once(&crd));
         let custom = catalogue.by_name("ws").unwrap();
         let built_in = catalogue.by_name("configmaps").unwrap();
-        assert_eq!(PatchKind::from_content_type(STRATEGIC, custom).unwrap_err().code, 415);
-        assert_eq!(PatchKind::from_content_type(STRATEGIC, built_in), Ok(PatchKind::Merge));
+        assert_eq!(
+            PatchKind::from_content_type(STRATEGIC, custom)
+                .unwrap_err()
+                .code,
+            415
+        );
+        assert_eq!(
+            PatchKind::from_content_type(STRATEGIC, built_in),
+            Ok(PatchKind::Merge)
+        );
     }
 }

@@ -6,10 +6,10 @@
 use serde_json::Value;
 use std::sync::LazyLock;
 
-/// Where a resource type comes from, which decides behaviour the real
-/// apiserver also varies by origin.
+/// The sort of type a resource is; the real apiserver treats the sorts
+/// differently (strategic merge, delete answers, storage).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Origin {
+pub(crate) enum Class {
     /// A type compiled into the apiserver.
     BuiltIn,
     /// A type defined by a CustomResourceDefinition.
@@ -35,7 +35,7 @@ pub(crate) struct ResourceType {
     /// Field selector labels accepted besides `metadata.name` and
     /// `metadata.namespace`.
     pub field_labels: &'static [&'static str],
-    pub origin: Origin,
+    pub class: Class,
 }
 
 impl ResourceType {
@@ -94,7 +94,7 @@ struct BuiltIn {
     short_names: &'static [&'static str],
     subresources: &'static [&'static str],
     field_labels: &'static [&'static str],
-    origin: Origin,
+    class: Class,
 }
 
 const fn stored(
@@ -113,7 +113,7 @@ const fn stored(
         short_names: &[],
         subresources: &[],
         field_labels: &[],
-        origin: Origin::BuiltIn,
+        class: Class::BuiltIn,
     }
 }
 
@@ -131,7 +131,7 @@ impl BuiltIn {
         self
     }
     const fn review(mut self) -> Self {
-        self.origin = Origin::Review;
+        self.class = Class::Review;
         self
     }
 }
@@ -194,7 +194,14 @@ const BUILT_INS: &[BuiltIn] = &[
         .short(&["sts"])
         .subresources(&["status"]),
     stored("events.k8s.io", "v1", "Event", "events", NAMESPACED).short(&["ev"]),
-    stored("authentication.k8s.io", "v1", "TokenReview", "tokenreviews", CLUSTER).review(),
+    stored(
+        "authentication.k8s.io",
+        "v1",
+        "TokenReview",
+        "tokenreviews",
+        CLUSTER,
+    )
+    .review(),
     stored(
         "authorization.k8s.io",
         "v1",
@@ -207,10 +214,34 @@ const BUILT_INS: &[BuiltIn] = &[
         .subresources(&["status"])
         .fields(&["status.successful"]),
     stored("coordination.k8s.io", "v1", "Lease", "leases", NAMESPACED),
-    stored("node.k8s.io", "v1", "RuntimeClass", "runtimeclasses", CLUSTER),
-    stored("rbac.authorization.k8s.io", "v1", "Role", "roles", NAMESPACED),
-    stored("rbac.authorization.k8s.io", "v1", "RoleBinding", "rolebindings", NAMESPACED),
-    stored("rbac.authorization.k8s.io", "v1", "ClusterRole", "clusterroles", CLUSTER),
+    stored(
+        "node.k8s.io",
+        "v1",
+        "RuntimeClass",
+        "runtimeclasses",
+        CLUSTER,
+    ),
+    stored(
+        "rbac.authorization.k8s.io",
+        "v1",
+        "Role",
+        "roles",
+        NAMESPACED,
+    ),
+    stored(
+        "rbac.authorization.k8s.io",
+        "v1",
+        "RoleBinding",
+        "rolebindings",
+        NAMESPACED,
+    ),
+    stored(
+        "rbac.authorization.k8s.io",
+        "v1",
+        "ClusterRole",
+        "clusterroles",
+        CLUSTER,
+    ),
     stored(
         "rbac.authorization.k8s.io",
         "v1",
@@ -242,14 +273,17 @@ static BUILT_IN_TYPES: LazyLock<Vec<ResourceType>> = LazyLock::new(|| {
             short_names: b.short_names.iter().map(|s| s.to_string()).collect(),
             subresources: b.subresources.to_vec(),
             field_labels: b.field_labels,
-            origin: b.origin,
+            class: b.class,
         })
         .collect()
 });
 
 /// Where CRD objects are stored; the catalogue reads them from there.
 pub(crate) fn crd_storage_key() -> StorageKey {
-    ("apiextensions.k8s.io".into(), "customresourcedefinitions".into())
+    (
+        "apiextensions.k8s.io".into(),
+        "customresourcedefinitions".into(),
+    )
 }
 
 /// Every type served right now, built-ins first.
@@ -291,7 +325,9 @@ impl Catalogue {
             }
         }
         match found.as_slice() {
-            [] => Err(format!("the fake API server serves no resource named {name:?}")),
+            [] => Err(format!(
+                "the fake API server serves no resource named {name:?}"
+            )),
             [only] => Ok(only),
             many => match many.iter().find(|t| t.group.is_empty()) {
                 Some(core) => Ok(core),
@@ -324,9 +360,16 @@ fn types_of_crd(crd: &Value) -> Vec<ResourceType> {
         .map_or_else(|| kind.to_lowercase(), str::to_string);
     let short_names: Vec<String> = names["shortNames"]
         .as_array()
-        .map(|a| a.iter().filter_map(|s| s.as_str().map(str::to_string)).collect())
+        .map(|a| {
+            a.iter()
+                .filter_map(|s| s.as_str().map(str::to_string))
+                .collect()
+        })
         .unwrap_or_default();
-    let versions = spec["versions"].as_array().map(Vec::as_slice).unwrap_or_default();
+    let versions = spec["versions"]
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or_default();
     versions
         .iter()
         .filter(|v| v["served"].as_bool() != Some(false))
@@ -345,7 +388,7 @@ fn types_of_crd(crd: &Value) -> Vec<ResourceType> {
                     Vec::new()
                 },
                 field_labels: &[],
-                origin: Origin::Custom,
+                class: Class::Custom,
             })
         })
         .collect()
@@ -357,7 +400,9 @@ pub(crate) fn version_priority(version: &str) -> (u8, u32, u32) {
     let Some(rest) = version.strip_prefix('v') else {
         return (0, 0, 0);
     };
-    let digits = rest.find(|c: char| !c.is_ascii_digit()).unwrap_or(rest.len());
+    let digits = rest
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(rest.len());
     let Ok(major) = rest[..digits].parse::<u32>() else {
         return (0, 0, 0);
     };
@@ -383,7 +428,10 @@ mod tests {
     fn version_priority_orders_like_kubernetes() {
         let mut versions = vec!["v1alpha1", "v2", "v1beta2", "foo", "v1", "v1beta1"];
         versions.sort_by_key(|v| std::cmp::Reverse(version_priority(v)));
-        assert_eq!(versions, ["v2", "v1", "v1beta2", "v1beta1", "v1alpha1", "foo"]);
+        assert_eq!(
+            versions,
+            ["v2", "v1", "v1beta2", "v1beta1", "v1alpha1", "foo"]
+        );
     }
 
     #[test]
@@ -398,15 +446,19 @@ mod tests {
     #[test]
     fn crds_yield_one_type_per_served_version() {
         let crd = json!({"spec": {
-            "group": "example.com", "scope": "Cluster",
-            "names": {"kind": "Widget", "plural": "widgets"},
-            "versions": [
-                {"name": "v1", "served": true, "subresources": {"status": {}}},
-                {"name": "v1beta1", "served": false},
-            ]}});
+        "group": "example.com", "scope": "Cluster",
+        "names": {"kind": "Widget", "plural": "widgets"},
+        "versions": [
+            {"name": "v1", "served": true, "subresources": {"status": {}}},
+            {"name": "v1beta1", "served": false},
+        ]}});
         let catalogue = Catalogue::new(std::iter::once(&crd));
         let widget = catalogue.by_path("example.com", "v1", "widgets").unwrap();
         assert!(!widget.namespaced && widget.has_status());
-        assert!(catalogue.by_path("example.com", "v1beta1", "widgets").is_none());
+        assert!(
+            catalogue
+                .by_path("example.com", "v1beta1", "widgets")
+                .is_none()
+        );
     }
 }

@@ -65,7 +65,8 @@ fn tokenize(input: &str) -> Vec<Token> {
             }
             _ => {
                 let mut word = String::new();
-                while let Some(c) = chars.next_if(|c| !c.is_whitespace() && !",()=!<>".contains(*c)) {
+                while let Some(c) = chars.next_if(|c| !c.is_whitespace() && !",()=!<>".contains(*c))
+                {
                     word.push(c);
                 }
                 tokens.push(Token::Word(word));
@@ -148,9 +149,9 @@ impl Parser {
             Some(Token::Greater | Token::Less) => {
                 let greater = self.next() == Some(Token::Greater);
                 let bound = self.word("integer")?;
-                let bound = bound
-                    .parse()
-                    .map_err(|_| format!("for 'Gt', 'Lt' operators, the value must be an integer: {bound}"))?;
+                let bound = bound.parse().map_err(|_| {
+                    format!("for 'Gt', 'Lt' operators, the value must be an integer: {bound}")
+                })?;
                 if greater {
                     Requirement::GreaterThan(key, bound)
                 } else {
@@ -199,12 +200,12 @@ impl LabelSelector {
             Requirement::NotExists(k) => label(k).is_none(),
             Requirement::In(k, values) => label(k).is_some_and(|v| values.iter().any(|x| x == v)),
             Requirement::NotIn(k, values) => label(k).is_none_or(|v| values.iter().all(|x| x != v)),
-            Requirement::GreaterThan(k, bound) => {
-                label(k).and_then(|v| v.parse::<i64>().ok()).is_some_and(|v| v > *bound)
-            }
-            Requirement::LessThan(k, bound) => {
-                label(k).and_then(|v| v.parse::<i64>().ok()).is_some_and(|v| v < *bound)
-            }
+            Requirement::GreaterThan(k, bound) => label(k)
+                .and_then(|v| v.parse::<i64>().ok())
+                .is_some_and(|v| v > *bound),
+            Requirement::LessThan(k, bound) => label(k)
+                .and_then(|v| v.parse::<i64>().ok())
+                .is_some_and(|v| v < *bound),
         })
     }
 }
@@ -232,7 +233,9 @@ impl FieldSelector {
             } else if let Some((k, v)) = split_once_unescaped(&term, "=") {
                 (k, true, v)
             } else {
-                return Err(format!("invalid selector: '{input}'; can't understand '{term}'"));
+                return Err(format!(
+                    "invalid selector: '{input}'; can't understand '{term}'"
+                ));
             };
             let key = key.trim().to_string();
             if !["metadata.name", "metadata.namespace"].contains(&key.as_str())
@@ -255,7 +258,11 @@ impl FieldSelector {
 /// A field as selectors compare it: absent is empty, scalars as text.
 fn field_text(object: &Value, path: &str) -> String {
     // Events select on `source` meaning the reporting component.
-    let path = if path == "source" { "source.component" } else { path };
+    let path = if path == "source" {
+        "source.component"
+    } else {
+        path
+    };
     let value = path.split('.').fold(object, |v, key| &v[key]);
     match value {
         Value::String(s) => s.clone(),
@@ -291,7 +298,10 @@ fn split_once_unescaped(term: &str, operator: &str) -> Option<(String, String)> 
         } else if c == '\\' {
             escaped = true;
         } else if term[i..].starts_with(operator) {
-            return Some((term[..i].to_string(), term[i + operator.len()..].to_string()));
+            return Some((
+                term[..i].to_string(),
+                term[i + operator.len()..].to_string(),
+            ));
         }
     }
     None
@@ -348,7 +358,10 @@ mod tests {
     fn label_selector_rejects_garbage() {
         for bad in ["app in aicr", "=x", "app=(", "a b", "count>x"] {
             let err = LabelSelector::parse(bad).unwrap_err();
-            assert!(err.starts_with("unable to parse requirement"), "{bad}: {err}");
+            assert!(
+                err.starts_with("unable to parse requirement"),
+                "{bad}: {err}"
+            );
         }
     }
 

@@ -110,7 +110,10 @@ impl ApiError {
         cause: &'static str,
         detail: &str,
     ) -> Self {
-        let message = format!("{} \"{name}\" is invalid: {field}: {detail}", rt.qualified_kind());
+        let message = format!(
+            "{} \"{name}\" is invalid: {field}: {detail}",
+            rt.qualified_kind()
+        );
         let mut error = Self::new(422, Some("Invalid"), message).about(name, &rt.group, &rt.kind);
         error.details.insert(
             "causes".into(),
@@ -203,7 +206,9 @@ impl<'a> Access<'a> {
 
 /// The body of a delete that removed the object at once.
 pub(crate) fn deleted(rt: &ResourceType, name: &str, uid: &str) -> Value {
-    let mut details = ApiError::new(200, None, String::new()).about(name, &rt.group, &rt.plural).details;
+    let mut details = ApiError::new(200, None, String::new())
+        .about(name, &rt.group, &rt.plural)
+        .details;
     details.insert("uid".into(), uid.into());
     json!({
         "kind": "Status",

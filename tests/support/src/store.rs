@@ -146,7 +146,13 @@ impl Store {
         self.last_rv
     }
 
-    fn record(&mut self, key: StorageKey, kind: ChangeKind, object: Value, previous: Option<Value>) {
+    fn record(
+        &mut self,
+        key: StorageKey,
+        kind: ChangeKind,
+        object: Value,
+        previous: Option<Value>,
+    ) {
         self.history.push(Change {
             rv: self.last_rv,
             key,
@@ -174,14 +180,18 @@ impl Store {
             (None, None) => return Err(validation::required_name(rt)),
         };
         if writer == Writer::Client {
+            // Namespace lifecycle admission runs before validation.
+            if rt.namespaced && !self.namespace_exists(namespace) {
+                return Err(ApiError::namespace_not_found(namespace));
+            }
             validation::check_name(rt, &name)?;
-            if meta(&object)["resourceVersion"].as_str().is_some_and(|v| !v.is_empty()) {
+            if meta(&object)["resourceVersion"]
+                .as_str()
+                .is_some_and(|v| !v.is_empty())
+            {
                 return Err(ApiError::internal(
                     "resourceVersion should not be set on objects to be created",
                 ));
-            }
-            if rt.namespaced && !self.namespace_exists(namespace) {
-                return Err(ApiError::namespace_not_found(namespace));
             }
             if rt.has_status() && rt.kind != "Node" {
                 // Nodes register with their status; everything else starts blank.
@@ -199,7 +209,10 @@ impl Store {
         }
         let metadata = meta_mut(&mut object);
         metadata.insert("name".into(), name.clone().into());
-        metadata.insert("uid".into(), format!("00000000-0000-4000-8000-{rv:012x}").into());
+        metadata.insert(
+            "uid".into(),
+            format!("00000000-0000-4000-8000-{rv:012x}").into(),
+        );
         metadata.insert("creationTimestamp".into(), now().into());
         metadata.insert("resourceVersion".into(), rv.to_string().into());
         if writer == Writer::Client || !metadata.contains_key("generation") {
@@ -233,11 +246,7 @@ impl Store {
             .ok_or_else(|| ApiError::not_found(rt, name))?
             .clone();
         check_type(rt, &mut object)?;
-        if let Some(body_name) = name_of(&object).filter(|n| *n != name) {
-            return Err(ApiError::bad_request(format!(
-                "the name of the object ({body_name}) does not match the name on the URL ({name})"
-            )));
-        }
+        check_url_name(&object, name)?;
         check_namespace(rt, &mut object, namespace)?;
         let old_rv = &old["metadata"]["resourceVersion"];
         match meta(&object)["resourceVersion"].as_str() {
@@ -260,7 +269,12 @@ impl Store {
             }
             Part::Whole => object,
         };
-        for field in ["uid", "creationTimestamp", "deletionTimestamp", "resourceVersion"] {
+        for field in [
+            "uid",
+            "creationTimestamp",
+            "deletionTimestamp",
+            "resourceVersion",
+        ] {
             set_or_remove_meta(&mut new, field, old["metadata"].get(field));
         }
         meta_mut(&mut new).insert("name".into(), name.into());
@@ -276,14 +290,22 @@ impl Store {
         let key = object_key(rt, namespace, name);
         if has_deletion_timestamp(&new) && !has_finalizers(&new) {
             // Removing the last finalizer of a deleting object completes the delete.
-            self.objects.entry(rt.storage_key()).or_default().remove(&key);
+            self.objects
+                .entry(rt.storage_key())
+                .or_default()
+                .remove(&key);
             self.record(rt.storage_key(), ChangeKind::Deleted, new.clone(), None);
         } else {
             self.objects
                 .entry(rt.storage_key())
                 .or_default()
                 .insert(key, new.clone());
-            self.record(rt.storage_key(), ChangeKind::Modified, new.clone(), Some(old));
+            self.record(
+                rt.storage_key(),
+                ChangeKind::Modified,
+                new.clone(),
+                Some(old),
+            );
         }
         Ok(present(rt, &new))
     }
@@ -304,7 +326,11 @@ impl Store {
         let old_meta = &old["metadata"];
         for (label, wanted, actual) in [
             ("UID", &options.uid, &old_meta["uid"]),
-            ("ResourceVersion", &options.resource_version, &old_meta["resourceVersion"]),
+            (
+                "ResourceVersion",
+                &options.resource_version,
+                &old_meta["resourceVersion"],
+            ),
         ] {
             if let Some(wanted) = wanted
                 && Some(wanted.as_str()) != actual.as_str()
@@ -329,7 +355,11 @@ impl Store {
             Propagation::Background
         };
         let propagation = options.propagation.unwrap_or(default);
-        let object = self.delete_object(&rt.storage_key(), &object_key(rt, namespace, name), propagation);
+        let object = self.delete_object(
+            &rt.storage_key(),
+            &object_key(rt, namespace, name),
+            propagation,
+        );
         Ok(present(rt, &object))
     }
 
@@ -344,8 +374,18 @@ impl Store {
         Some(present(rt, &object))
     }
 
-    fn delete_object(&mut self, key: &StorageKey, object_key: &ObjectKey, propagation: Propagation) -> Value {
-        let Some(mut object) = self.objects.get(key).and_then(|m| m.get(object_key)).cloned() else {
+    fn delete_object(
+        &mut self,
+        key: &StorageKey,
+        object_key: &ObjectKey,
+        propagation: Propagation,
+    ) -> Value {
+        let Some(mut object) = self
+            .objects
+            .get(key)
+            .and_then(|m| m.get(object_key))
+            .cloned()
+        else {
             return Value::Null;
         };
         if has_finalizers(&object) {
@@ -360,11 +400,19 @@ impl Store {
                     .entry(key.clone())
                     .or_default()
                     .insert(object_key.clone(), object.clone());
-                self.record(key.clone(), ChangeKind::Modified, object.clone(), Some(previous));
+                self.record(
+                    key.clone(),
+                    ChangeKind::Modified,
+                    object.clone(),
+                    Some(previous),
+                );
             }
             return object;
         }
-        self.objects.entry(key.clone()).or_default().remove(object_key);
+        self.objects
+            .entry(key.clone())
+            .or_default()
+            .remove(object_key);
         let rv = self.next_rv();
         meta_mut(&mut object).insert("resourceVersion".into(), rv.to_string().into());
         self.record(key.clone(), ChangeKind::Deleted, object.clone(), None);
@@ -377,7 +425,12 @@ impl Store {
     /// What goes with a deleted object: a namespace's contents, a CRD's
     /// custom resources, and (unless orphaning) objects it owns. Garbage
     /// collection is immediate here rather than eventual.
-    fn dependents(&self, key: &StorageKey, object: &Value, propagation: Propagation) -> Vec<(StorageKey, ObjectKey)> {
+    fn dependents(
+        &self,
+        key: &StorageKey,
+        object: &Value,
+        propagation: Propagation,
+    ) -> Vec<(StorageKey, ObjectKey)> {
         let name = object["metadata"]["name"].as_str().unwrap_or_default();
         let uid = object["metadata"]["uid"].as_str().unwrap_or_default();
         let is_namespace = *key == (String::new(), "namespaces".to_string());
@@ -385,7 +438,10 @@ impl Store {
             let spec = &object["spec"];
             (
                 spec["group"].as_str().unwrap_or_default().to_string(),
-                spec["names"]["plural"].as_str().unwrap_or_default().to_string(),
+                spec["names"]["plural"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string(),
             )
         });
         let owned = |o: &Value| {
@@ -426,7 +482,9 @@ fn object_key(rt: &ResourceType, namespace: &str, name: &str) -> ObjectKey {
 }
 
 fn object_mut(object: &mut Value) -> &mut Map<String, Value> {
-    object.as_object_mut().expect("bodies are decoded as JSON objects")
+    object
+        .as_object_mut()
+        .expect("bodies are decoded as JSON objects")
 }
 
 fn meta(object: &Value) -> &Value {
@@ -440,7 +498,9 @@ fn meta_mut(object: &mut Value) -> &mut Map<String, Value> {
     if !metadata.is_object() {
         *metadata = json!({});
     }
-    metadata.as_object_mut().expect("metadata was just made an object")
+    metadata
+        .as_object_mut()
+        .expect("metadata was just made an object")
 }
 
 fn name_of(object: &Value) -> Option<&str> {
@@ -490,10 +550,23 @@ fn spec_of(rt: &ResourceType, object: &Value) -> Value {
     spec
 }
 
+/// A body naming an object must name the one in the URL.
+pub(crate) fn check_url_name(object: &Value, name: &str) -> Result<(), ApiError> {
+    match name_of(object) {
+        Some(body_name) if body_name != name => Err(ApiError::bad_request(format!(
+            "the name of the object ({body_name}) does not match the name on the URL ({name})"
+        ))),
+        _ => Ok(()),
+    }
+}
+
 /// A body must be of the endpoint's kind; missing type fields are filled in.
 fn check_type(rt: &ResourceType, object: &mut Value) -> Result<(), ApiError> {
     let expected_version = rt.api_version();
-    if let Some(version) = object["apiVersion"].as_str().filter(|v| *v != expected_version) {
+    if let Some(version) = object["apiVersion"]
+        .as_str()
+        .filter(|v| *v != expected_version)
+    {
         return Err(ApiError::bad_request(format!(
             "the API version in the data ({version}) does not match the expected API version ({expected_version})"
         )));
@@ -594,7 +667,13 @@ mod tests {
         let catalogue = store.catalogue();
         let ns = catalogue.by_name("namespaces").unwrap();
         store
-            .create(ns, "", json!({"metadata": {"name": "default"}}), Writer::Test, false)
+            .create(
+                ns,
+                "",
+                json!({"metadata": {"name": "default"}}),
+                Writer::Test,
+                false,
+            )
             .unwrap();
         (store, catalogue)
     }
@@ -604,16 +683,34 @@ mod tests {
         let (mut store, catalogue) = setup();
         let cm = catalogue.by_name("configmaps").unwrap();
         let created = store
-            .create(cm, "default", json!({"metadata": {"name": "a"}}), Writer::Client, false)
+            .create(
+                cm,
+                "default",
+                json!({"metadata": {"name": "a"}}),
+                Writer::Client,
+                false,
+            )
             .unwrap();
         assert_eq!(created["apiVersion"], "v1");
         assert_eq!(created["metadata"]["namespace"], "default");
         assert_eq!(created["metadata"]["resourceVersion"], "2");
         assert_eq!(created["metadata"]["generation"], 1);
         assert!(created["metadata"]["uid"].is_string());
-        let again = store.create(cm, "default", json!({"metadata": {"name": "a"}}), Writer::Client, false);
+        let again = store.create(
+            cm,
+            "default",
+            json!({"metadata": {"name": "a"}}),
+            Writer::Client,
+            false,
+        );
         assert_eq!(again.unwrap_err().code, 409);
-        let elsewhere = store.create(cm, "nope", json!({"metadata": {"name": "a"}}), Writer::Client, false);
+        let elsewhere = store.create(
+            cm,
+            "nope",
+            json!({"metadata": {"name": "a"}}),
+            Writer::Client,
+            false,
+        );
         assert_eq!(elsewhere.unwrap_err().code, 404);
     }
 
@@ -622,14 +719,20 @@ mod tests {
         let (mut store, catalogue) = setup();
         let job = catalogue.by_name("jobs").unwrap();
         let body = json!({"metadata": {"name": "j"}, "spec": {"x": 1}, "status": {"active": 1}});
-        let created = store.create(job, "default", body, Writer::Test, false).unwrap();
+        let created = store
+            .create(job, "default", body, Writer::Test, false)
+            .unwrap();
         let mut edited = created.clone();
         edited["status"] = json!({"succeeded": 1});
-        let same = store.update(job, "default", "j", edited, Part::Main, false).unwrap();
+        let same = store
+            .update(job, "default", "j", edited, Part::Main, false)
+            .unwrap();
         assert_eq!(same, created);
         let mut edited = created.clone();
         edited["spec"]["x"] = 2.into();
-        let updated = store.update(job, "default", "j", edited, Part::Main, false).unwrap();
+        let updated = store
+            .update(job, "default", "j", edited, Part::Main, false)
+            .unwrap();
         assert_eq!(updated["metadata"]["generation"], 2);
         assert_eq!(updated["status"], json!({"active": 1}));
         let stale = store.update(job, "default", "j", created, Part::Main, false);
@@ -641,14 +744,18 @@ mod tests {
         let (mut store, catalogue) = setup();
         let cm = catalogue.by_name("configmaps").unwrap();
         let body = json!({"metadata": {"name": "f", "finalizers": ["example.com/keep"]}});
-        store.create(cm, "default", body, Writer::Client, false).unwrap();
+        store
+            .create(cm, "default", body, Writer::Client, false)
+            .unwrap();
         let pending = store
             .delete(cm, "default", "f", &DeleteOptions::default())
             .unwrap();
         assert!(pending["metadata"]["deletionTimestamp"].is_string());
         let mut released = store.get(cm, "default", "f").unwrap();
         released["metadata"]["finalizers"] = json!([]);
-        store.update(cm, "default", "f", released, Part::Main, false).unwrap();
+        store
+            .update(cm, "default", "f", released, Part::Main, false)
+            .unwrap();
         assert!(store.get(cm, "default", "f").is_none());
     }
 
@@ -658,30 +765,55 @@ mod tests {
         let job = catalogue.by_name("jobs").unwrap();
         let pod = catalogue.by_name("pods").unwrap();
         let owner = store
-            .create(job, "default", json!({"metadata": {"name": "j"}}), Writer::Client, false)
+            .create(
+                job,
+                "default",
+                json!({"metadata": {"name": "j"}}),
+                Writer::Client,
+                false,
+            )
             .unwrap();
         let owned = json!({"metadata": {"name": "p", "ownerReferences": [{"uid": owner["metadata"]["uid"]}]}});
-        store.create(pod, "default", owned, Writer::Client, false).unwrap();
+        store
+            .create(pod, "default", owned, Writer::Client, false)
+            .unwrap();
         store
             .delete(job, "default", "j", &DeleteOptions::default())
             .unwrap();
-        assert!(store.get(pod, "default", "p").is_some(), "jobs orphan by default");
+        assert!(
+            store.get(pod, "default", "p").is_some(),
+            "jobs orphan by default"
+        );
         let background = DeleteOptions {
             propagation: Some(Propagation::Background),
             ..DeleteOptions::default()
         };
         let owner = store
-            .create(job, "default", json!({"metadata": {"name": "j"}}), Writer::Client, false)
+            .create(
+                job,
+                "default",
+                json!({"metadata": {"name": "j"}}),
+                Writer::Client,
+                false,
+            )
             .unwrap();
         let mut repointed = store.get(pod, "default", "p").unwrap();
         repointed["metadata"]["ownerReferences"][0]["uid"] = owner["metadata"]["uid"].clone();
-        store.update(pod, "default", "p", repointed, Part::Main, false).unwrap();
+        store
+            .update(pod, "default", "p", repointed, Part::Main, false)
+            .unwrap();
         store.delete(job, "default", "j", &background).unwrap();
         assert!(store.get(pod, "default", "p").is_none());
 
         let ns = catalogue.by_name("namespaces").unwrap();
         store
-            .create(pod, "default", json!({"metadata": {"name": "q"}}), Writer::Client, false)
+            .create(
+                pod,
+                "default",
+                json!({"metadata": {"name": "q"}}),
+                Writer::Client,
+                false,
+            )
             .unwrap();
         store.delete(ns, "", "default", &background).unwrap();
         assert!(store.get(pod, "default", "q").is_none());
@@ -693,7 +825,13 @@ mod tests {
         let cm = catalogue.by_name("configmaps").unwrap();
         for name in ["a", "b"] {
             store
-                .create(cm, "default", json!({"metadata": {"name": name}}), Writer::Client, false)
+                .create(
+                    cm,
+                    "default",
+                    json!({"metadata": {"name": name}}),
+                    Writer::Client,
+                    false,
+                )
                 .unwrap();
         }
         let after: Vec<u64> = store.changes_after(2).iter().map(|c| c.rv).collect();

@@ -68,7 +68,14 @@ fn label_problem(name: &str, must_start_alphabetic: bool) -> Option<String> {
     if name.len() > 63 {
         Some("must be no more than 63 characters".into())
     } else if !is_label(name) {
-        Some(if must_start_alphabetic { DNS1035 } else { LABEL }.into())
+        Some(
+            if must_start_alphabetic {
+                DNS1035
+            } else {
+                LABEL
+            }
+            .into(),
+        )
     } else if must_start_alphabetic && !name.starts_with(|c: char| c.is_ascii_lowercase()) {
         Some(DNS1035.into())
     } else {
@@ -121,7 +128,13 @@ fn check_crd(rt: &ResourceType, name: &str, crd: &Value) -> Result<(), ApiError>
         ("spec.names.kind", &spec["names"]["kind"]),
     ] {
         if value.as_str().is_none_or(str::is_empty) {
-            return Err(ApiError::invalid(rt, name, field, "FieldValueRequired", "Required value"));
+            return Err(ApiError::invalid(
+                rt,
+                name,
+                field,
+                "FieldValueRequired",
+                "Required value",
+            ));
         }
     }
     if spec["versions"].as_array().is_none_or(Vec::is_empty) {

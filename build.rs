@@ -38,7 +38,10 @@ struct Prebuilt {
 }
 
 fn walk(root: &Path, dir: &Path, out: &mut Vec<PathBuf>) {
-    let mut entries: Vec<_> = std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().path()).collect();
+    let mut entries: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
     entries.sort();
     for p in entries {
         if p.is_dir() {
@@ -51,8 +54,13 @@ fn walk(root: &Path, dir: &Path, out: &mut Vec<PathBuf>) {
 
 fn parse<T: serde::de::DeserializeOwned>(path: &Path) -> T {
     let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    let text = if text.trim().is_empty() { "{}".to_string() } else { text };
-    serde_saphyr::from_str(&text).unwrap_or_else(|e| panic!("failed to parse {}: {e}", path.display()))
+    let text = if text.trim().is_empty() {
+        "{}".to_string()
+    } else {
+        text
+    };
+    serde_saphyr::from_str(&text)
+        .unwrap_or_else(|e| panic!("failed to parse {}: {e}", path.display()))
 }
 
 fn prebuild_catalog() {

@@ -11,7 +11,11 @@ use criterion::{Criterion, criterion_group, criterion_main};
 
 /// Every combination of criteria values, `any` included.
 fn leaves() -> Vec<Criteria> {
-    let values = |f: Field| std::iter::once("any").chain(f.values().iter().copied()).collect::<Vec<_>>();
+    let values = |f: Field| {
+        std::iter::once("any")
+            .chain(f.values().iter().copied())
+            .collect::<Vec<_>>()
+    };
     let mut out = Vec::new();
     for s in values(Field::Service) {
         for a in values(Field::Accelerator) {
@@ -19,7 +23,13 @@ fn leaves() -> Vec<Criteria> {
                 for o in values(Field::Os) {
                     for p in values(Field::Platform) {
                         let mut q = Criteria::default();
-                        for (f, v) in [(Field::Service, s), (Field::Accelerator, a), (Field::Intent, i), (Field::Os, o), (Field::Platform, p)] {
+                        for (f, v) in [
+                            (Field::Service, s),
+                            (Field::Accelerator, a),
+                            (Field::Intent, i),
+                            (Field::Os, o),
+                            (Field::Platform, p),
+                        ] {
                             q.set(f, v).unwrap();
                         }
                         out.push(q);
@@ -44,7 +54,10 @@ fn bench(c: &mut Criterion) {
             }
         })
     });
-    let recipes: Vec<_> = all.iter().map(|q| engine::resolve(catalog, q, None).unwrap()).collect();
+    let recipes: Vec<_> = all
+        .iter()
+        .map(|q| engine::resolve(catalog, q, None).unwrap())
+        .collect();
     c.bench_function(&format!("hydrate_all_{}_leaves", recipes.len()), |b| {
         b.iter(|| {
             for r in &recipes {

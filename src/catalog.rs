@@ -5,9 +5,9 @@
 
 use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::sync::{Arc, Mutex};
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
+use std::sync::{Arc, Mutex};
 
 use include_dir::{Dir, include_dir};
 
@@ -71,7 +71,10 @@ impl Catalog {
         let (external, dir) = match source {
             DataSource::Embedded => (Vec::new(), None),
             DataSource::Layered(d) | DataSource::Only(d) => {
-                tracing::info!("initializing external data provider: directory={}", d.display());
+                tracing::info!(
+                    "initializing external data provider: directory={}",
+                    d.display()
+                );
                 let files = read_external(d)
                     .wrap(ErrorKind::Internal, "failed to initialize external data")
                     .wrap(ErrorKind::Internal, "failed to initialize data provider")?;
@@ -159,9 +162,8 @@ impl Catalog {
                 }
             }
         }
-        let base = base.ok_or_else(|| {
-            Error::internal("failed to load metadata store: base.yaml not found")
-        })?;
+        let base = base
+            .ok_or_else(|| Error::internal("failed to load metadata store: base.yaml not found"))?;
         if dir.is_some() {
             tracing::info!("external data provider initialized successfully");
         }
@@ -178,7 +180,12 @@ impl Catalog {
     /// A component file parsed as a YAML values document (an empty file is
     /// an empty map); `None` when the catalog has no such file.
     pub fn values_file(&self, path: &str) -> Result<Option<Arc<serde_json::Value>>> {
-        if let Some(v) = self.values.lock().unwrap_or_else(|p| p.into_inner()).get(path) {
+        if let Some(v) = self
+            .values
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(path)
+        {
             return Ok(Some(v.clone()));
         }
         let Some(bytes) = self.file(path) else {
@@ -293,7 +300,10 @@ fn embedded_files() -> Vec<(String, Cow<'static, [u8]>)> {
 /// lexical order.
 fn read_external(dir: &Path) -> Result<Vec<(String, Cow<'static, [u8]>)>> {
     let meta = std::fs::metadata(dir).map_err(|e| {
-        Error::not_found(format!("external data directory not found: {}: {e}", dir.display()))
+        Error::not_found(format!(
+            "external data directory not found: {}: {e}",
+            dir.display()
+        ))
     })?;
     if !meta.is_dir() {
         return Err(Error::invalid(format!(
@@ -308,12 +318,15 @@ fn read_external(dir: &Path) -> Result<Vec<(String, Cow<'static, [u8]>)>> {
         )));
     }
     let mut out = Vec::new();
-    walk_external(dir, dir, &mut out)
-        .context("external directory validation failed")?;
+    walk_external(dir, dir, &mut out).context("external directory validation failed")?;
     Ok(out)
 }
 
-fn walk_external(root: &Path, dir: &Path, out: &mut Vec<(String, Cow<'static, [u8]>)>) -> Result<()> {
+fn walk_external(
+    root: &Path,
+    dir: &Path,
+    out: &mut Vec<(String, Cow<'static, [u8]>)>,
+) -> Result<()> {
     let io = |e: std::io::Error, p: &Path| Error::internal(format!("{}: {e}", p.display()));
     let mut entries: Vec<_> = std::fs::read_dir(dir)
         .map_err(|e| io(e, dir))?

@@ -78,7 +78,9 @@ impl<'a> Expr<'a> {
     pub fn parse(expr: &'a str) -> Result<Expr<'a>, EvalError> {
         let t = expr.trim();
         if t.is_empty() {
-            return Err(EvalError::InvalidExpr("constraint expression cannot be empty".into()));
+            return Err(EvalError::InvalidExpr(
+                "constraint expression cannot be empty".into(),
+            ));
         }
         for op in [Op::Ge, Op::Le, Op::Ne, Op::Eq, Op::Gt, Op::Lt] {
             if let Some(rest) = t.strip_prefix(op.symbol()) {
@@ -119,7 +121,10 @@ impl<'a> Expr<'a> {
             Op::Ne => !eq(actual),
             Op::Ge | Op::Le | Op::Gt | Op::Lt => {
                 let want = Version::parse(self.value).map_err(|e| {
-                    EvalError::Eval(format!("cannot parse expected version {:?}: {e}", self.value))
+                    EvalError::Eval(format!(
+                        "cannot parse expected version {:?}: {e}",
+                        self.value
+                    ))
                 })?;
                 let got = Version::parse(actual).map_err(|e| {
                     EvalError::Eval(format!("cannot parse actual version {actual:?}: {e}"))
@@ -219,9 +224,16 @@ impl fmt::Display for EvalError {
 /// The outcome of one evaluation.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
-    Passed { actual: String },
-    Failed { actual: String },
-    Error { actual: Option<String>, error: EvalError },
+    Passed {
+        actual: String,
+    },
+    Failed {
+        actual: String,
+    },
+    Error {
+        actual: Option<String>,
+        error: EvalError,
+    },
 }
 
 impl Outcome {
@@ -249,7 +261,12 @@ pub fn check_syntax(name: &str, value: &str) -> Result<(), EvalError> {
 pub fn evaluate(name: &str, value: &str, snapshot: &Snapshot) -> Outcome {
     let path = match Path::parse(name) {
         Ok(p) => p,
-        Err(error) => return Outcome::Error { actual: None, error },
+        Err(error) => {
+            return Outcome::Error {
+                actual: None,
+                error,
+            };
+        }
     };
     let actual = match snapshot.lookup(path.kind, path.subtype, path.key) {
         Ok(r) => r.render(),
@@ -327,12 +344,18 @@ mod tests {
         assert!(Path::parse("k8s.server.version").is_err());
         assert!(Path::parse("K8s.server").is_err());
         let p = Path::parse("OS.sysctl./proc/sys/net.ipv4.ip_forward").unwrap();
-        assert_eq!((p.subtype, p.key), ("sysctl", "/proc/sys/net.ipv4.ip_forward"));
+        assert_eq!(
+            (p.subtype, p.key),
+            ("sysctl", "/proc/sys/net.ipv4.ip_forward")
+        );
     }
 
     #[test]
     fn version_parsing_rules() {
-        assert_eq!(Version::parse("1.-2").unwrap_err(), "non-numeric component: \"-2\"");
+        assert_eq!(
+            Version::parse("1.-2").unwrap_err(),
+            "non-numeric component: \"-2\""
+        );
         assert!(Version::parse("V1.2").is_err());
         assert_eq!(Version::parse("v1.2").unwrap().precision, 2);
         assert_eq!(Version::parse("24.04").unwrap().parts, [24, 4, 0]);
@@ -351,13 +374,21 @@ mod tests {
         };
         assert!(evaluate("OS.release.VERSION_ID", "24.04", &snap).passed());
         let out = evaluate("OS.release.ID", "ubuntu", &snap);
-        let Outcome::Error { error, .. } = out else { panic!() };
+        let Outcome::Error { error, .. } = out else {
+            panic!()
+        };
         assert_eq!(
             error.to_string(),
             "value not found in snapshot: OS.release.ID: key not found in subtype"
         );
         let out = evaluate("OS.release.VERSION_ID", ">= x", &snap);
-        assert!(matches!(out, Outcome::Error { actual: Some(_), .. }));
+        assert!(matches!(
+            out,
+            Outcome::Error {
+                actual: Some(_),
+                ..
+            }
+        ));
     }
 
     mod props {

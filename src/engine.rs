@@ -59,8 +59,8 @@ pub fn resolve(
     let mut applied = vec!["base".to_string()];
     let mut done: HashSet<&str> = HashSet::new();
     for overlay in candidates {
-        for member in chain(catalog, overlay)
-            .map_err(|e| e.context("failed to resolve inheritance chain"))?
+        for member in
+            chain(catalog, overlay).map_err(|e| e.context("failed to resolve inheritance chain"))?
         {
             if done.insert(member.name()) {
                 spec.merge(member);
@@ -121,7 +121,9 @@ pub fn criteria_from_snapshot(snap: &Snapshot) -> Criteria {
                 }
                 ("GPU", "smi" | "device") => {
                     let model = get("gpu.model").or_else(|| {
-                        (c.accelerator == crate::model::ANY).then(|| get("model")).flatten()
+                        (c.accelerator == crate::model::ANY)
+                            .then(|| get("model"))
+                            .flatten()
                     });
                     if let Some(model) = model {
                         let lower = model.to_ascii_lowercase();
@@ -362,7 +364,10 @@ pub fn deployment_order(refs: &[ComponentRef]) -> Result<Vec<String>> {
     let mut dependents: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
     for r in refs {
         for d in &r.dependency_refs {
-            dependents.entry(d.as_str()).or_default().push(r.name.as_str());
+            dependents
+                .entry(d.as_str())
+                .or_default()
+                .push(r.name.as_str());
         }
     }
     let mut ready: BTreeSet<&str> = indegree
@@ -397,10 +402,20 @@ pub fn apply_registry_defaults(refs: &mut [ComponentRef], registry: &ComponentRe
         }
     }
     for r in refs {
-        let Some(entry) = registry.get(&r.name) else { continue };
-        let kustomize = entry.kustomize.as_ref().filter(|k| !k.default_source.is_empty());
+        let Some(entry) = registry.get(&r.name) else {
+            continue;
+        };
+        let kustomize = entry
+            .kustomize
+            .as_ref()
+            .filter(|k| !k.default_source.is_empty());
         if r.kind.is_empty() {
-            r.kind = if kustomize.is_some() { "Kustomize" } else { "Helm" }.into();
+            r.kind = if kustomize.is_some() {
+                "Kustomize"
+            } else {
+                "Helm"
+            }
+            .into();
         }
         match r.kind.as_str() {
             "Helm" => {
@@ -457,7 +472,10 @@ mod tests {
             ..Default::default()
         };
         let c = criteria_from_snapshot(&snap);
-        assert_eq!(c.to_string(), "criteria(service=eks, accelerator=h100, os=ubuntu)");
+        assert_eq!(
+            c.to_string(),
+            "criteria(service=eks, accelerator=h100, os=ubuntu)"
+        );
         let gb = Snapshot {
             measurements: vec![Measurement {
                 kind: "GPU".into(),
@@ -480,7 +498,13 @@ mod tests {
         ];
         assert_eq!(
             deployment_order(&refs).unwrap(),
-            ["aws-efa", "cert-manager", "kube-prometheus-stack", "gpu-operator", "k8s-ephemeral-storage-metrics"]
+            [
+                "aws-efa",
+                "cert-manager",
+                "kube-prometheus-stack",
+                "gpu-operator",
+                "k8s-ephemeral-storage-metrics"
+            ]
         );
     }
 
@@ -493,11 +517,18 @@ mod tests {
     #[test]
     fn cycles_and_unknown_dependencies_are_named() {
         let e = check_dependencies(&[comp("a", &["b"]), comp("b", &["a"])]).unwrap_err();
-        assert!(e.to_string().ends_with("circular dependency detected: [a b a]"), "{e}");
+        assert!(
+            e.to_string()
+                .ends_with("circular dependency detected: [a b a]"),
+            "{e}"
+        );
         let e = check_dependencies(&[comp("a", &["a"])]).unwrap_err();
         assert!(e.to_string().ends_with("[a a]"), "{e}");
         let e = check_dependencies(&[comp("a", &["zz"])]).unwrap_err();
-        assert_eq!(e.to_string(), r#"component "a" references unknown dependency "zz""#);
+        assert_eq!(
+            e.to_string(),
+            r#"component "a" references unknown dependency "zz""#
+        );
         assert_eq!(e.kind(), crate::ErrorKind::InvalidRequest);
     }
 
@@ -514,13 +545,19 @@ mod tests {
         let mut b = comp("x", &[]);
         b.source = "s".into();
         b.manifest_files = vec!["m2".into(), "m3".into()];
-        b.overrides = serde_json::json!({"a": {"d": 3}}).as_object().unwrap().clone();
+        b.overrides = serde_json::json!({"a": {"d": 3}})
+            .as_object()
+            .unwrap()
+            .clone();
         merge_ref(&mut a, &b);
         assert_eq!(a.version, "1");
         assert_eq!(a.source, "s");
         assert_eq!(a.dependency_refs, ["d1"], "empty list does not replace");
         assert_eq!(a.manifest_files, ["m1", "m2", "m3"]);
-        assert_eq!(serde_json::Value::Object(a.overrides), serde_json::json!({"a": {"d": 3}, "top": 1}));
+        assert_eq!(
+            serde_json::Value::Object(a.overrides),
+            serde_json::json!({"a": {"d": 3}, "top": 1})
+        );
         assert!(a.cleanup, "cleanup is sticky");
     }
 
@@ -531,24 +568,27 @@ mod tests {
         /// A random DAG: component i may only depend on components < i.
         fn dag() -> impl Strategy<Value = Vec<ComponentRef>> {
             (1usize..12).prop_flat_map(|n| {
-                proptest::collection::vec(proptest::collection::vec(any::<prop::sample::Index>(), 0..4), n)
-                    .prop_map(move |deps| {
-                        deps.iter()
-                            .enumerate()
-                            .map(|(i, ds)| {
-                                let names: Vec<String> = if i == 0 {
-                                    vec![]
-                                } else {
-                                    ds.iter().map(|d| format!("c{:02}", d.index(i))).collect()
-                                };
-                                ComponentRef {
-                                    name: format!("c{i:02}"),
-                                    dependency_refs: names,
-                                    ..Default::default()
-                                }
-                            })
-                            .collect()
-                    })
+                proptest::collection::vec(
+                    proptest::collection::vec(any::<prop::sample::Index>(), 0..4),
+                    n,
+                )
+                .prop_map(move |deps| {
+                    deps.iter()
+                        .enumerate()
+                        .map(|(i, ds)| {
+                            let names: Vec<String> = if i == 0 {
+                                vec![]
+                            } else {
+                                ds.iter().map(|d| format!("c{:02}", d.index(i))).collect()
+                            };
+                            ComponentRef {
+                                name: format!("c{i:02}"),
+                                dependency_refs: names,
+                                ..Default::default()
+                            }
+                        })
+                        .collect()
+                })
             })
         }
 

@@ -41,20 +41,21 @@ pub fn component_values(catalog: &Catalog, r: &ComponentRef) -> Result<Value> {
         let base_path = format!("components/{}/values.yaml", r.name);
         if r.values_file == base_path {
             values = load_values(catalog, &base_path, "values file")?.ok_or_else(|| {
-                Error::internal(format!("failed to read values file {base_path:?}: file not found"))
+                Error::internal(format!(
+                    "failed to read values file {base_path:?}: file not found"
+                ))
             })?;
         } else {
             if let Some(v) = load_values(catalog, &base_path, "values file")? {
                 values = v;
             }
-            let overlay = load_values(catalog, &r.values_file, "overlay values file")?.ok_or_else(
-                || {
+            let overlay =
+                load_values(catalog, &r.values_file, "overlay values file")?.ok_or_else(|| {
                     Error::internal(format!(
                         "failed to read overlay values file {:?}: file not found",
                         r.values_file
                     ))
-                },
-            )?;
+                })?;
             deep_merge(&mut values, &overlay);
         }
     }
@@ -90,8 +91,11 @@ pub fn hydrate(catalog: &Catalog, recipe: &RecipeResult) -> Result<Value> {
         put(&mut c, "tag", &r.tag);
         c.insert("type".into(), Value::String(r.kind.clone()));
         let values = component_values(catalog, r).map_err(|e| {
-            e.context(format!("failed to hydrate values for component {:?}", r.name))
-                .context("failed to hydrate recipe")
+            e.context(format!(
+                "failed to hydrate values for component {:?}",
+                r.name
+            ))
+            .context("failed to hydrate recipe")
         })?;
         if values.as_object().is_none_or(|m| !m.is_empty()) {
             c.insert("values".into(), values);
@@ -101,10 +105,16 @@ pub fn hydrate(catalog: &Catalog, recipe: &RecipeResult) -> Result<Value> {
     }
 
     let mut doc = Map::new();
-    doc.insert("apiVersion".into(), Value::String(recipe.api_version.clone()));
+    doc.insert(
+        "apiVersion".into(),
+        Value::String(recipe.api_version.clone()),
+    );
     doc.insert("components".into(), Value::Object(components));
     if !recipe.constraints.is_empty() {
-        doc.insert("constraints".into(), serde_json::to_value(&recipe.constraints).map_err(json_err)?);
+        doc.insert(
+            "constraints".into(),
+            serde_json::to_value(&recipe.constraints).map_err(json_err)?,
+        );
     }
     let mut criteria = serde_json::to_value(&recipe.criteria).map_err(json_err)?;
     criteria["nodes"] = Value::from(recipe.criteria.nodes);
@@ -133,7 +143,11 @@ fn json_err(e: serde_json::Error) -> Error {
 pub fn null_empty_metadata_lists(doc: &mut Value) {
     if let Some(meta) = doc.get_mut("metadata").and_then(Value::as_object_mut) {
         for key in ["constraintWarnings", "excludedOverlays"] {
-            if meta.get(key).and_then(Value::as_array).is_some_and(Vec::is_empty) {
+            if meta
+                .get(key)
+                .and_then(Value::as_array)
+                .is_some_and(Vec::is_empty)
+            {
                 meta.insert(key.into(), Value::Null);
             }
         }
@@ -204,16 +218,25 @@ mod tests {
         assert_eq!(select(&doc, ".a.c").unwrap(), "x");
         assert_eq!(select(&doc, "").unwrap(), &doc);
         let e = select(&doc, "a.b.0").unwrap_err();
-        assert_eq!(e.to_string(), r#"selector "a.b.0": cannot descend into non-map value at "0""#);
+        assert_eq!(
+            e.to_string(),
+            r#"selector "a.b.0": cannot descend into non-map value at "0""#
+        );
         let e = select(&doc, "a.zz").unwrap_err();
-        assert_eq!(e.to_string(), r#"selector "a.zz": key "zz" not found, available keys: b, c"#);
+        assert_eq!(
+            e.to_string(),
+            r#"selector "a.zz": key "zz" not found, available keys: b, c"#
+        );
         assert_eq!(e.kind(), crate::ErrorKind::NotFound);
         assert!(select(&doc, "..").is_err());
     }
 
     #[test]
     fn scalars_print_bare() {
-        assert_eq!(render_selection(&json!("580.105.08"), false).unwrap(), "580.105.08\n");
+        assert_eq!(
+            render_selection(&json!("580.105.08"), false).unwrap(),
+            "580.105.08\n"
+        );
         assert_eq!(render_selection(&json!(1e6), false).unwrap(), "1e+06\n");
         assert_eq!(render_selection(&json!(0), false).unwrap(), "0\n");
         assert_eq!(render_selection(&json!("x"), true).unwrap(), "\"x\"\n");

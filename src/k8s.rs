@@ -20,8 +20,21 @@ use crate::yaml::Format;
 pub const FIELD_MANAGER: &str = "aicr";
 /// Connect timeout for API calls.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
-/// Per-request read/write timeout for API calls.
+/// Per-request read/write timeout for API calls, unless `AICR_KUBE_TIMEOUT`
+/// (a duration such as `10s`) says otherwise.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The per-request timeout in force.
+pub fn request_timeout() -> Result<Duration> {
+    match std::env::var("AICR_KUBE_TIMEOUT") {
+        Ok(v) if !v.trim().is_empty() => humantime::parse_duration(v.trim()).map_err(|e| {
+            Error::invalid(format!(
+                "invalid AICR_KUBE_TIMEOUT {v:?}: {e} (use e.g. 10s)"
+            ))
+        }),
+        _ => Ok(REQUEST_TIMEOUT),
+    }
+}
 
 /// Run a future on a small runtime, for synchronous commands that touch the
 /// cluster only occasionally.
@@ -38,24 +51,36 @@ pub async fn client(kubeconfig: Option<&Path>) -> Result<kube::Client> {
     let mut config = match kubeconfig {
         Some(p) => {
             let kc = Kubeconfig::read_from(p).map_err(|e| {
-                Error::invalid(format!("invalid kubeconfig {}: {}", p.display(), one_line(&e)))
+                Error::invalid(format!(
+                    "invalid kubeconfig {}: {}",
+                    p.display(),
+                    one_line(&e)
+                ))
             })?;
             kube::Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default())
                 .await
                 .map_err(|e| {
-                    Error::invalid(format!("invalid kubeconfig {}: {}", p.display(), one_line(&e)))
+                    Error::invalid(format!(
+                        "invalid kubeconfig {}: {}",
+                        p.display(),
+                        one_line(&e)
+                    ))
                 })?
         }
         None => kube::Config::infer().await.map_err(|e| {
             Error::new(
                 ErrorKind::Unavailable,
-                format!("no Kubernetes configuration found (set --kubeconfig or KUBECONFIG): {}", one_line(&e)),
+                format!(
+                    "no Kubernetes configuration found (set --kubeconfig or KUBECONFIG): {}",
+                    one_line(&e)
+                ),
             )
         })?,
     };
-    config.connect_timeout = Some(CONNECT_TIMEOUT);
-    config.read_timeout = Some(REQUEST_TIMEOUT);
-    config.write_timeout = Some(REQUEST_TIMEOUT);
+    let timeout = request_timeout()?;
+    config.connect_timeout = Some(CONNECT_TIMEOUT.min(timeout));
+    config.read_timeout = Some(timeout);
+    config.write_timeout = Some(timeout);
     kube::Client::try_from(config).map_err(|e| api_error(e, "failed to create Kubernetes client"))
 }
 
@@ -75,7 +100,11 @@ pub fn api_error(e: kube::Error, what: &str) -> Error {
             500..=599 => ErrorKind::Unavailable,
             _ => ErrorKind::Internal,
         };
-        let reason = if status.message.is_empty() { status.reason.clone() } else { status.message.clone() };
+        let reason = if status.message.is_empty() {
+            status.reason.clone()
+        } else {
+            status.message.clone()
+        };
         return Error::new(kind, format!("{what}: {reason} (HTTP {})", status.code));
     }
     let mut kind = ErrorKind::Internal;
@@ -96,9 +125,13 @@ pub fn api_error(e: kube::Error, what: &str) -> Error {
         }
         let lower = text.to_ascii_lowercase();
         if kind == ErrorKind::Internal {
-            if lower.contains("timed out") || lower.contains("timeout") || lower.contains("elapsed") {
+            if lower.contains("timed out") || lower.contains("timeout") || lower.contains("elapsed")
+            {
                 kind = ErrorKind::Timeout;
-            } else if lower.contains("connection refused") || lower.contains("dns error") || lower.contains("connect") {
+            } else if lower.contains("connection refused")
+                || lower.contains("dns error")
+                || lower.contains("connect")
+            {
                 kind = ErrorKind::Unavailable;
             }
         }
@@ -109,7 +142,11 @@ pub fn api_error(e: kube::Error, what: &str) -> Error {
         ErrorKind::Unavailable => "the API server is unreachable",
         _ => "",
     };
-    let detail = if hint.is_empty() { one_line(&text) } else { format!("{hint} ({})", one_line(&text)) };
+    let detail = if hint.is_empty() {
+        one_line(&text)
+    } else {
+        format!("{hint} ({})", one_line(&text))
+    };
     Error::new(kind, format!("{what}: {detail}"))
 }
 
@@ -118,12 +155,18 @@ pub fn api_error(e: kube::Error, what: &str) -> Error {
 /// `<document>.<ext>`, trying yaml, json, txt in turn.
 pub async fn read_document(client: &kube::Client, cm: &ConfigMapRef) -> Result<(Vec<u8>, Format)> {
     let api: Api<ConfigMap> = Api::namespaced(client.clone(), &cm.namespace);
-    let obj = api
-        .get(&cm.name)
-        .await
-        .map_err(|e| api_error(e, &format!("failed to get ConfigMap {}/{}", cm.namespace, cm.name)))?;
+    let obj = api.get(&cm.name).await.map_err(|e| {
+        api_error(
+            e,
+            &format!("failed to get ConfigMap {}/{}", cm.namespace, cm.name),
+        )
+    })?;
     let data = obj.data.unwrap_or_default();
-    let hinted = data.get("format").map(String::as_str).unwrap_or("yaml").to_string();
+    let hinted = data
+        .get("format")
+        .map(String::as_str)
+        .unwrap_or("yaml")
+        .to_string();
     let mut candidates: Vec<String> = Vec::new();
     for doc in ["snapshot", "recipe"] {
         candidates.push(format!("{doc}.{hinted}"));
@@ -173,12 +216,17 @@ pub async fn write_document(
         .map_err(|_| Error::internal("document is not valid UTF-8"))?;
     let component = {
         let mut c = doc_type.chars();
-        c.next().map(|f| f.to_uppercase().chain(c).collect::<String>()).unwrap_or_default()
+        c.next()
+            .map(|f| f.to_uppercase().chain(c).collect::<String>())
+            .unwrap_or_default()
     };
     let labels = BTreeMap::from([
         ("app.kubernetes.io/name".to_string(), "aicr".to_string()),
         ("app.kubernetes.io/component".to_string(), component),
-        ("app.kubernetes.io/version".to_string(), crate::VERSION.to_string()),
+        (
+            "app.kubernetes.io/version".to_string(),
+            crate::VERSION.to_string(),
+        ),
     ]);
     let data = BTreeMap::from([
         (format!("{doc_type}.{ext}"), text),
@@ -199,8 +247,17 @@ pub async fn write_document(
         ..Default::default()
     };
     let api: Api<ConfigMap> = Api::namespaced(client.clone(), &cm.namespace);
-    api.patch(&cm.name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&obj))
-        .await
-        .map_err(|e| api_error(e, &format!("failed to write ConfigMap {}/{}", cm.namespace, cm.name)))?;
+    api.patch(
+        &cm.name,
+        &PatchParams::apply(FIELD_MANAGER).force(),
+        &Patch::Apply(&obj),
+    )
+    .await
+    .map_err(|e| {
+        api_error(
+            e,
+            &format!("failed to write ConfigMap {}/{}", cm.namespace, cm.name),
+        )
+    })?;
     Ok(())
 }

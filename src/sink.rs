@@ -41,7 +41,10 @@ pub fn write_file_atomic(path: &Path, content: &[u8]) -> Result<()> {
     let fail = |e: &dyn std::fmt::Display| {
         Error::new(
             ErrorKind::Internal,
-            format!("failed to create output file {:?}: {e}", path.display().to_string()),
+            format!(
+                "failed to create output file {:?}: {e}",
+                path.display().to_string()
+            ),
         )
     };
     let dir = match path.parent() {
@@ -49,7 +52,10 @@ pub fn write_file_atomic(path: &Path, content: &[u8]) -> Result<()> {
         _ => Path::new("."),
     };
     if !dir.is_dir() {
-        return Err(fail(&format!("directory {:?} does not exist", dir.display().to_string())));
+        return Err(fail(&format!(
+            "directory {:?} does not exist",
+            dir.display().to_string()
+        )));
     }
     let mut tmp = tempfile::Builder::new()
         .prefix(".aicr-")
@@ -81,7 +87,11 @@ pub fn table(doc: &serde_json::Value) -> String {
         match v {
             serde_json::Value::Object(m) => {
                 for (k, v) in m {
-                    let p = if prefix.is_empty() { go_name(k) } else { format!("{prefix}.{}", go_name(k)) };
+                    let p = if prefix.is_empty() {
+                        go_name(k)
+                    } else {
+                        format!("{prefix}.{}", go_name(k))
+                    };
                     walk(&p, v, rows);
                 }
             }
@@ -102,7 +112,10 @@ pub fn table(doc: &serde_json::Value) -> String {
     }
     rows.sort();
     let width = rows.iter().map(|(p, _)| p.len()).max().unwrap_or(5).max(5) + 2;
-    let mut out = format!("{:width$}{}\n{:width$}{}\n", "FIELD", "VALUE", "-----", "-----");
+    let mut out = format!(
+        "{:width$}{}\n{:width$}{}\n",
+        "FIELD", "VALUE", "-----", "-----"
+    );
     for (p, v) in rows {
         out.push_str(&format!("{p:width$}{v}\n"));
     }
@@ -144,19 +157,28 @@ mod tests {
         write_file_atomic(&p, b"one").unwrap();
         write_file_atomic(&p, b"two").unwrap();
         assert_eq!(std::fs::read(&p).unwrap(), b"two");
-        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1, "no temp files left");
+        assert_eq!(
+            std::fs::read_dir(dir.path()).unwrap().count(),
+            1,
+            "no temp files left"
+        );
     }
 
     #[test]
     fn formats_parse_strictly() {
         assert_eq!(OutputFormat::parse("json").unwrap(), OutputFormat::Json);
         let e = OutputFormat::parse("xml").unwrap_err();
-        assert_eq!(e.to_string(), r#"unknown output format: "xml", valid formats are: yaml, json, table"#);
+        assert_eq!(
+            e.to_string(),
+            r#"unknown output format: "xml", valid formats are: yaml, json, table"#
+        );
     }
 
     #[test]
     fn table_flattens_with_go_names() {
-        let t = table(&serde_json::json!({"apiVersion": "v", "criteria": {"os": "ubuntu"}, "l": ["a"], "n": null}));
+        let t = table(
+            &serde_json::json!({"apiVersion": "v", "criteria": {"os": "ubuntu"}, "l": ["a"], "n": null}),
+        );
         assert!(t.starts_with("FIELD"), "{t}");
         assert!(t.contains("APIVersion   v\n"), "{t}");
         assert!(t.contains("Criteria.OS  ubuntu\n"), "{t}");

@@ -32,7 +32,9 @@ impl std::fmt::Display for ConfigMapRef {
 fn valid_k8s_name(s: &str, max: usize, dots: bool) -> bool {
     !s.is_empty()
         && s.len() <= max
-        && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || (dots && b == b'.'))
+        && s.bytes().all(|b| {
+            b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || (dots && b == b'.')
+        })
         && s.as_bytes()[0].is_ascii_alphanumeric()
         && s.as_bytes()[s.len() - 1].is_ascii_alphanumeric()
 }
@@ -40,9 +42,11 @@ fn valid_k8s_name(s: &str, max: usize, dots: bool) -> bool {
 impl ConfigMapRef {
     /// Parse `cm://namespace/name`; anything malformed is invalid input.
     pub fn parse(uri: &str) -> Result<ConfigMapRef> {
-        let rest = uri
-            .strip_prefix("cm://")
-            .ok_or_else(|| Error::invalid(format!("invalid ConfigMap URI {uri:?}: must start with cm://")))?;
+        let rest = uri.strip_prefix("cm://").ok_or_else(|| {
+            Error::invalid(format!(
+                "invalid ConfigMap URI {uri:?}: must start with cm://"
+            ))
+        })?;
         let bad = |why: &str| {
             Error::invalid(format!(
                 "invalid ConfigMap URI {uri:?}: {why} (expected cm://<namespace>/<name>)"
@@ -82,7 +86,9 @@ impl Source {
             return Ok(Source::Http(uri.to_string()));
         }
         if let Some((scheme, _)) = uri.split_once("://")
-            && scheme.chars().all(|c| c.is_ascii_alphanumeric() || c == '+')
+            && scheme
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '+')
         {
             return Err(Error::invalid(format!(
                 "unsupported URI scheme {scheme:?} in {uri:?} (use a path, http(s):// or cm://)"
@@ -152,7 +158,10 @@ pub fn fetch_http(url: &str) -> Result<Vec<u8>> {
             502 | 503 => ErrorKind::Unavailable,
             _ => ErrorKind::Internal,
         };
-        return Err(Error::new(kind, format!("GET {url}: unexpected HTTP status {status}")));
+        return Err(Error::new(
+            kind,
+            format!("GET {url}: unexpected HTTP status {status}"),
+        ));
     }
     let body = resp
         .into_body()
@@ -199,8 +208,19 @@ mod tests {
     #[test]
     fn configmap_uris_are_validated() {
         let cm = ConfigMapRef::parse("cm://gpu-operator/aicr-snapshot").unwrap();
-        assert_eq!((cm.namespace.as_str(), cm.name.as_str()), ("gpu-operator", "aicr-snapshot"));
-        for bad in ["cm://", "cm://ns", "cm://ns/", "cm:///name", "cm://NS/x", "cm://ns/a/b", "cm://ns/-x"] {
+        assert_eq!(
+            (cm.namespace.as_str(), cm.name.as_str()),
+            ("gpu-operator", "aicr-snapshot")
+        );
+        for bad in [
+            "cm://",
+            "cm://ns",
+            "cm://ns/",
+            "cm:///name",
+            "cm://NS/x",
+            "cm://ns/a/b",
+            "cm://ns/-x",
+        ] {
             let e = ConfigMapRef::parse(bad).unwrap_err();
             assert_eq!(e.kind(), ErrorKind::InvalidRequest, "{bad}");
         }
@@ -208,8 +228,14 @@ mod tests {
 
     #[test]
     fn sources_by_scheme() {
-        assert_eq!(Source::parse("a/b.yaml").unwrap(), Source::File("a/b.yaml".into()));
-        assert!(matches!(Source::parse("https://x/s.json").unwrap(), Source::Http(_)));
+        assert_eq!(
+            Source::parse("a/b.yaml").unwrap(),
+            Source::File("a/b.yaml".into())
+        );
+        assert!(matches!(
+            Source::parse("https://x/s.json").unwrap(),
+            Source::Http(_)
+        ));
         assert!(Source::parse("ftp://x/y").is_err());
         let s = Source::parse("https://x/s.json?sig=1").unwrap();
         assert_eq!(s.format("https://x/s.json?sig=1"), Format::Json);
@@ -219,7 +245,10 @@ mod tests {
     fn missing_file_is_not_found_and_named() {
         let e = read_file(std::path::Path::new("/nonexistent/x.yaml")).unwrap_err();
         assert_eq!(e.kind(), ErrorKind::NotFound);
-        assert_eq!(e.to_string(), "/nonexistent/x.yaml: no such file or directory");
+        assert_eq!(
+            e.to_string(),
+            "/nonexistent/x.yaml: no such file or directory"
+        );
     }
 
     #[test]

@@ -29,7 +29,11 @@ fn own_query(name: &str) -> Criteria {
 fn every_overlay_has_canonical_unique_criteria() {
     let mut seen = BTreeMap::new();
     for (name, o) in catalog().overlays() {
-        let c = o.spec.criteria.as_ref().unwrap_or_else(|| panic!("{name} has no criteria"));
+        let c = o
+            .spec
+            .criteria
+            .as_ref()
+            .unwrap_or_else(|| panic!("{name} has no criteria"));
         for f in Field::ALL {
             let raw = c.get(f);
             assert!(
@@ -68,7 +72,11 @@ fn every_referenced_file_exists_and_hydrates() {
                 .filter(|f| !f.is_empty())
                 .chain(&c.manifest_files)
             {
-                assert!(catalog().file(f).is_some(), "{name}/{}: missing {f}", c.name);
+                assert!(
+                    catalog().file(f).is_some(),
+                    "{name}/{}: missing {f}",
+                    c.name
+                );
             }
         }
         hydrate::hydrate(catalog(), &r).unwrap_or_else(|e| panic!("{name}: {e}"));
@@ -77,7 +85,10 @@ fn every_referenced_file_exists_and_hydrates() {
 
 #[test]
 fn every_constraint_parses() {
-    let overlays = catalog().overlays().values().chain(std::iter::once(catalog().base()));
+    let overlays = catalog()
+        .overlays()
+        .values()
+        .chain(std::iter::once(catalog().base()));
     for o in overlays {
         for c in &o.spec.constraints {
             constraint::check_syntax(&c.name, &c.value)
@@ -103,25 +114,47 @@ fn registry_is_consistent() {
     let mut keys = BTreeMap::new();
     for c in &reg.components {
         assert!(!c.display_name.is_empty(), "{}", c.name);
-        let helm = c.helm.as_ref().is_some_and(|h| !h.default_repository.is_empty() || !h.default_chart.is_empty());
-        let kust = c.kustomize.as_ref().is_some_and(|k| !k.default_source.is_empty());
-        assert!(!(helm && kust), "{} has both helm and kustomize defaults", c.name);
+        let helm = c
+            .helm
+            .as_ref()
+            .is_some_and(|h| !h.default_repository.is_empty() || !h.default_chart.is_empty());
+        let kust = c
+            .kustomize
+            .as_ref()
+            .is_some_and(|k| !k.default_source.is_empty());
+        assert!(
+            !(helm && kust),
+            "{} has both helm and kustomize defaults",
+            c.name
+        );
         for k in std::iter::once(&c.name).chain(&c.value_override_keys) {
             if let Some(prev) = keys.insert(k.clone(), c.name.clone()) {
                 assert_eq!(prev, c.name, "override key {k} used twice");
             }
         }
         if let Some(h) = &c.health_check {
-            assert!(catalog().file(&h.assert_file).is_some(), "{}: {}", c.name, h.assert_file);
+            assert!(
+                catalog().file(&h.assert_file).is_some(),
+                "{}: {}",
+                c.name,
+                h.assert_file
+            );
         }
     }
     assert!(reg.get("nodewright-operator").is_some());
-    assert!(reg.get("skyhook-operator").is_none(), "seed names are nodewright-*");
+    assert!(
+        reg.get("skyhook-operator").is_none(),
+        "seed names are nodewright-*"
+    );
 }
 
 #[test]
 fn every_leaf_combination_resolves() {
-    let values = |f: Field| std::iter::once("any").chain(f.values().iter().copied()).collect::<Vec<_>>();
+    let values = |f: Field| {
+        std::iter::once("any")
+            .chain(f.values().iter().copied())
+            .collect::<Vec<_>>()
+    };
     let mut n = 0;
     for s in values(Field::Service) {
         for a in values(Field::Accelerator) {
@@ -129,11 +162,22 @@ fn every_leaf_combination_resolves() {
                 for o in values(Field::Os) {
                     for p in values(Field::Platform) {
                         let mut q = Criteria::default();
-                        for (f, v) in [(Field::Service, s), (Field::Accelerator, a), (Field::Intent, i), (Field::Os, o), (Field::Platform, p)] {
+                        for (f, v) in [
+                            (Field::Service, s),
+                            (Field::Accelerator, a),
+                            (Field::Intent, i),
+                            (Field::Os, o),
+                            (Field::Platform, p),
+                        ] {
                             q.set(f, v).unwrap();
                         }
-                        let r = engine::resolve(catalog(), &q, None).unwrap_or_else(|e| panic!("{q}: {e}"));
-                        assert_eq!(r.metadata.applied_overlays[..2], ["base", "monitoring-hpa"], "{q}");
+                        let r = engine::resolve(catalog(), &q, None)
+                            .unwrap_or_else(|e| panic!("{q}: {e}"));
+                        assert_eq!(
+                            r.metadata.applied_overlays[..2],
+                            ["base", "monitoring-hpa"],
+                            "{q}"
+                        );
                         n += 1;
                     }
                 }
@@ -152,11 +196,20 @@ fn new_services_and_accelerators_have_chains() {
     let r = engine::resolve(catalog(), &q, None).unwrap();
     assert_eq!(
         r.metadata.applied_overlays,
-        ["base", "monitoring-hpa", "oke", "oke-training", "a100-oke-training"]
+        [
+            "base",
+            "monitoring-hpa",
+            "oke",
+            "oke-training",
+            "a100-oke-training"
+        ]
     );
     q.set(Field::Service, "eks").unwrap();
     q.set(Field::Accelerator, "l40").unwrap();
     q.set(Field::Intent, "inference").unwrap();
     let r = engine::resolve(catalog(), &q, None).unwrap();
-    assert_eq!(r.metadata.applied_overlays.last().unwrap(), "l40-eks-inference");
+    assert_eq!(
+        r.metadata.applied_overlays.last().unwrap(),
+        "l40-eks-inference"
+    );
 }

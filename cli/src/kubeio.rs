@@ -10,7 +10,11 @@ use aicr::source::{self, Source};
 use aicr::yaml::Format;
 
 /// Read a source's bytes and the format they are in.
-pub fn read_source(source: &Source, uri: &str, kubeconfig: Option<&PathBuf>) -> Result<(Vec<u8>, Format)> {
+pub fn read_source(
+    source: &Source,
+    uri: &str,
+    kubeconfig: Option<&PathBuf>,
+) -> Result<(Vec<u8>, Format)> {
     match source {
         Source::ConfigMap(cm) => aicr::k8s::block_on(async {
             let client = aicr::k8s::client(kubeconfig.map(|p| p.as_path())).await?;

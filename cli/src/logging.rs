@@ -42,9 +42,17 @@ pub fn init(mode: Mode, debug: bool) {
         .with_writer(std::io::stderr)
         .with_env_filter(filter(debug));
     let _ = match mode {
-        Mode::Json => builder.json().flatten_event(true).with_current_span(false).try_init(),
+        Mode::Json => builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(false)
+            .try_init(),
         Mode::Text => builder.event_format(TextFormat).try_init(),
-        Mode::Cli => builder.event_format(CliFormat { color: color_enabled() }).try_init(),
+        Mode::Cli => builder
+            .event_format(CliFormat {
+                color: color_enabled(),
+            })
+            .try_init(),
     };
 }
 
@@ -75,7 +83,12 @@ where
     S: Subscriber + for<'a> LookupSpan<'a>,
     N: for<'a> FormatFields<'a> + 'static,
 {
-    fn format_event(&self, ctx: &FmtContext<'_, S, N>, mut w: Writer<'_>, event: &Event<'_>) -> fmt::Result {
+    fn format_event(
+        &self,
+        ctx: &FmtContext<'_, S, N>,
+        mut w: Writer<'_>,
+        event: &Event<'_>,
+    ) -> fmt::Result {
         let (start, end) = match (*event.metadata().level(), self.color) {
             (_, false) => ("", ""),
             (Level::ERROR, true) => ("\x1b[31m", "\x1b[0m"),
@@ -94,7 +107,12 @@ where
     S: Subscriber + for<'a> LookupSpan<'a>,
     N: for<'a> FormatFields<'a> + 'static,
 {
-    fn format_event(&self, ctx: &FmtContext<'_, S, N>, mut w: Writer<'_>, event: &Event<'_>) -> fmt::Result {
+    fn format_event(
+        &self,
+        ctx: &FmtContext<'_, S, N>,
+        mut w: Writer<'_>,
+        event: &Event<'_>,
+    ) -> fmt::Result {
         let meta = event.metadata();
         let now = humantime::format_rfc3339_millis(std::time::SystemTime::now());
         write!(
@@ -106,7 +124,8 @@ where
             meta.line().unwrap_or(0)
         )?;
         let mut fields = FormattedFields::<N>::new(String::new());
-        ctx.field_format().format_fields(fields.as_writer(), event)?;
+        ctx.field_format()
+            .format_fields(fields.as_writer(), event)?;
         writeln!(w, "{}\"", fields.fields.replace('"', "\\\""))
     }
 }

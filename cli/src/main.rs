@@ -80,20 +80,28 @@ fn run(cli: Cli) -> Result<()> {
 fn usage_error(e: clap::Error) -> ExitCode {
     use clap::error::{ContextKind, ContextValue, ErrorKind};
     match e.kind() {
-        ErrorKind::DisplayHelp | ErrorKind::DisplayVersion | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
+        ErrorKind::DisplayHelp
+        | ErrorKind::DisplayVersion
+        | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
             let _ = e.print();
             ExitCode::SUCCESS
         }
         ErrorKind::ArgumentConflict => {
             let arg = match e.get(ContextKind::InvalidArg) {
-                Some(ContextValue::String(s)) => s.split_whitespace().next().unwrap_or(s).to_string(),
+                Some(ContextValue::String(s)) => {
+                    s.split_whitespace().next().unwrap_or(s).to_string()
+                }
                 _ => String::new(),
             };
             let prior = e.get(ContextKind::PriorArg);
             let same = matches!(prior, Some(ContextValue::String(p)) if p.split_whitespace().next() == Some(arg.as_str()))
                 || prior.is_none();
             if same && !arg.is_empty() {
-                logging::report_error(logging::Mode::Cli, &format!("flag {arg} can only be specified once"), 2);
+                logging::report_error(
+                    logging::Mode::Cli,
+                    &format!("flag {arg} can only be specified once"),
+                    2,
+                );
                 ExitCode::from(2)
             } else {
                 let _ = e.print();

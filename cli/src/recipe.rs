@@ -79,7 +79,12 @@ pub struct QueryArgs {
 
 /// Load and validate `--config`.
 pub fn load_config(src: &str) -> Result<AicrConfig> {
-    let fail = |e: Error| e.wrap(ErrorKind::InvalidRequest, format!("failed to load config from {src:?}"));
+    let fail = |e: Error| {
+        e.wrap(
+            ErrorKind::InvalidRequest,
+            format!("failed to load config from {src:?}"),
+        )
+    };
     if src.starts_with("cm://") {
         return Err(Error::invalid(
             "ConfigMap (cm://) sources are not supported by --config; export the ConfigMap data with kubectl get cm <name> -o yaml and pass the resulting file",
@@ -104,7 +109,9 @@ fn pick(flag_name: &str, flag: Option<&str>, config: &str) -> Option<String> {
     match flag {
         Some(f) => {
             if !config.is_empty() && config != f {
-                tracing::info!("CLI flag overriding config value: flag={flag_name} config={config} override={f}");
+                tracing::info!(
+                    "CLI flag overriding config value: flag={flag_name} config={config} override={f}"
+                );
             }
             Some(f.to_string())
         }
@@ -139,8 +146,12 @@ impl std::ops::Deref for CatalogHandle {
 pub fn open_catalog(data: Option<PathBuf>, data_only: bool) -> Result<CatalogHandle> {
     match data {
         None => Catalog::embedded().map(CatalogHandle::Embedded),
-        Some(d) if data_only => Catalog::load(&DataSource::Only(d)).map(|c| CatalogHandle::Owned(Box::new(c))),
-        Some(d) => Catalog::load(&DataSource::Layered(d)).map(|c| CatalogHandle::Owned(Box::new(c))),
+        Some(d) if data_only => {
+            Catalog::load(&DataSource::Only(d)).map(|c| CatalogHandle::Owned(Box::new(c)))
+        }
+        Some(d) => {
+            Catalog::load(&DataSource::Layered(d)).map(|c| CatalogHandle::Owned(Box::new(c)))
+        }
     }
 }
 
@@ -172,7 +183,8 @@ fn apply_flags(c: &mut Criteria, a: &CriteriaArgs, log_as: Option<&str>) -> Resu
     if let Some(&n) = a.nodes.last()
         && n > 0
     {
-        c.nodes = u32::try_from(n).map_err(|_| Error::invalid(format!("invalid nodes count: {n}")))?;
+        c.nodes =
+            u32::try_from(n).map_err(|_| Error::invalid(format!("invalid nodes count: {n}")))?;
     }
     Ok(())
 }
@@ -196,7 +208,9 @@ fn load_snapshot(uri: &str, kubeconfig: Option<&PathBuf>) -> Result<Snapshot> {
         let (bytes, format) = crate::kubeio::read_source(&source, uri, kubeconfig)?;
         Snapshot::parse(yaml::utf8(&bytes)?, format)
     };
-    inner().wrap(ErrorKind::Internal, format!("failed to load snapshot from {uri:?}"))
+    // The cause keeps its kind: a missing ConfigMap is "not found" (3), a
+    // denied read "unauthorized" (4); unparsable content is internal (8).
+    inner().context(format!("failed to load snapshot from {uri:?}"))
 }
 
 fn load_criteria_file(path: &str) -> Result<Criteria> {
@@ -216,23 +230,39 @@ fn load_criteria_file(path: &str) -> Result<Criteria> {
         }
         let doc: CriteriaDoc = yaml::parse(yaml::utf8(&bytes)?, source.format(path))?;
         if let Some(k) = doc.kind.filter(|k| k != "RecipeCriteria") {
-            return Err(Error::invalid(format!("invalid kind {k:?}, expected \"RecipeCriteria\"")));
+            return Err(Error::invalid(format!(
+                "invalid kind {k:?}, expected \"RecipeCriteria\""
+            )));
         }
         if let Some(v) = doc.api_version.filter(|v| v != API_VERSION) {
-            return Err(Error::invalid(format!("invalid apiVersion {v:?}, expected {API_VERSION:?}")));
+            return Err(Error::invalid(format!(
+                "invalid apiVersion {v:?}, expected {API_VERSION:?}"
+            )));
         }
         doc.spec.to_query("criteria spec")
     };
-    inner().wrap(ErrorKind::Internal, format!("failed to load criteria from {path:?}"))
+    inner().map_err(|e| match e.kind() {
+        ErrorKind::InvalidRequest => e.wrap(
+            ErrorKind::Internal,
+            format!("failed to load criteria from {path:?}"),
+        ),
+        _ => e.context(format!("failed to load criteria from {path:?}")),
+    })
 }
 
 /// Reconcile flags and config, pick the criteria mode and resolve.
 pub fn resolve(a: &CriteriaArgs, output_flag: Option<&str>) -> Result<Resolved> {
-    let config = a.config.as_deref().filter(|c| !c.is_empty()).map(load_config).transpose()?;
+    let config = a
+        .config
+        .as_deref()
+        .filter(|c| !c.is_empty())
+        .map(load_config)
+        .transpose()?;
     let section = config.as_ref().map(|c| c.recipe()).unwrap_or_default();
     let kubeconfig = a.kubeconfig.last();
 
-    let format_name = pick("format", a.format.as_deref(), &section.output.format).unwrap_or_else(|| "yaml".into());
+    let format_name = pick("format", a.format.as_deref(), &section.output.format)
+        .unwrap_or_else(|| "yaml".into());
     let format = OutputFormat::parse(&format_name)?;
     let output = pick("output", output_flag, &section.output.path).unwrap_or_default();
     let data = match a.data.last() {
@@ -272,15 +302,19 @@ pub fn resolve(a: &CriteriaArgs, output_flag: Option<&str>) -> Result<Resolved> 
         (c, None)
     };
 
-    let recipe = engine::resolve(&catalog, &criteria, snapshot.as_ref())
-        .map_err(|e| match e.kind() {
+    let recipe =
+        engine::resolve(&catalog, &criteria, snapshot.as_ref()).map_err(|e| match e.kind() {
             ErrorKind::Internal => e.context("error building recipe"),
             _ => e,
         })?;
     for w in &recipe.metadata.constraint_warnings {
         tracing::warn!(
             "overlay excluded due to constraint failure: overlay={} constraint={} expected={} actual={} reason={}",
-            w.overlay, w.constraint, w.expected, w.actual, w.reason
+            w.overlay,
+            w.constraint,
+            w.expected,
+            w.actual,
+            w.reason
         );
     }
     Ok(Resolved {
@@ -306,8 +340,14 @@ pub fn render_recipe(recipe: &RecipeResult, format: OutputFormat) -> Result<Stri
 pub fn run_recipe(args: &RecipeArgs) -> Result<()> {
     let r = resolve(&args.common, args.output.as_deref())?;
     let text = render_recipe(&r.recipe, r.format)?;
-    crate::kubeio::write_destination(&r.output, text.as_bytes(), "recipe", args.common.kubeconfig.last(), r.format)
-        .context("failed to create output writer")?;
+    crate::kubeio::write_destination(
+        &r.output,
+        text.as_bytes(),
+        "recipe",
+        args.common.kubeconfig.last(),
+        r.format,
+    )
+    .context("failed to create output writer")?;
     tracing::info!(
         "recipe generation completed: output={} components={} overlays={}",
         r.output,

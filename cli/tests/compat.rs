@@ -33,7 +33,12 @@ fn index(kind: &str) -> Vec<Value> {
 }
 
 fn args_of(case: &Value) -> Vec<String> {
-    case["args"].as_array().unwrap().iter().map(|a| a.as_str().unwrap().to_string()).collect()
+    case["args"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a.as_str().unwrap().to_string())
+        .collect()
 }
 
 fn parse_yaml(text: &str) -> Value {
@@ -48,8 +53,17 @@ fn strip_version(v: &mut Value) {
 
 /// The fields the issue names for component refs.
 const REF_FIELDS: [&str; 11] = [
-    "name", "namespace", "chart", "type", "source", "version", "valuesFile", "overrides",
-    "dependencyRefs", "manifestFiles", "expectedResources",
+    "name",
+    "namespace",
+    "chart",
+    "type",
+    "source",
+    "version",
+    "valuesFile",
+    "overrides",
+    "dependencyRefs",
+    "manifestFiles",
+    "expectedResources",
 ];
 
 #[test]
@@ -63,17 +77,30 @@ fn recipe_goldens() {
         let out = aicr(&args).code(case["exit"].as_i64().unwrap() as i32);
         let got: Value = serde_json::from_slice(&out.get_output().stdout).unwrap();
         let want: Value = serde_json::from_str(
-            &std::fs::read_to_string(shared().join(format!("reference/golden/recipes/{name}.json"))).unwrap(),
+            &std::fs::read_to_string(
+                shared().join(format!("reference/golden/recipes/{name}.json")),
+            )
+            .unwrap(),
         )
         .unwrap();
-        for key in ["kind", "apiVersion", "criteria", "constraints", "deploymentOrder", "validation"] {
+        for key in [
+            "kind",
+            "apiVersion",
+            "criteria",
+            "constraints",
+            "deploymentOrder",
+            "validation",
+        ] {
             assert_eq!(got.get(key), want.get(key), "{name}: {key}");
         }
         assert_eq!(
             got["metadata"]["appliedOverlays"], want["metadata"]["appliedOverlays"],
             "{name}: appliedOverlays"
         );
-        let (g, w) = (got["componentRefs"].as_array().unwrap(), want["componentRefs"].as_array().unwrap());
+        let (g, w) = (
+            got["componentRefs"].as_array().unwrap(),
+            want["componentRefs"].as_array().unwrap(),
+        );
         assert_eq!(g.len(), w.len(), "{name}: component count");
         for (gr, wr) in g.iter().zip(w) {
             for f in REF_FIELDS {
@@ -112,7 +139,10 @@ fn query_goldens() {
         }
         let json = args.iter().any(|a| a == "json");
         let (mut g, mut w) = if json {
-            (serde_json::from_str::<Value>(&got).unwrap(), serde_json::from_str::<Value>(&want).unwrap())
+            (
+                serde_json::from_str::<Value>(&got).unwrap(),
+                serde_json::from_str::<Value>(&want).unwrap(),
+            )
         } else {
             (parse_yaml(&got), parse_yaml(&want))
         };

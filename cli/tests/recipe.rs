@@ -11,7 +11,10 @@ use serde_json::Value;
 
 fn aicr() -> Command {
     let mut c = Command::cargo_bin("aicr").unwrap();
-    c.env("NO_COLOR", "1").env_remove("KUBECONFIG").env_remove("AICR_DEBUG").env_remove("AICR_LOG_JSON");
+    c.env("NO_COLOR", "1")
+        .env_remove("KUBECONFIG")
+        .env_remove("AICR_DEBUG")
+        .env_remove("AICR_LOG_JSON");
     c
 }
 
@@ -59,15 +62,35 @@ measurements:
 #[test]
 fn query_mode_writes_yaml_to_stdout_and_logs_to_stderr() {
     let out = aicr()
-        .args(["recipe", "--service", "eks", "--gpu", "h100", "-i", "training", "--os", "ubuntu"])
+        .args([
+            "recipe",
+            "--service",
+            "eks",
+            "--gpu",
+            "h100",
+            "-i",
+            "training",
+            "--os",
+            "ubuntu",
+        ])
         .assert()
         .success()
-        .stderr(predicate::str::contains("[cli] recipe generation completed: output= components=12 overlays=6"));
+        .stderr(predicate::str::contains(
+            "[cli] recipe generation completed: output= components=12 overlays=6",
+        ));
     let doc = yaml(&out.get_output().stdout);
     assert_eq!(doc["kind"], "RecipeResult");
     assert_eq!(doc["criteria"]["accelerator"], "h100");
-    assert_eq!(doc["metadata"]["appliedOverlays"].as_array().unwrap().len(), 6);
-    let order: Vec<&str> = doc["deploymentOrder"].as_array().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
+    assert_eq!(
+        doc["metadata"]["appliedOverlays"].as_array().unwrap().len(),
+        6
+    );
+    let order: Vec<&str> = doc["deploymentOrder"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
     let pos = |n: &str| order.iter().position(|x| *x == n).unwrap();
     assert!(pos("nodewright-operator") < pos("nodewright-customizations"));
     assert!(pos("nodewright-customizations") < pos("gpu-operator"));
@@ -75,7 +98,10 @@ fn query_mode_writes_yaml_to_stdout_and_logs_to_stderr() {
 
 #[test]
 fn json_and_table_formats() {
-    let out = aicr().args(["recipe", "--service", "eks", "--format", "json"]).assert().success();
+    let out = aicr()
+        .args(["recipe", "--service", "eks", "--format", "json"])
+        .assert()
+        .success();
     let text = String::from_utf8(out.get_output().stdout.clone()).unwrap();
     assert!(text.contains("\\u003e= "), "HTML-safe escaping: {text}");
     let doc: Value = serde_json::from_str(&text).unwrap();
@@ -98,7 +124,10 @@ fn output_file_is_written_atomically_and_never_half_written() {
         .assert()
         .success()
         .stdout("");
-    assert_eq!(yaml(&fs::read(&out).unwrap())["criteria"]["service"], "kind");
+    assert_eq!(
+        yaml(&fs::read(&out).unwrap())["criteria"]["service"],
+        "kind"
+    );
 
     let missing = dir.path().join("nope/recipe.yaml");
     aicr()
@@ -111,49 +140,134 @@ fn output_file_is_written_atomically_and_never_half_written() {
 
     // A failing build leaves an existing file untouched and creates none.
     let fresh = dir.path().join("fresh.yaml");
-    aicr().args(["recipe", "--service", "nope", "-o"]).arg(&fresh).assert().code(2);
+    aicr()
+        .args(["recipe", "--service", "nope", "-o"])
+        .arg(&fresh)
+        .assert()
+        .code(2);
     assert!(!fresh.exists());
-    assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1, "no temp files left");
+    assert_eq!(
+        fs::read_dir(dir.path()).unwrap().count(),
+        1,
+        "no temp files left"
+    );
 }
 
 #[test]
 fn invalid_inputs_map_to_documented_exit_codes() {
     let cases: &[(&[&str], i32, &str)] = &[
-        (&["recipe", "--service", "foo"], 2, "invalid service type: foo"),
+        (
+            &["recipe", "--service", "foo"],
+            2,
+            "invalid service type: foo",
+        ),
         (&["recipe", "--os", "windows"], 2, "invalid os type"),
         (&["recipe"], 2, "no criteria provided"),
         (&["recipe", "--nodes", "0"], 2, "no criteria provided"),
-        (&["recipe", "--service", "eks", "--service", "gke"], 2, "flag --service can only be specified once"),
-        (&["recipe", "--accelerator", "h100", "--gpu", "h100"], 2, "can only be specified once"),
-        (&["recipe", "--service", "eks", "--format", "xml"], 2, "unknown output format: \"xml\""),
+        (
+            &["recipe", "--service", "eks", "--service", "gke"],
+            2,
+            "flag --service can only be specified once",
+        ),
+        (
+            &["recipe", "--accelerator", "h100", "--gpu", "h100"],
+            2,
+            "can only be specified once",
+        ),
+        (
+            &["recipe", "--service", "eks", "--format", "xml"],
+            2,
+            "unknown output format: \"xml\"",
+        ),
         (&["recipe", "--nodes", "many"], 1, "invalid value"),
         (&["recipe", "--bogus"], 1, "--bogus"),
         (&["query", "--service", "eks"], 1, "--selector"),
-        (&["query", "--service", "eks", "--selector", "components.nope"], 3, "key \"nope\" not found"),
-        (&["query", "--service", "eks", "--selector", "deploymentOrder.0"], 3, "cannot descend into non-map value at \"0\""),
-        (&["query", "--service", "eks", "-o", "x", "--selector", "kind"], 1, "-o"),
-        (&["recipe", "--snapshot", "/nonexistent/snap.yaml"], 8, "failed to load snapshot from \"/nonexistent/snap.yaml\""),
-        (&["recipe", "--snapshot", "http://127.0.0.1:9/s.yaml"], 8, "failed to load snapshot"),
-        (&["recipe", "--criteria", "/nonexistent/c.yaml"], 8, "failed to load criteria from"),
-        (&["recipe", "--config", "cm://ns/cfg"], 2, "not supported by --config"),
-        (&["recipe", "--config", "file:///x.yaml"], 2, "pass the path directly"),
-        (&["recipe", "--config", "/nonexistent/c.yaml"], 2, "failed to load config from"),
-        (&["recipe", "--service", "eks", "--data", "/nonexistent-dir"], 8, "external data directory not found"),
+        (
+            &["query", "--service", "eks", "--selector", "components.nope"],
+            3,
+            "key \"nope\" not found",
+        ),
+        (
+            &[
+                "query",
+                "--service",
+                "eks",
+                "--selector",
+                "deploymentOrder.0",
+            ],
+            3,
+            "cannot descend into non-map value at \"0\"",
+        ),
+        (
+            &["query", "--service", "eks", "-o", "x", "--selector", "kind"],
+            1,
+            "-o",
+        ),
+        (
+            &["recipe", "--snapshot", "/nonexistent/snap.yaml"],
+            3,
+            "failed to load snapshot from \"/nonexistent/snap.yaml\": /nonexistent/snap.yaml: no such file or directory",
+        ),
+        (
+            &["recipe", "--snapshot", "http://127.0.0.1:9/s.yaml"],
+            6,
+            "failed to load snapshot",
+        ),
+        (
+            &["recipe", "--criteria", "/nonexistent/c.yaml"],
+            3,
+            "failed to load criteria from",
+        ),
+        (
+            &["recipe", "--config", "cm://ns/cfg"],
+            2,
+            "not supported by --config",
+        ),
+        (
+            &["recipe", "--config", "file:///x.yaml"],
+            2,
+            "pass the path directly",
+        ),
+        (
+            &["recipe", "--config", "/nonexistent/c.yaml"],
+            2,
+            "failed to load config from",
+        ),
+        (
+            &["recipe", "--service", "eks", "--data", "/nonexistent-dir"],
+            8,
+            "external data directory not found",
+        ),
     ];
     for (args, code, needle) in cases {
         let out = aicr().args(*args).assert().code(*code);
         let stderr = String::from_utf8_lossy(&out.get_output().stderr);
         assert!(stderr.contains(needle), "{args:?}: {stderr}");
         if *code != 0 && *code != 1 {
-            assert_eq!(stderr.lines().filter(|l| l.starts_with("error:")).count(), 1, "{args:?}: one error line");
-            assert!(out.get_output().stdout.is_empty(), "{args:?}: nothing on stdout");
+            assert_eq!(
+                stderr.lines().filter(|l| l.starts_with("error:")).count(),
+                1,
+                "{args:?}: one error line"
+            );
+            assert!(
+                out.get_output().stdout.is_empty(),
+                "{args:?}: nothing on stdout"
+            );
         }
     }
 }
 
 #[test]
 fn query_prints_scalars_bare_and_complex_values_as_yaml_or_json() {
-    let base = ["query", "--service", "eks", "--accelerator", "h100", "--intent", "training"];
+    let base = [
+        "query",
+        "--service",
+        "eks",
+        "--accelerator",
+        "h100",
+        "--intent",
+        "training",
+    ];
     aicr()
         .args(base)
         .args(["--selector", "components.gpu-operator.chart"])
@@ -166,17 +280,27 @@ fn query_prints_scalars_bare_and_complex_values_as_yaml_or_json() {
         .assert()
         .success()
         .stdout("\"eks\"\n");
-    let out = aicr().args(base).args(["--selector", "criteria"]).assert().success();
+    let out = aicr()
+        .args(base)
+        .args(["--selector", "criteria"])
+        .assert()
+        .success();
     let doc = yaml(&out.get_output().stdout);
     assert_eq!(doc["nodes"], 0);
     assert_eq!(doc["os"], "any");
     let out = aicr()
         .args(base)
-        .args(["--selector", "components.kube-prometheus-stack.values.prometheus.prometheusSpec.storageSpec"])
+        .args([
+            "--selector",
+            "components.kube-prometheus-stack.values.prometheus.prometheusSpec.storageSpec",
+        ])
         .assert()
         .success();
     let text = String::from_utf8(out.get_output().stdout.clone()).unwrap();
-    assert!(text.contains("\n    spec:\n"), "four-space indentation: {text}");
+    assert!(
+        text.contains("\n    spec:\n"),
+        "four-space indentation: {text}"
+    );
 }
 
 #[test]
@@ -193,7 +317,10 @@ fn snapshot_mode_derives_criteria_and_excludes_failing_overlays() {
     assert_eq!(doc["criteria"]["service"], "eks");
     assert_eq!(doc["criteria"]["accelerator"], "h100");
     assert_eq!(doc["criteria"]["os"], "ubuntu");
-    assert_eq!(doc["metadata"]["excludedOverlays"][0], "h100-eks-ubuntu-training");
+    assert_eq!(
+        doc["metadata"]["excludedOverlays"][0],
+        "h100-eks-ubuntu-training"
+    );
     let w = &doc["metadata"]["constraintWarnings"][0];
     assert_eq!(w["constraint"], "OS.release.VERSION_ID");
     assert_eq!(w["actual"], "22.04");
@@ -203,9 +330,20 @@ fn snapshot_mode_derives_criteria_and_excludes_failing_overlays() {
 
     // JSON snapshots work the same way, and the derived recipe feeds query.
     let snap: Value = serde_saphyr::from_str(SNAPSHOT).unwrap();
-    write(dir.path(), "snap.json", &serde_json::to_string(&snap).unwrap());
+    write(
+        dir.path(),
+        "snap.json",
+        &serde_json::to_string(&snap).unwrap(),
+    );
     aicr()
-        .args(["query", "--intent", "training", "--selector", "criteria.accelerator", "-s"])
+        .args([
+            "query",
+            "--intent",
+            "training",
+            "--selector",
+            "criteria.accelerator",
+            "-s",
+        ])
         .arg(dir.path().join("snap.json"))
         .assert()
         .success()
@@ -215,7 +353,11 @@ fn snapshot_mode_derives_criteria_and_excludes_failing_overlays() {
 #[test]
 fn malformed_snapshot_is_an_error_with_the_uri() {
     let dir = tempfile::tempdir().unwrap();
-    write(dir.path(), "bad.yaml", "measurements: [\n  - type: OS\n   bad indent");
+    write(
+        dir.path(),
+        "bad.yaml",
+        "measurements: [\n  - type: OS\n   bad indent",
+    );
     aicr()
         .args(["recipe", "--snapshot"])
         .arg(dir.path().join("bad.yaml"))
@@ -239,7 +381,14 @@ fn criteria_file_mode_with_flag_overrides() {
         .success();
     let doc = yaml(&out.get_output().stdout);
     assert_eq!(doc["criteria"]["os"], "ubuntu");
-    assert_eq!(doc["metadata"]["appliedOverlays"].as_array().unwrap().last().unwrap(), "h100-eks-ubuntu-training");
+    assert_eq!(
+        doc["metadata"]["appliedOverlays"]
+            .as_array()
+            .unwrap()
+            .last()
+            .unwrap(),
+        "h100-eks-ubuntu-training"
+    );
 
     write(dir.path(), "bad.yaml", "kind: Nope\nspec: {}\n");
     aicr()
@@ -247,7 +396,9 @@ fn criteria_file_mode_with_flag_overrides() {
         .arg(dir.path().join("bad.yaml"))
         .assert()
         .code(8)
-        .stderr(predicate::str::contains("invalid kind \"Nope\", expected \"RecipeCriteria\""));
+        .stderr(predicate::str::contains(
+            "invalid kind \"Nope\", expected \"RecipeCriteria\"",
+        ));
 }
 
 #[test]
@@ -263,19 +414,41 @@ fn config_file_mode_and_precedence() {
         ),
     );
     let cfg = dir.path().join("aicr.yaml");
-    aicr().args(["recipe", "--config"]).arg(&cfg).assert().success().stdout("");
+    aicr()
+        .args(["recipe", "--config"])
+        .arg(&cfg)
+        .assert()
+        .success()
+        .stdout("");
     let doc: Value = serde_json::from_slice(&fs::read(&out_path).unwrap()).unwrap();
     assert_eq!(doc["criteria"]["intent"], "training");
 
     // A flag replaces one field and keeps the others; -o - wins over the path.
     let out = aicr()
-        .args(["recipe", "--service", "gke", "--os", "cos", "-o", "-", "--config"])
+        .args([
+            "recipe",
+            "--service",
+            "gke",
+            "--os",
+            "cos",
+            "-o",
+            "-",
+            "--config",
+        ])
         .arg(&cfg)
         .assert()
         .success()
-        .stderr(predicate::str::contains("CLI flag overriding config value: flag=output"));
+        .stderr(predicate::str::contains(
+            "CLI flag overriding config value: flag=output",
+        ));
     let doc: Value = serde_json::from_slice(&out.get_output().stdout).unwrap();
-    assert_eq!((doc["criteria"]["service"].as_str(), doc["criteria"]["accelerator"].as_str()), (Some("gke"), Some("h100")));
+    assert_eq!(
+        (
+            doc["criteria"]["service"].as_str(),
+            doc["criteria"]["accelerator"].as_str()
+        ),
+        (Some("gke"), Some("h100"))
+    );
 
     // query honours the config's format.
     aicr()
@@ -285,7 +458,11 @@ fn config_file_mode_and_precedence() {
         .success()
         .stdout("\"eks\"\n");
 
-    write(dir.path(), "strict.yaml", "kind: AICRConfig\napiVersion: aicr.nvidia.com/v1alpha1\nspec:\n  recipe:\n    critera: {service: eks}\n");
+    write(
+        dir.path(),
+        "strict.yaml",
+        "kind: AICRConfig\napiVersion: aicr.nvidia.com/v1alpha1\nspec:\n  recipe:\n    critera: {service: eks}\n",
+    );
     aicr()
         .args(["recipe", "--config"])
         .arg(dir.path().join("strict.yaml"))
@@ -313,13 +490,36 @@ fn external_data_layers_registry_overlays_and_values() {
     let dir = tempfile::tempdir().unwrap();
     custom_data(dir.path());
     let out = aicr()
-        .args(["recipe", "--service", "eks", "--intent", "training", "--format", "json", "--data"])
+        .args([
+            "recipe",
+            "--service",
+            "eks",
+            "--intent",
+            "training",
+            "--format",
+            "json",
+            "--data",
+        ])
         .arg(dir.path())
         .assert()
         .success();
     let doc: Value = serde_json::from_slice(&out.get_output().stdout).unwrap();
-    let applied: Vec<&str> = doc["metadata"]["appliedOverlays"].as_array().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
-    assert_eq!(applied, ["base", "monitoring-hpa", "eks", "eks-training", "my-custom-overlay"]);
+    let applied: Vec<&str> = doc["metadata"]["appliedOverlays"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    assert_eq!(
+        applied,
+        [
+            "base",
+            "monitoring-hpa",
+            "eks",
+            "eks-training",
+            "my-custom-overlay"
+        ]
+    );
     let refs = doc["componentRefs"].as_array().unwrap();
     let mine = refs.iter().find(|r| r["name"] == "my-operator").unwrap();
     assert_eq!(mine["namespace"], "my-ns");
@@ -327,9 +527,21 @@ fn external_data_layers_registry_overlays_and_values() {
     assert_eq!(mine["source"], "https://my-charts.example.com");
     assert_eq!(mine["version"], "v1.0.0");
     let cm = refs.iter().find(|r| r["name"] == "cert-manager").unwrap();
-    assert_eq!(cm["namespace"], "certs-custom", "external registry entry replaces the embedded one");
+    assert_eq!(
+        cm["namespace"], "certs-custom",
+        "external registry entry replaces the embedded one"
+    );
     aicr()
-        .args(["query", "--service", "eks", "--intent", "training", "--selector", "components.my-operator.values.replicas", "--data"])
+        .args([
+            "query",
+            "--service",
+            "eks",
+            "--intent",
+            "training",
+            "--selector",
+            "components.my-operator.values.replicas",
+            "--data",
+        ])
         .arg(dir.path())
         .assert()
         .success()
@@ -340,12 +552,20 @@ fn external_data_layers_registry_overlays_and_values() {
 fn external_data_safety_rules() {
     type Setup = fn(&Path);
     let cases: &[(&str, Setup, &str)] = &[
-        ("missing registry", |d| write(d, "overlays/x.yaml", "kind: RecipeMetadata\n"), "registry.yaml is required"),
+        (
+            "missing registry",
+            |d| write(d, "overlays/x.yaml", "kind: RecipeMetadata\n"),
+            "registry.yaml is required",
+        ),
         (
             "symlink",
             |d| {
                 custom_data(d);
-                std::os::unix::fs::symlink("/etc/passwd", d.join("components/my-operator/link.yaml")).unwrap();
+                std::os::unix::fs::symlink(
+                    "/etc/passwd",
+                    d.join("components/my-operator/link.yaml"),
+                )
+                .unwrap();
             },
             "symlinks not allowed: components/my-operator/link.yaml",
         ),
@@ -374,16 +594,36 @@ fn external_data_safety_rules() {
             },
             "failed to parse overlays/broken.yaml",
         ),
-        ("malformed registry", |d| write(d, "registry.yaml", "components: {{{\n"), "failed to parse external registry"),
-        ("not a directory", |d| write(d, "registry.yaml", ""), "not a directory"),
+        (
+            "malformed registry",
+            |d| write(d, "registry.yaml", "components: {{{\n"),
+            "failed to parse external registry",
+        ),
+        (
+            "not a directory",
+            |d| write(d, "registry.yaml", ""),
+            "not a directory",
+        ),
     ];
     for (name, setup, needle) in cases {
         let dir = tempfile::tempdir().unwrap();
         setup(dir.path());
-        let data = if *name == "not a directory" { dir.path().join("registry.yaml") } else { dir.path().to_path_buf() };
-        let out = aicr().args(["recipe", "--service", "eks", "--data"]).arg(&data).assert().code(8);
+        let data = if *name == "not a directory" {
+            dir.path().join("registry.yaml")
+        } else {
+            dir.path().to_path_buf()
+        };
+        let out = aicr()
+            .args(["recipe", "--service", "eks", "--data"])
+            .arg(&data)
+            .assert()
+            .code(8);
         let stderr = String::from_utf8_lossy(&out.get_output().stderr);
-        assert!(stderr.contains("failed to initialize data provider") || stderr.contains("failed to load metadata store"), "{name}: {stderr}");
+        assert!(
+            stderr.contains("failed to initialize data provider")
+                || stderr.contains("failed to load metadata store"),
+            "{name}: {stderr}"
+        );
         assert!(stderr.contains(needle), "{name}: {stderr}");
     }
 }
@@ -402,7 +642,9 @@ fn external_dependency_errors_are_invalid_input() {
         .arg(dir.path())
         .assert()
         .code(2)
-        .stderr(predicate::str::contains("component \"my-operator\" references unknown dependency \"ghost\""));
+        .stderr(predicate::str::contains(
+            "component \"my-operator\" references unknown dependency \"ghost\"",
+        ));
     write(
         dir.path(),
         "overlays/my-custom-overlay.yaml",
@@ -413,7 +655,9 @@ fn external_dependency_errors_are_invalid_input() {
         .arg(dir.path())
         .assert()
         .code(2)
-        .stderr(predicate::str::contains("failed to resolve inheritance chain"));
+        .stderr(predicate::str::contains(
+            "failed to resolve inheritance chain",
+        ));
 }
 
 #[test]
@@ -444,5 +688,9 @@ fn logging_modes() {
         .assert()
         .success()
         .stderr("");
-    aicr().args(["-v"]).assert().success().stdout(predicate::str::contains("aicr v"));
+    aicr()
+        .args(["-v"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("aicr v"));
 }

@@ -6,15 +6,20 @@
 //! of their inputs; reading files, URLs and the cluster happens in `catalog`,
 //! `source` and `sink`.
 
+pub mod agent_job;
 pub mod catalog;
+pub mod cluster;
 pub mod constraint;
 pub mod engine;
 pub mod error;
 pub mod hydrate;
 pub mod k8s;
 pub mod model;
+pub mod scheduling;
 pub mod sink;
+pub mod snapshot_io;
 pub mod source;
+pub mod template;
 pub mod yaml;
 
 pub use error::{Error, ErrorKind, Result};

@@ -80,9 +80,27 @@ pub fn write_local(dest: &str, content: &[u8]) -> Result<()> {
     }
 }
 
-/// Flatten a document into `Path<TAB>value` rows under a FIELD/VALUE
-/// header, sorted by path, the first column padded.
-pub fn table(doc: &serde_json::Value) -> String {
+/// Render `Path<TAB>value` rows under a FIELD/VALUE header, sorted by path,
+/// aligned like Go's tabwriter (padding 2): upstream's table format.
+pub fn table(mut rows: Vec<(String, String)>) -> String {
+    if rows.is_empty() {
+        return "<empty>\n".into();
+    }
+    rows.sort();
+    let mut tw = tabwriter::TabWriter::new(Vec::new()).padding(2).minwidth(0);
+    let mut text = String::from("FIELD\tVALUE\n-----\t-----\n");
+    for (p, v) in rows {
+        text.push_str(&format!("{p}\t{v}\n"));
+    }
+    // Writing into a Vec cannot fail.
+    let _ = tw.write_all(text.as_bytes());
+    let _ = tw.flush();
+    String::from_utf8_lossy(&tw.into_inner().unwrap_or_default()).into_owned()
+}
+
+/// Flatten a document into rows with upstream's Go field names for keys
+/// (`apiVersion` → `APIVersion`), lists as `[i]`, null as `<nil>`.
+pub fn flatten(doc: &serde_json::Value) -> Vec<(String, String)> {
     fn walk(prefix: &str, v: &serde_json::Value, rows: &mut Vec<(String, String)>) {
         match v {
             serde_json::Value::Object(m) => {
@@ -107,19 +125,7 @@ pub fn table(doc: &serde_json::Value) -> String {
     }
     let mut rows = Vec::new();
     walk("", doc, &mut rows);
-    if rows.is_empty() {
-        return "<empty>\n".into();
-    }
-    rows.sort();
-    let width = rows.iter().map(|(p, _)| p.len()).max().unwrap_or(5).max(5) + 2;
-    let mut out = format!(
-        "{:width$}{}\n{:width$}{}\n",
-        "FIELD", "VALUE", "-----", "-----"
-    );
-    for (p, v) in rows {
-        out.push_str(&format!("{p:width$}{v}\n"));
-    }
-    out
+    rows
 }
 
 /// Document keys as upstream's Go field names (`apiVersion` → `APIVersion`).
@@ -176,13 +182,14 @@ mod tests {
 
     #[test]
     fn table_flattens_with_go_names() {
-        let t = table(
+        let t = table(flatten(
             &serde_json::json!({"apiVersion": "v", "criteria": {"os": "ubuntu"}, "l": ["a"], "n": null}),
-        );
+        ));
         assert!(t.starts_with("FIELD"), "{t}");
         assert!(t.contains("APIVersion   v\n"), "{t}");
         assert!(t.contains("Criteria.OS  ubuntu\n"), "{t}");
         assert!(t.contains("L.[0]        a\n"), "{t}");
         assert!(t.contains("N            <nil>\n"), "{t}");
+        assert_eq!(table(vec![]), "<empty>\n");
     }
 }

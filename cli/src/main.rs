@@ -5,6 +5,7 @@
 mod kubeio;
 mod logging;
 mod recipe;
+mod snapshot;
 
 use std::io::Write;
 use std::process::ExitCode;
@@ -36,6 +37,8 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Capture node and cluster state (locally or with an in-cluster agent Job)
+    Snapshot(snapshot::SnapshotArgs),
     /// Generate a recipe from criteria, a snapshot or a config file
     Recipe(recipe::RecipeArgs),
     /// Print one value of the fully hydrated recipe
@@ -57,6 +60,7 @@ enum Shell {
 
 fn run(cli: Cli) -> Result<()> {
     match cli.command {
+        Command::Snapshot(a) => snapshot::run(&a),
         Command::Recipe(a) => recipe::run_recipe(&a),
         Command::Query(a) => recipe::run_query(&a),
         Command::Completion { shell } => {

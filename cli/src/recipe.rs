@@ -332,7 +332,7 @@ pub fn render_recipe(recipe: &RecipeResult, format: OutputFormat) -> Result<Stri
         OutputFormat::Json => yaml::to_json(recipe),
         OutputFormat::Table => {
             let v = serde_json::to_value(recipe).map_err(|e| Error::internal(e.to_string()))?;
-            Ok(sink::table(&v))
+            Ok(sink::table(sink::flatten(&v)))
         }
     }
 }

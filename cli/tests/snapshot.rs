@@ -1,0 +1,616 @@
+//! `aicr snapshot` through the real binary: local collection on a fixture
+//! host tree (with and without a cluster), output formats and
+//! destinations, templates, and the in-cluster agent Job against the fake
+//! API server with the test playing the kubelet.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use aicr_test_support::{FakeApiServer, fixtures};
+use assert_cmd::Command;
+use predicates::prelude::*;
+use serde_json::{Value, json};
+
+fn write(dir: &Path, rel: &str, text: &str) {
+    let p = dir.join(rel);
+    fs::create_dir_all(p.parent().unwrap()).unwrap();
+    fs::write(p, text).unwrap();
+}
+
+/// A host tree with the files the OS collectors read.
+fn host_root() -> tempfile::TempDir {
+    let d = tempfile::tempdir().unwrap();
+    write(
+        d.path(),
+        "proc/cmdline",
+        "BOOT_IMAGE=/vmlinuz-6.8.0 ro quiet hugepagesz=1G root=/dev/sda1\n",
+    );
+    write(d.path(), "proc/sys/kernel/osrelease", "6.8.0-1028-aws\n");
+    write(d.path(), "proc/sys/kernel/printk", "4\t4\t1\t7\n");
+    write(d.path(), "proc/sys/net/ipv4/ip_forward", "1\n");
+    write(
+        d.path(),
+        "proc/modules",
+        "nvidia 1 0 - Live 0x0\nnvidia_uvm 2 0 - Live 0x0\n",
+    );
+    write(
+        d.path(),
+        "etc/os-release",
+        "ID=ubuntu\nVERSION_ID=\"24.04\"\nPRETTY_NAME=\"Ubuntu 24.04 LTS\"\n",
+    );
+    d
+}
+
+/// `aicr` with no cluster configuration at all.
+fn aicr_offline(home: &Path) -> Command {
+    let mut c = Command::cargo_bin("aicr").unwrap();
+    c.env("NO_COLOR", "1")
+        .env("HOME", home)
+        .env("NODE_NAME", "test-node")
+        .env_remove("KUBECONFIG")
+        .env_remove("KUBERNETES_SERVICE_HOST")
+        .env_remove("AICR_AGENT_MODE")
+        .env("PATH", "/usr/bin:/bin");
+    c
+}
+
+fn yaml(bytes: &[u8]) -> Value {
+    serde_saphyr::from_str(std::str::from_utf8(bytes).unwrap()).unwrap()
+}
+
+fn measurement<'a>(doc: &'a Value, kind: &str) -> &'a Value {
+    doc["measurements"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["type"] == kind)
+        .unwrap_or(&Value::Null)
+}
+
+fn subtype<'a>(m: &'a Value, name: &str) -> &'a Value {
+    m["subtypes"]
+        .as_array()
+        .and_then(|a| a.iter().find(|s| s["subtype"] == name))
+        .map(|s| &s["data"])
+        .unwrap_or(&Value::Null)
+}
+
+#[test]
+fn local_snapshot_without_gpu_or_cluster() {
+    let root = host_root();
+    let home = tempfile::tempdir().unwrap();
+    let out = aicr_offline(home.path())
+        .args(["snapshot", "--local", "--root"])
+        .arg(root.path())
+        .assert()
+        .success();
+    let doc = yaml(&out.get_output().stdout);
+    assert_eq!(doc["kind"], "Snapshot");
+    assert_eq!(doc["metadata"]["source-node"], "test-node");
+    let types: Vec<&str> = doc["measurements"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["type"].as_str().unwrap())
+        .collect();
+    assert_eq!(types, ["K8s", "SystemD", "OS", "GPU", "NodeTopology"]);
+    let os = measurement(&doc, "OS");
+    assert_eq!(subtype(os, "release")["VERSION_ID"], "24.04");
+    assert_eq!(subtype(os, "grub")["hugepagesz"], "1G");
+    assert!(subtype(os, "grub").get("root").is_none());
+    assert_eq!(subtype(os, "kmod")["nvidia_uvm"], true);
+    assert_eq!(
+        subtype(os, "sysctl")["/proc/sys/kernel/osrelease"],
+        "6.8.0-1028-aws"
+    );
+    assert!(
+        subtype(os, "sysctl")
+            .get("/proc/sys/net/ipv4/ip_forward")
+            .is_none()
+    );
+    assert_eq!(subtype(measurement(&doc, "GPU"), "smi")["gpu-count"], 0);
+    assert_eq!(subtype(measurement(&doc, "K8s"), "server"), &json!({}));
+    assert_eq!(
+        subtype(measurement(&doc, "NodeTopology"), "summary")["node-count"],
+        0
+    );
+
+    // The snapshot feeds recipe generation.
+    let dir = tempfile::tempdir().unwrap();
+    let snap = dir.path().join("snap.yaml");
+    fs::write(&snap, &out.get_output().stdout).unwrap();
+    aicr_offline(home.path())
+        .args(["query", "--selector", "criteria.os", "--snapshot"])
+        .arg(&snap)
+        .assert()
+        .success()
+        .stdout("ubuntu\n");
+}
+
+#[test]
+fn agent_mode_env_selects_local_collection() {
+    let root = host_root();
+    let home = tempfile::tempdir().unwrap();
+    aicr_offline(home.path())
+        .env("AICR_AGENT_MODE", "true")
+        .args(["snapshot", "--format", "json", "--root"])
+        .arg(root.path())
+        .assert()
+        .success()
+        .stdout(predicate::str::starts_with("{"));
+}
+
+#[test]
+fn formats_files_and_templates() {
+    let root = host_root();
+    let home = tempfile::tempdir().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let out_json = dir.path().join("s.json");
+    aicr_offline(home.path())
+        .args(["snapshot", "--local", "-t", "json", "-o"])
+        .arg(&out_json)
+        .arg("--root")
+        .arg(root.path())
+        .assert()
+        .success()
+        .stdout("");
+    let doc: Value = serde_json::from_slice(&fs::read(&out_json).unwrap()).unwrap();
+    assert_eq!(doc["apiVersion"], "aicr.nvidia.com/v1alpha1");
+
+    aicr_offline(home.path())
+        .args(["snapshot", "--local", "-t", "table", "--root"])
+        .arg(root.path())
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("Header.Kind"))
+        .stdout(predicate::str::contains(".Data.VERSION_ID.V"));
+
+    let template = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../examples/templates/snapshot-report.md.tera");
+    let out = aicr_offline(home.path())
+        .args(["snapshot", "--local", "--template"])
+        .arg(&template)
+        .arg("--root")
+        .arg(root.path())
+        .assert()
+        .success();
+    let report = String::from_utf8(out.get_output().stdout.clone()).unwrap();
+    assert!(report.contains("# Cluster report: test-node"), "{report}");
+    assert!(report.contains("Ubuntu 24.04 LTS"), "{report}");
+    assert!(report.contains("Kernel 6.8.0-1028-aws"), "{report}");
+    assert!(report.contains("no GPU detected"), "{report}");
+    assert!(report.contains("nvidia nvidia_uvm"), "{report}");
+}
+
+#[test]
+fn bad_flags_and_outputs_fail_cleanly() {
+    let root = host_root();
+    let home = tempfile::tempdir().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "bad.tera", "{% for x in %}");
+    write(dir.path(), "boom.tera", "{{ Nope.missing }}");
+    let target = dir.path().join("out.md");
+    let cases: Vec<(Vec<String>, i32, &str)> = vec![
+        (
+            vec![
+                "--template".into(),
+                dir.path().join("bad.tera").display().to_string(),
+                "-o".into(),
+                target.display().to_string(),
+            ],
+            2,
+            "failed to parse template",
+        ),
+        (
+            vec![
+                "--template".into(),
+                dir.path().join("boom.tera").display().to_string(),
+                "-o".into(),
+                target.display().to_string(),
+            ],
+            8,
+            "failed to execute template",
+        ),
+        (
+            vec!["--template".into(), "/nonexistent.tera".into()],
+            3,
+            "template file not found",
+        ),
+        (
+            vec!["--template".into(), dir.path().display().to_string()],
+            2,
+            "directory",
+        ),
+        (
+            vec![
+                "--template".into(),
+                dir.path().join("bad.tera").display().to_string(),
+                "--format".into(),
+                "json".into(),
+            ],
+            2,
+            "--template requires YAML format",
+        ),
+        (
+            vec![
+                "--require-gpu".into(),
+                "--runtime-class".into(),
+                "nvidia".into(),
+            ],
+            2,
+            "mutually exclusive",
+        ),
+        (
+            vec!["--format".into(), "xml".into()],
+            2,
+            "unknown output format",
+        ),
+        (
+            vec!["-o".into(), "cm://bad".into()],
+            2,
+            "invalid ConfigMap URI",
+        ),
+        (
+            vec![
+                "-o".into(),
+                dir.path().join("missing/s.yaml").display().to_string(),
+            ],
+            8,
+            "failed to write snapshot",
+        ),
+        (
+            vec![
+                "--require-gpu".into(),
+                "-o".into(),
+                target.display().to_string(),
+            ],
+            3,
+            "--require-gpu was set but no GPU was detected",
+        ),
+        (
+            vec![
+                "--namespace".into(),
+                "a".into(),
+                "--namespace".into(),
+                "b".into(),
+            ],
+            2,
+            "can only be specified once",
+        ),
+    ];
+    for (args, code, needle) in cases {
+        let out = aicr_offline(home.path())
+            .args(["snapshot", "--local", "--root"])
+            .arg(root.path())
+            .args(&args)
+            .assert()
+            .code(code);
+        let stderr = String::from_utf8_lossy(&out.get_output().stderr);
+        assert!(stderr.contains(needle), "{args:?}: {stderr}");
+        assert!(!target.exists(), "{args:?}: nothing written");
+        assert!(!dir.path().join("missing").exists());
+    }
+    assert_eq!(
+        fs::read_dir(dir.path()).unwrap().count(),
+        2,
+        "no temp files left behind"
+    );
+}
+
+#[test]
+fn local_snapshot_with_a_cluster() {
+    let api = FakeApiServer::start_blocking();
+    api.set_server_version("v1.33.5-eks-3025e55");
+    api.insert(
+        fixtures::node("gpu-1")
+            .label("nvidia.com/gpu.present", "true")
+            .taint("nvidia.com/gpu", "present", "NoSchedule")
+            .provider_id("aws:///us-east-1a/i-1")
+            .node_info("kubeletVersion", "v1.33.5")
+            .build(),
+    );
+    api.insert(
+        fixtures::node("gpu-2")
+            .label("nvidia.com/gpu.present", "true")
+            .taint("nvidia.com/gpu", "present", "NoSchedule")
+            .build(),
+    );
+    api.insert(fixtures::cluster_policy_crd());
+    api.insert(fixtures::cluster_policy(
+        json!({"driver": {"version": "580.105.08", "enabled": true}}),
+        "ready",
+    ));
+    api.insert(
+        json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p", "namespace": "default"},
+        "spec": {"containers": [{"name": "c", "image": "nvcr.io/nvidia/gpu-operator:v25.10.1"}]}}),
+    );
+    let root = host_root();
+    let home = tempfile::tempdir().unwrap();
+    let out = aicr_offline(home.path())
+        .env("KUBECONFIG", api.kubeconfig_path())
+        .env("NODE_NAME", "gpu-1")
+        .args([
+            "snapshot",
+            "--local",
+            "--max-nodes-per-entry",
+            "1",
+            "--root",
+        ])
+        .arg(root.path())
+        .assert()
+        .success();
+    let doc = yaml(&out.get_output().stdout);
+    let k8s = measurement(&doc, "K8s");
+    assert_eq!(subtype(k8s, "server")["version"], "v1.33.5-eks-3025e55");
+    assert_eq!(subtype(k8s, "image")["gpu-operator"], "v25.10.1");
+    assert_eq!(subtype(k8s, "policy")["driver.version"], "580.105.08");
+    assert_eq!(subtype(k8s, "policy")["driver.enabled"], "true");
+    assert_eq!(subtype(k8s, "node")["provider"], "eks");
+    let topo = measurement(&doc, "NodeTopology");
+    assert_eq!(subtype(topo, "summary")["node-count"], 2);
+    assert_eq!(
+        subtype(topo, "taint")["nvidia.com/gpu"],
+        "NoSchedule|present|gpu-1 (+1 more)"
+    );
+}
+
+/// Plays the kubelet: when the agent Job appears, run "the agent" by
+/// writing the snapshot ConfigMap and marking the Job complete.
+fn kubelet_completes_jobs(api: &FakeApiServer, snapshot: &'static str) {
+    api.on_create("jobs", move |cluster, job| {
+        let ns = job["metadata"]["namespace"].as_str().unwrap().to_string();
+        let args = job["spec"]["template"]["spec"]["containers"][0]["args"].clone();
+        let uri = args
+            .as_array()
+            .unwrap()
+            .last()
+            .unwrap()
+            .as_str()
+            .unwrap()
+            .to_string();
+        let (cm_ns, cm_name) = uri.trim_start_matches("cm://").split_once('/').unwrap();
+        cluster.insert(fixtures::config_map(
+            cm_ns,
+            cm_name,
+            &[("snapshot.yaml", snapshot), ("format", "yaml")],
+        ));
+        let name = job["metadata"]["name"].as_str().unwrap().to_string();
+        cluster.update_status("jobs", &ns, &name, fixtures::job_complete_status());
+    });
+}
+
+const AGENT_SNAPSHOT: &str = "kind: Snapshot\napiVersion: aicr.nvidia.com/v1alpha1\nmetadata:\n    source-node: gpu-1\nmeasurements:\n    - type: OS\n      subtypes:\n        - subtype: release\n          data:\n            ID: ubuntu\n";
+
+fn aicr_cluster(api: &FakeApiServer) -> Command {
+    let mut c = Command::cargo_bin("aicr").unwrap();
+    c.env("NO_COLOR", "1")
+        .env("KUBECONFIG", api.kubeconfig_path())
+        .env_remove("AICR_AGENT_MODE");
+    c
+}
+
+#[test]
+fn agent_job_deploys_waits_fetches_and_cleans_up() {
+    let api = FakeApiServer::start_blocking();
+    kubelet_completes_jobs(&api, AGENT_SNAPSHOT);
+    // A service account that existed before the run is not ours to delete.
+    api.insert(json!({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "aicr", "namespace": "default"}}));
+    let out = aicr_cluster(&api)
+        .args([
+            "snapshot",
+            "--node-selector",
+            "nodeGroup=gpu",
+            "--image-pull-secret",
+            "regcred",
+            "--image",
+            "example.com/aicr:test",
+        ])
+        .assert()
+        .success();
+    let stdout = String::from_utf8(out.get_output().stdout.clone()).unwrap();
+    assert_eq!(
+        stdout,
+        format!("{AGENT_SNAPSHOT}\n"),
+        "agent YAML passes through unchanged"
+    );
+
+    let created: Vec<String> = api
+        .requests()
+        .into_iter()
+        .filter(|r| r.method == "POST")
+        .map(|r| r.path)
+        .collect();
+    assert!(
+        created
+            .iter()
+            .any(|p| p.ends_with("/namespaces/default/jobs")),
+        "{created:?}"
+    );
+    assert!(
+        created.iter().any(|p| p.ends_with("/clusterroles")),
+        "{created:?}"
+    );
+    let job_body = api
+        .requests()
+        .into_iter()
+        .find(|r| r.method == "DELETE" && r.path.ends_with("/jobs/aicr"))
+        .expect("Job cleaned up");
+    assert!(job_body.path.contains("/namespaces/default/"));
+    assert!(api.get("jobs", "default", "aicr").is_none());
+    assert!(api.get("roles", "default", "aicr").is_none());
+    assert!(
+        api.get("clusterrolebindings", "", "aicr-node-reader")
+            .is_none()
+    );
+    assert!(
+        api.get("serviceaccounts", "default", "aicr").is_some(),
+        "pre-existing SA kept"
+    );
+    assert!(
+        api.get("configmaps", "default", "aicr-snapshot").is_some(),
+        "result ConfigMap kept"
+    );
+}
+
+#[test]
+fn agent_job_spec_follows_the_flags() {
+    let api = FakeApiServer::start_blocking();
+    kubelet_completes_jobs(&api, AGENT_SNAPSHOT);
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("s.json");
+    aicr_cluster(&api)
+        .args([
+            "snapshot",
+            "--no-cleanup",
+            "--toleration",
+            "dedicated=gpu:NoSchedule",
+            "--privileged=false",
+            "--max-nodes-per-entry",
+            "5",
+            "-n",
+            "aicr-ns",
+            "--format",
+            "json",
+            "-o",
+        ])
+        .arg(&out)
+        .assert()
+        .success();
+    let doc: Value = serde_json::from_slice(&fs::read(&out).unwrap()).unwrap();
+    assert_eq!(
+        doc["measurements"][0]["type"], "OS",
+        "--format json re-serializes the agent's YAML"
+    );
+    let job = api
+        .get("jobs", "aicr-ns", "aicr")
+        .expect("--no-cleanup keeps the Job");
+    let pod = &job["spec"]["template"]["spec"];
+    assert_eq!(
+        pod["tolerations"],
+        json!([{"key": "dedicated", "operator": "Equal", "value": "gpu", "effect": "NoSchedule"}])
+    );
+    assert_eq!(pod["securityContext"]["runAsUser"], 65534);
+    assert!(pod.get("hostPID").is_none());
+    let c = &pod["containers"][0];
+    assert_eq!(
+        c["args"],
+        json!(["snapshot", "-o", "cm://aicr-ns/aicr-snapshot"])
+    );
+    let env: Vec<&str> = c["env"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["name"].as_str().unwrap())
+        .collect();
+    assert!(env.contains(&"AICR_MAX_NODES_PER_ENTRY"));
+    assert!(api.get("roles", "aicr-ns", "aicr").is_some());
+    let ns = api.get("namespaces", "", "aicr-ns").unwrap();
+    assert_eq!(
+        ns["metadata"]["labels"]["app.kubernetes.io/managed-by"],
+        "aicr"
+    );
+
+    // Default: privileged, tolerate everything.
+    aicr_cluster(&api)
+        .args(["snapshot", "--no-cleanup", "--job-name", "second"])
+        .assert()
+        .success();
+    let job = api.get("jobs", "default", "second").unwrap();
+    let pod = &job["spec"]["template"]["spec"];
+    assert_eq!(pod["tolerations"], json!([{"operator": "Exists"}]));
+    assert_eq!(pod["hostPID"], true);
+    assert_eq!(pod["containers"][0]["securityContext"]["privileged"], true);
+}
+
+#[test]
+fn agent_job_failures() {
+    // RBAC denied in the pre-flight: exit 4, nothing deployed.
+    let api = FakeApiServer::start_blocking();
+    api.deny("clusterroles", "create");
+    aicr_cluster(&api)
+        .args(["snapshot"])
+        .assert()
+        .code(4)
+        .stderr(predicate::str::contains(
+            "insufficient permissions to deploy agent",
+        ))
+        .stderr(predicate::str::contains("create clusterroles (cluster)"));
+    assert!(
+        api.requests()
+            .iter()
+            .all(|r| !(r.method == "POST" && r.path.ends_with("/jobs")))
+    );
+
+    // The Job never finishes: timeout, exit 5, cleaned up.
+    let api = FakeApiServer::start_blocking();
+    aicr_cluster(&api)
+        .args(["snapshot", "--timeout", "1s"])
+        .assert()
+        .code(5)
+        .stderr(predicate::str::contains("job completion timeout"));
+    assert!(api.get("jobs", "default", "aicr").is_none());
+
+    // The Job fails: exit 8 with the agent's log.
+    let api = FakeApiServer::start_blocking();
+    let seen = Arc::new(AtomicUsize::new(0));
+    let s2 = seen.clone();
+    api.on_create("jobs", move |cluster, job| {
+        s2.fetch_add(1, Ordering::SeqCst);
+        let mut pod = fixtures::job_pod(job, 1);
+        pod["metadata"]["labels"]["app.kubernetes.io/name"] = json!("aicr");
+        cluster.insert(pod);
+        cluster.set_pod_log("default", "aicr-pod", "collector exploded");
+        cluster.update_status(
+            "jobs",
+            "default",
+            "aicr",
+            fixtures::job_failed_status("BackoffLimitExceeded"),
+        );
+    });
+    aicr_cluster(&api)
+        .args(["snapshot"])
+        .assert()
+        .code(8)
+        .stderr(predicate::str::contains("BackoffLimitExceeded"))
+        .stderr(predicate::str::contains(
+            "--- agent logs ---\ncollector exploded",
+        ));
+    assert_eq!(seen.load(Ordering::SeqCst), 1);
+
+    // No ConfigMap written by the agent: exit 8.
+    let api = FakeApiServer::start_blocking();
+    api.on_create("jobs", |cluster, job| {
+        let name = job["metadata"]["name"].as_str().unwrap().to_string();
+        cluster.update_status("jobs", "default", &name, fixtures::job_complete_status());
+    });
+    aicr_cluster(&api)
+        .args(["snapshot"])
+        .assert()
+        .code(3)
+        .stderr(predicate::str::contains("failed to retrieve snapshot"));
+
+    // Unreachable cluster: exit 6.
+    let kc = aicr_test_support::unreachable_kubeconfig();
+    let mut c = Command::cargo_bin("aicr").unwrap();
+    c.env("NO_COLOR", "1")
+        .env("KUBECONFIG", kc.path())
+        .env_remove("AICR_AGENT_MODE");
+    c.args(["snapshot"])
+        .assert()
+        .code(6)
+        .stderr(predicate::str::contains(
+            "cannot reach Kubernetes API server",
+        ));
+
+    // RuntimeClass missing: exit 3.
+    let api = FakeApiServer::start_blocking();
+    aicr_cluster(&api)
+        .args(["snapshot", "--runtime-class", "nvidia"])
+        .assert()
+        .code(3)
+        .stderr(predicate::str::contains(
+            "RuntimeClass \"nvidia\" not found",
+        ));
+}

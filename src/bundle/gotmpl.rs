@@ -1,0 +1,1152 @@
+//! A Go `text/template` evaluator for the Helm-compatible subset that
+//! catalog manifests use, rendered at bundle time: actions with trim
+//! markers and comments, variables (`$x := …`, `$x = …`), field chains,
+//! pipelines, parenthesised sub-pipelines, `if`/`else if`/`with`/`range`,
+//! the built-ins (`and`, `or` short-circuit, `not`, `eq`, `ne`, `lt`, `le`,
+//! `gt`, `ge`, `len`, `index`, `print`) and the Helm helpers `toYaml`,
+//! `toJson`, `toString`, `nindent`, `indent`, `default`, `empty`, `quote`,
+//! `required`.
+//!
+//! Data is a `serde_json::Value`. As in Helm, a missing map key yields nil
+//! (printed as nothing), while a field of nil is an error. It owns template
+//! syntax only; what data a manifest sees is `manifests`' business.
+
+use serde_json::{Map, Value};
+
+use crate::error::{Error, Result};
+use crate::yaml;
+
+/// A parsed template.
+#[derive(Debug, Clone)]
+pub struct Template {
+    name: String,
+    nodes: Vec<Node>,
+}
+
+#[derive(Debug, Clone)]
+enum Node {
+    Text(String),
+    Action(Pipeline),
+    If {
+        branches: Vec<(Pipeline, Vec<Node>)>,
+        otherwise: Vec<Node>,
+    },
+    With {
+        pipe: Pipeline,
+        body: Vec<Node>,
+        otherwise: Vec<Node>,
+    },
+    Range {
+        pipe: Pipeline,
+        body: Vec<Node>,
+        otherwise: Vec<Node>,
+    },
+}
+
+#[derive(Debug, Clone)]
+struct Pipeline {
+    line: usize,
+    decl: Vec<String>,
+    assign: bool,
+    cmds: Vec<Vec<Operand>>,
+}
+
+#[derive(Debug, Clone)]
+enum Operand {
+    Dot,
+    Field(Vec<String>),
+    Var(String, Vec<String>),
+    Func(String),
+    Lit(Value),
+    Sub(Box<Pipeline>, Vec<String>),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+enum Tok {
+    Ident(String),
+    Field(Vec<String>),
+    Var(String, Vec<String>),
+    Lit(Value),
+    Open,
+    Close,
+    Pipe,
+    Comma,
+    Declare,
+    Assign,
+}
+
+/// One `{{ … }}` after segmenting: its body and the line it starts on.
+enum Segment {
+    Text(String),
+    Action(String, usize),
+}
+
+fn err(name: &str, line: usize, msg: impl std::fmt::Display) -> Error {
+    Error::internal(format!("template: {name}:{line}: {msg}"))
+}
+
+fn is_space(c: char) -> bool {
+    matches!(c, ' ' | '\t' | '\r' | '\n')
+}
+
+/// Split source into text and actions, applying `{{-` / `-}}` trimming
+/// and dropping comments.
+fn segment(name: &str, src: &str) -> Result<Vec<Segment>> {
+    let mut out = Vec::new();
+    let mut pos = 0;
+    while let Some(rel) = src[pos..].find("{{") {
+        let start = pos + rel;
+        let line = src[..start].matches('\n').count() + 1;
+        let mut text = &src[pos..start];
+        let mut body_start = start + 2;
+        let rest = &src[body_start..];
+        if rest.starts_with('-') && rest[1..].starts_with(is_space) {
+            text = text.trim_end_matches(is_space);
+            body_start += 1;
+        }
+        out.push(Segment::Text(text.to_string()));
+        let close = find_close(&src[body_start..])
+            .map(|i| body_start + i)
+            .ok_or_else(|| err(name, line, "unclosed action"))?;
+        let mut body = &src[body_start..close];
+        let trim_right = body.ends_with('-') && body[..body.len() - 1].ends_with(is_space);
+        if trim_right {
+            body = &body[..body.len() - 1];
+        }
+        let trimmed = body.trim_matches(is_space);
+        if trimmed.starts_with("/*") {
+            if !trimmed.ends_with("*/") {
+                return Err(err(name, line, "unclosed comment"));
+            }
+        } else {
+            out.push(Segment::Action(body.to_string(), line));
+        }
+        pos = close + 2;
+        if trim_right {
+            pos += src[pos..].len() - src[pos..].trim_start_matches(is_space).len();
+        }
+    }
+    out.push(Segment::Text(src[pos..].to_string()));
+    Ok(out)
+}
+
+/// Index of the `}}` closing an action, skipping quoted strings.
+fn find_close(s: &str) -> Option<usize> {
+    let b = s.as_bytes();
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            q @ (b'"' | b'`' | b'\'') => {
+                i += 1;
+                while i < b.len() && b[i] != q {
+                    if b[i] == b'\\' && q != b'`' {
+                        i += 1;
+                    }
+                    i += 1;
+                }
+            }
+            b'}' if b.get(i + 1) == Some(&b'}') => return Some(i),
+            _ => {}
+        }
+        i += 1;
+    }
+    None
+}
+
+fn ident_char(c: char) -> bool {
+    c.is_alphanumeric() || c == '_'
+}
+
+/// Tokens of one action body, each with whether whitespace preceded it
+/// (so `(x).y` chains but `(x) .y` is two operands).
+fn lex(name: &str, line: usize, body: &str) -> Result<Vec<(Tok, bool)>> {
+    let chars: Vec<char> = body.chars().collect();
+    let mut i = 0;
+    let mut out = Vec::new();
+    let fields = |i: &mut usize| {
+        let mut f = Vec::new();
+        while *i < chars.len()
+            && chars[*i] == '.'
+            && chars.get(*i + 1).is_some_and(|c| ident_char(*c))
+        {
+            *i += 1;
+            let s = *i;
+            while *i < chars.len() && ident_char(chars[*i]) {
+                *i += 1;
+            }
+            f.push(chars[s..*i].iter().collect::<String>());
+        }
+        f
+    };
+    while i < chars.len() {
+        let spaced = i == 0 || is_space(chars[i - 1]);
+        let c = chars[i];
+        if is_space(c) {
+            i += 1;
+            continue;
+        }
+        let tok = match c {
+            '(' => {
+                i += 1;
+                Tok::Open
+            }
+            ')' => {
+                i += 1;
+                Tok::Close
+            }
+            '|' => {
+                i += 1;
+                Tok::Pipe
+            }
+            ',' => {
+                i += 1;
+                Tok::Comma
+            }
+            ':' if chars.get(i + 1) == Some(&'=') => {
+                i += 2;
+                Tok::Declare
+            }
+            '=' => {
+                i += 1;
+                Tok::Assign
+            }
+            '"' => {
+                i += 1;
+                let mut s = String::new();
+                loop {
+                    let Some(&ch) = chars.get(i) else {
+                        return Err(err(name, line, "unterminated quoted string"));
+                    };
+                    i += 1;
+                    match ch {
+                        '"' => break,
+                        '\\' => {
+                            let esc = chars.get(i).copied().unwrap_or('\\');
+                            i += 1;
+                            s.push(match esc {
+                                'n' => '\n',
+                                't' => '\t',
+                                'r' => '\r',
+                                other => other,
+                            });
+                        }
+                        other => s.push(other),
+                    }
+                }
+                Tok::Lit(Value::String(s))
+            }
+            '`' => {
+                let end = chars[i + 1..]
+                    .iter()
+                    .position(|c| *c == '`')
+                    .ok_or_else(|| err(name, line, "unterminated raw quoted string"))?;
+                let s: String = chars[i + 1..i + 1 + end].iter().collect();
+                i += end + 2;
+                Tok::Lit(Value::String(s))
+            }
+            '$' => {
+                let s = i;
+                i += 1;
+                while i < chars.len() && ident_char(chars[i]) {
+                    i += 1;
+                }
+                let var: String = chars[s..i].iter().collect();
+                Tok::Var(var, fields(&mut i))
+            }
+            '.' => {
+                let f = fields(&mut i);
+                if f.is_empty() {
+                    i += 1;
+                }
+                Tok::Field(f)
+            }
+            c if c.is_ascii_digit()
+                || ((c == '-' || c == '+') && chars.get(i + 1).is_some_and(char::is_ascii_digit)) =>
+            {
+                let s = i;
+                i += 1;
+                while i < chars.len() && (chars[i].is_ascii_alphanumeric() || chars[i] == '.') {
+                    i += 1;
+                }
+                let text: String = chars[s..i].iter().collect();
+                let v = text
+                    .parse::<i64>()
+                    .map(Value::from)
+                    .ok()
+                    .or_else(|| {
+                        text.parse::<f64>()
+                            .ok()
+                            .and_then(serde_json::Number::from_f64)
+                            .map(Value::Number)
+                    })
+                    .ok_or_else(|| err(name, line, format!("bad number syntax: {text:?}")))?;
+                Tok::Lit(v)
+            }
+            c if ident_char(c) => {
+                let s = i;
+                while i < chars.len() && ident_char(chars[i]) {
+                    i += 1;
+                }
+                let word: String = chars[s..i].iter().collect();
+                match word.as_str() {
+                    "true" => Tok::Lit(Value::Bool(true)),
+                    "false" => Tok::Lit(Value::Bool(false)),
+                    "nil" => Tok::Lit(Value::Null),
+                    _ => Tok::Ident(word),
+                }
+            }
+            other => return Err(err(name, line, format!("unexpected {other:?} in action"))),
+        };
+        out.push((tok, spaced));
+    }
+    Ok(out)
+}
+
+struct PipeParser<'a> {
+    name: &'a str,
+    line: usize,
+    toks: Vec<(Tok, bool)>,
+    pos: usize,
+}
+
+impl PipeParser<'_> {
+    fn err(&self, msg: impl std::fmt::Display) -> Error {
+        err(self.name, self.line, msg)
+    }
+
+    fn peek(&self) -> Option<&Tok> {
+        self.toks.get(self.pos).map(|(t, _)| t)
+    }
+
+    fn pipeline(&mut self, allow_two_vars: bool) -> Result<Pipeline> {
+        let mut decl = Vec::new();
+        let mut assign = false;
+        let save = self.pos;
+        let mut vars = Vec::new();
+        while let Some(Tok::Var(v, f)) = self.peek() {
+            if !f.is_empty() {
+                break;
+            }
+            vars.push(v.clone());
+            self.pos += 1;
+            if self.peek() == Some(&Tok::Comma) && allow_two_vars && vars.len() == 1 {
+                self.pos += 1;
+                continue;
+            }
+            break;
+        }
+        match self.peek() {
+            Some(Tok::Declare) if !vars.is_empty() => {
+                self.pos += 1;
+                decl = vars;
+            }
+            Some(Tok::Assign) if vars.len() == 1 => {
+                self.pos += 1;
+                decl = vars;
+                assign = true;
+            }
+            _ => self.pos = save,
+        }
+        let mut cmds = Vec::new();
+        loop {
+            let mut cmd = Vec::new();
+            while let Some(t) = self.peek() {
+                if matches!(t, Tok::Pipe | Tok::Close) {
+                    break;
+                }
+                cmd.push(self.operand()?);
+            }
+            if cmd.is_empty() {
+                return Err(self.err("missing command in pipeline"));
+            }
+            cmds.push(cmd);
+            if self.peek() == Some(&Tok::Pipe) {
+                self.pos += 1;
+                continue;
+            }
+            break;
+        }
+        Ok(Pipeline {
+            line: self.line,
+            decl,
+            assign,
+            cmds,
+        })
+    }
+
+    fn operand(&mut self) -> Result<Operand> {
+        let (tok, _) = self.toks[self.pos].clone();
+        self.pos += 1;
+        Ok(match tok {
+            Tok::Field(f) if f.is_empty() => Operand::Dot,
+            Tok::Field(f) => Operand::Field(f),
+            Tok::Var(v, f) => Operand::Var(v, f),
+            Tok::Lit(v) => Operand::Lit(v),
+            Tok::Ident(name) => {
+                if matches!(
+                    name.as_str(),
+                    "if" | "else" | "end" | "range" | "with" | "define" | "template" | "block"
+                ) {
+                    return Err(self.err(format!("unexpected keyword {name:?} in pipeline")));
+                }
+                Operand::Func(name)
+            }
+            Tok::Open => {
+                let inner = self.pipeline(false)?;
+                if self.peek() != Some(&Tok::Close) {
+                    return Err(self.err("unclosed left paren"));
+                }
+                self.pos += 1;
+                let mut chain = Vec::new();
+                if let Some((Tok::Field(f), false)) = self.toks.get(self.pos)
+                    && !f.is_empty()
+                {
+                    chain = f.clone();
+                    self.pos += 1;
+                }
+                Operand::Sub(Box::new(inner), chain)
+            }
+            other => return Err(self.err(format!("unexpected {other:?} in operand"))),
+        })
+    }
+
+    /// The pipeline starting at token `skip`, which must use every token.
+    fn whole(&mut self, skip: usize, two_vars: bool) -> Result<Pipeline> {
+        self.pos = skip;
+        let p = self.pipeline(two_vars)?;
+        if self.pos != self.toks.len() {
+            return Err(self.err("unexpected tokens after pipeline"));
+        }
+        Ok(p)
+    }
+}
+
+/// What an action is, for building the tree.
+enum Act {
+    Pipe(Pipeline),
+    If(Pipeline),
+    ElseIf(Pipeline),
+    ElseWith(Pipeline),
+    Else,
+    End,
+    With(Pipeline),
+    Range(Pipeline),
+}
+
+fn classify(name: &str, body: &str, line: usize) -> Result<Act> {
+    let toks = lex(name, line, body)?;
+    let keyword = match toks.first() {
+        Some((Tok::Ident(w), _)) => w.clone(),
+        None => return Err(err(name, line, "missing value for command")),
+        _ => String::new(),
+    };
+    let mut p = PipeParser {
+        name,
+        line,
+        toks,
+        pos: 0,
+    };
+    Ok(match keyword.as_str() {
+        "if" => Act::If(p.whole(1, false)?),
+        "with" => Act::With(p.whole(1, false)?),
+        "range" => Act::Range(p.whole(1, true)?),
+        "end" if p.toks.len() == 1 => Act::End,
+        "else" => match p.toks.get(1) {
+            None => Act::Else,
+            Some((Tok::Ident(w), _)) if w == "if" => Act::ElseIf(p.whole(2, false)?),
+            Some((Tok::Ident(w), _)) if w == "with" => Act::ElseWith(p.whole(2, false)?),
+            _ => return Err(err(name, line, "unexpected tokens after else")),
+        },
+        "define" | "template" | "block" | "break" | "continue" => {
+            return Err(err(
+                name,
+                line,
+                format!("{keyword:?} is not supported in bundle manifests"),
+            ));
+        }
+        _ => Act::Pipe(p.whole(0, false)?),
+    })
+}
+
+struct TreeBuilder<'a> {
+    name: &'a str,
+    segs: std::vec::IntoIter<Segment>,
+}
+
+/// How a list of nodes ended.
+enum Stop {
+    Eof,
+    End,
+    Else,
+    ElseIf(Pipeline),
+    ElseWith(Pipeline),
+}
+
+impl TreeBuilder<'_> {
+    fn list(&mut self) -> Result<(Vec<Node>, Stop, usize)> {
+        let mut nodes = Vec::new();
+        while let Some(seg) = self.segs.next() {
+            let (body, line) = match seg {
+                Segment::Text(t) => {
+                    if !t.is_empty() {
+                        nodes.push(Node::Text(t));
+                    }
+                    continue;
+                }
+                Segment::Action(b, l) => (b, l),
+            };
+            match classify(self.name, &body, line)? {
+                Act::Pipe(p) => nodes.push(Node::Action(p)),
+                Act::End => return Ok((nodes, Stop::End, line)),
+                Act::Else => return Ok((nodes, Stop::Else, line)),
+                Act::ElseIf(p) => return Ok((nodes, Stop::ElseIf(p), line)),
+                Act::ElseWith(p) => return Ok((nodes, Stop::ElseWith(p), line)),
+                Act::If(p) => nodes.push(self.if_chain(p, line)?),
+                Act::With(p) => {
+                    let (body, otherwise) = self.body_else(line, "with")?;
+                    nodes.push(Node::With {
+                        pipe: p,
+                        body,
+                        otherwise,
+                    });
+                }
+                Act::Range(p) => {
+                    let (body, otherwise) = self.body_else(line, "range")?;
+                    nodes.push(Node::Range {
+                        pipe: p,
+                        body,
+                        otherwise,
+                    });
+                }
+            }
+        }
+        Ok((nodes, Stop::Eof, 0))
+    }
+
+    fn if_chain(&mut self, first: Pipeline, line: usize) -> Result<Node> {
+        let mut branches = Vec::new();
+        let mut cond = first;
+        loop {
+            let (body, stop, at) = self.list()?;
+            branches.push((cond, body));
+            match stop {
+                Stop::End => {
+                    return Ok(Node::If {
+                        branches,
+                        otherwise: Vec::new(),
+                    });
+                }
+                Stop::Else => {
+                    let (otherwise, stop, _) = self.list()?;
+                    if !matches!(stop, Stop::End) {
+                        return Err(err(self.name, at, "expected end after else"));
+                    }
+                    return Ok(Node::If {
+                        branches,
+                        otherwise,
+                    });
+                }
+                Stop::ElseIf(p) => cond = p,
+                Stop::ElseWith(_) => return Err(err(self.name, at, "else with inside if")),
+                Stop::Eof => return Err(err(self.name, line, "unexpected EOF: if without end")),
+            }
+        }
+    }
+
+    fn body_else(&mut self, line: usize, what: &str) -> Result<(Vec<Node>, Vec<Node>)> {
+        let (body, stop, at) = self.list()?;
+        match stop {
+            Stop::End => Ok((body, Vec::new())),
+            Stop::Else => {
+                let (otherwise, stop, _) = self.list()?;
+                match stop {
+                    Stop::End => Ok((body, otherwise)),
+                    _ => Err(err(self.name, at, "expected end after else")),
+                }
+            }
+            Stop::ElseWith(p) if what == "with" => {
+                let (inner, otherwise) = self.body_else(at, what)?;
+                Ok((
+                    body,
+                    vec![Node::With {
+                        pipe: p,
+                        body: inner,
+                        otherwise,
+                    }],
+                ))
+            }
+            Stop::Eof => Err(err(
+                self.name,
+                line,
+                format!("unexpected EOF: {what} without end"),
+            )),
+            _ => Err(err(self.name, at, format!("unexpected else in {what}"))),
+        }
+    }
+}
+
+impl Template {
+    pub fn parse(name: &str, src: &str) -> Result<Template> {
+        let mut b = TreeBuilder {
+            name,
+            segs: segment(name, src)?.into_iter(),
+        };
+        let (nodes, stop, line) = b.list()?;
+        if !matches!(stop, Stop::Eof) {
+            return Err(err(name, line, "unexpected end or else"));
+        }
+        Ok(Template {
+            name: name.to_string(),
+            nodes,
+        })
+    }
+
+    /// Execute against `data` (the template's `.` and `$`).
+    pub fn render(&self, data: &Value) -> Result<String> {
+        let mut ex = Exec {
+            name: &self.name,
+            vars: vec![("$".to_string(), data.clone())],
+            out: String::new(),
+        };
+        ex.walk(data, &self.nodes)?;
+        Ok(ex.out)
+    }
+}
+
+struct Exec<'a> {
+    name: &'a str,
+    vars: Vec<(String, Value)>,
+    out: String,
+}
+
+/// Go's notion of "empty": false, 0, nil, "" and empty collections.
+pub fn truthy(v: &Value) -> bool {
+    match v {
+        Value::Null => false,
+        Value::Bool(b) => *b,
+        Value::Number(n) => n.as_f64().is_some_and(|f| f != 0.0),
+        Value::String(s) => !s.is_empty(),
+        Value::Array(a) => !a.is_empty(),
+        Value::Object(m) => !m.is_empty(),
+    }
+}
+
+/// Go's `%v` for template output (Helm prints nil as nothing).
+fn print_value(v: &Value, nil: &str) -> String {
+    match v {
+        Value::Null => nil.to_string(),
+        Value::String(s) => s.clone(),
+        Value::Bool(b) => b.to_string(),
+        Value::Number(n) => match (n.as_i64(), n.as_u64()) {
+            (Some(i), _) => i.to_string(),
+            (_, Some(u)) => u.to_string(),
+            _ => yaml::go_float(n.as_f64().unwrap_or_default()),
+        },
+        Value::Array(a) => {
+            let items: Vec<String> = a.iter().map(|x| print_value(x, "<nil>")).collect();
+            format!("[{}]", items.join(" "))
+        }
+        Value::Object(m) => {
+            let items: Vec<String> = m
+                .iter()
+                .map(|(k, x)| format!("{k}:{}", print_value(x, "<nil>")))
+                .collect();
+            format!("map[{}]", items.join(" "))
+        }
+    }
+}
+
+fn type_name(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "nil",
+        Value::Bool(_) => "bool",
+        Value::Number(_) => "number",
+        Value::String(_) => "string",
+        Value::Array(_) => "[]interface {}",
+        Value::Object(_) => "map[string]interface {}",
+    }
+}
+
+impl Exec<'_> {
+    fn err(&self, line: usize, msg: impl std::fmt::Display) -> Error {
+        err(self.name, line, msg)
+    }
+
+    fn walk(&mut self, dot: &Value, nodes: &[Node]) -> Result<()> {
+        for node in nodes {
+            match node {
+                Node::Text(t) => self.out.push_str(t),
+                Node::Action(p) => {
+                    let v = self.pipeline(dot, p)?;
+                    if p.decl.is_empty() {
+                        self.out.push_str(&print_value(&v, ""));
+                    }
+                }
+                Node::If {
+                    branches,
+                    otherwise,
+                } => {
+                    let mark = self.vars.len();
+                    let mut chosen = None;
+                    for (cond, body) in branches {
+                        if truthy(&self.pipeline(dot, cond)?) {
+                            chosen = Some(body);
+                            break;
+                        }
+                    }
+                    self.walk(dot, chosen.unwrap_or(otherwise))?;
+                    self.vars.truncate(mark);
+                }
+                Node::With {
+                    pipe,
+                    body,
+                    otherwise,
+                } => {
+                    let mark = self.vars.len();
+                    let v = self.pipeline(dot, pipe)?;
+                    if truthy(&v) {
+                        self.walk(&v, body)?;
+                    } else {
+                        self.walk(dot, otherwise)?;
+                    }
+                    self.vars.truncate(mark);
+                }
+                Node::Range {
+                    pipe,
+                    body,
+                    otherwise,
+                } => self.range(dot, pipe, body, otherwise)?,
+            }
+        }
+        Ok(())
+    }
+
+    fn range(
+        &mut self,
+        dot: &Value,
+        pipe: &Pipeline,
+        body: &[Node],
+        otherwise: &[Node],
+    ) -> Result<()> {
+        let mark = self.vars.len();
+        let mut plain = pipe.clone();
+        plain.decl.clear();
+        let v = self.pipeline(dot, &plain)?;
+        let items: Vec<(Value, Value)> = match &v {
+            Value::Array(a) => a
+                .iter()
+                .enumerate()
+                .map(|(i, x)| (Value::from(i), x.clone()))
+                .collect(),
+            Value::Object(m) => m
+                .iter()
+                .map(|(k, x)| (Value::String(k.clone()), x.clone()))
+                .collect(),
+            Value::Null => Vec::new(),
+            other => {
+                return Err(self.err(
+                    pipe.line,
+                    format!("range can't iterate over {}", print_value(other, "<nil>")),
+                ));
+            }
+        };
+        if items.is_empty() {
+            self.walk(dot, otherwise)?;
+        }
+        for (k, x) in items {
+            let inner = self.vars.len();
+            match pipe.decl.as_slice() {
+                [one] => self.vars.push((one.clone(), x.clone())),
+                [a, b] => {
+                    self.vars.push((a.clone(), k));
+                    self.vars.push((b.clone(), x.clone()));
+                }
+                _ => {}
+            }
+            self.walk(&x, body)?;
+            self.vars.truncate(inner);
+        }
+        self.vars.truncate(mark);
+        Ok(())
+    }
+
+    fn pipeline(&mut self, dot: &Value, p: &Pipeline) -> Result<Value> {
+        let mut piped: Option<Value> = None;
+        for cmd in &p.cmds {
+            piped = Some(self.command(dot, cmd, piped, p.line)?);
+        }
+        let v = piped.unwrap_or(Value::Null);
+        if let Some(name) = p.decl.first() {
+            if p.assign {
+                let slot = self
+                    .vars
+                    .iter_mut()
+                    .rev()
+                    .find(|(n, _)| n == name)
+                    .ok_or_else(|| err(self.name, p.line, format!("undefined variable: {name}")))?;
+                slot.1 = v.clone();
+            } else {
+                self.vars.push((name.clone(), v.clone()));
+            }
+        }
+        Ok(v)
+    }
+
+    fn var(&self, name: &str, line: usize) -> Result<Value> {
+        self.vars
+            .iter()
+            .rev()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.clone())
+            .ok_or_else(|| self.err(line, format!("undefined variable: {name}")))
+    }
+
+    fn chain(&self, mut v: Value, fields: &[String], line: usize) -> Result<Value> {
+        for f in fields {
+            v = match v {
+                Value::Object(mut m) => m.remove(f).unwrap_or(Value::Null),
+                Value::Null => {
+                    return Err(self.err(line, format!("nil pointer evaluating interface {{}}.{f}")));
+                }
+                other => {
+                    return Err(self.err(
+                        line,
+                        format!("can't evaluate field {f} in type {}", type_name(&other)),
+                    ));
+                }
+            };
+        }
+        Ok(v)
+    }
+
+    fn operand(&mut self, dot: &Value, op: &Operand, line: usize) -> Result<Value> {
+        match op {
+            Operand::Dot => Ok(dot.clone()),
+            Operand::Field(f) => self.chain(dot.clone(), f, line),
+            Operand::Var(name, f) => {
+                let v = self.var(name, line)?;
+                self.chain(v, f, line)
+            }
+            Operand::Lit(v) => Ok(v.clone()),
+            Operand::Sub(p, f) => {
+                let v = self.pipeline(dot, p)?;
+                self.chain(v, f, line)
+            }
+            Operand::Func(name) => self.call(dot, name, &[], None, line),
+        }
+    }
+
+    fn command(
+        &mut self,
+        dot: &Value,
+        cmd: &[Operand],
+        piped: Option<Value>,
+        line: usize,
+    ) -> Result<Value> {
+        match &cmd[0] {
+            Operand::Func(name) => self.call(dot, name, &cmd[1..], piped, line),
+            first => {
+                if cmd.len() > 1 || piped.is_some() {
+                    return Err(self.err(line, "can't give argument to non-function"));
+                }
+                self.operand(dot, first, line)
+            }
+        }
+    }
+
+    fn call(
+        &mut self,
+        dot: &Value,
+        name: &str,
+        args: &[Operand],
+        piped: Option<Value>,
+        line: usize,
+    ) -> Result<Value> {
+        if name == "and" || name == "or" {
+            let want = name == "or";
+            let total = args.len() + usize::from(piped.is_some());
+            if total == 0 {
+                return Err(self.err(line, format!("wrong number of args for {name}")));
+            }
+            let mut last = Value::Null;
+            for a in args {
+                last = self.operand(dot, a, line)?;
+                if truthy(&last) == want {
+                    return Ok(last);
+                }
+            }
+            return Ok(piped.unwrap_or(last));
+        }
+        let mut vals = Vec::with_capacity(args.len() + 1);
+        for a in args {
+            vals.push(self.operand(dot, a, line)?);
+        }
+        vals.extend(piped);
+        builtin(name, &vals).map_err(|m| self.err(line, format!("error calling {name}: {m}")))
+    }
+}
+
+fn arity(args: &[Value], n: usize) -> std::result::Result<(), String> {
+    if args.len() == n {
+        Ok(())
+    } else {
+        Err(format!("wrong number of args: want {n} got {}", args.len()))
+    }
+}
+
+fn compare(a: &Value, b: &Value) -> std::result::Result<std::cmp::Ordering, String> {
+    match (a, b) {
+        (Value::Number(x), Value::Number(y)) => x
+            .as_f64()
+            .partial_cmp(&y.as_f64())
+            .ok_or_else(|| "incomparable numbers".to_string()),
+        (Value::String(x), Value::String(y)) => Ok(x.cmp(y)),
+        _ => Err(format!(
+            "incompatible types for comparison: {} and {}",
+            type_name(a),
+            type_name(b)
+        )),
+    }
+}
+
+fn equal(a: &Value, b: &Value) -> std::result::Result<bool, String> {
+    match (a, b) {
+        (Value::Array(_) | Value::Object(_), _) | (_, Value::Array(_) | Value::Object(_)) => {
+            Err("non-comparable type".into())
+        }
+        (Value::Null, _) | (_, Value::Null) => Ok(a == b),
+        (Value::Bool(x), Value::Bool(y)) => Ok(x == y),
+        _ => compare(a, b).map(|o| o.is_eq()),
+    }
+}
+
+fn int_arg(v: &Value) -> std::result::Result<usize, String> {
+    v.as_u64()
+        .or_else(|| v.as_f64().filter(|f| f.fract() == 0.0 && *f >= 0.0).map(|f| f as u64))
+        .map(|u| u as usize)
+        .ok_or_else(|| format!("expected a non-negative integer, got {}", print_value(v, "<nil>")))
+}
+
+fn indent_text(n: usize, s: &str) -> String {
+    let pad = " ".repeat(n);
+    format!("{pad}{}", s.replace('\n', &format!("\n{pad}")))
+}
+
+fn builtin(name: &str, a: &[Value]) -> std::result::Result<Value, String> {
+    let s = |v: String| Ok(Value::String(v));
+    match name {
+        "not" => {
+            arity(a, 1)?;
+            Ok(Value::Bool(!truthy(&a[0])))
+        }
+        "eq" => {
+            if a.len() < 2 {
+                return Err("missing argument for comparison".into());
+            }
+            for b in &a[1..] {
+                if equal(&a[0], b)? {
+                    return Ok(Value::Bool(true));
+                }
+            }
+            Ok(Value::Bool(false))
+        }
+        "ne" => {
+            arity(a, 2)?;
+            Ok(Value::Bool(!equal(&a[0], &a[1])?))
+        }
+        "lt" | "le" | "gt" | "ge" => {
+            arity(a, 2)?;
+            let o = compare(&a[0], &a[1])?;
+            Ok(Value::Bool(match name {
+                "lt" => o.is_lt(),
+                "le" => o.is_le(),
+                "gt" => o.is_gt(),
+                _ => o.is_ge(),
+            }))
+        }
+        "len" => {
+            arity(a, 1)?;
+            match &a[0] {
+                Value::String(x) => Ok(Value::from(x.len())),
+                Value::Array(x) => Ok(Value::from(x.len())),
+                Value::Object(x) => Ok(Value::from(x.len())),
+                other => Err(format!("len of type {}", type_name(other))),
+            }
+        }
+        "index" => {
+            let Some((first, keys)) = a.split_first() else {
+                return Err("wrong number of args: want at least 1 got 0".into());
+            };
+            let mut cur = first.clone();
+            for k in keys {
+                cur = match (cur, k) {
+                    (Value::Object(mut m), Value::String(key)) => {
+                        m.remove(key).unwrap_or(Value::Null)
+                    }
+                    (Value::Array(mut l), idx) => {
+                        let i = int_arg(idx)?;
+                        if i >= l.len() {
+                            return Err(format!("index out of range: {i}"));
+                        }
+                        l.swap_remove(i)
+                    }
+                    (Value::Null, _) => return Err("index of untyped nil".into()),
+                    (other, _) => return Err(format!("can't index item of type {}", type_name(&other))),
+                };
+            }
+            Ok(cur)
+        }
+        "print" => {
+            let mut out = String::new();
+            for (i, v) in a.iter().enumerate() {
+                if i > 0 && !v.is_string() && !a[i - 1].is_string() {
+                    out.push(' ');
+                }
+                out.push_str(&print_value(v, "<nil>"));
+            }
+            s(out)
+        }
+        "toString" => {
+            arity(a, 1)?;
+            s(print_value(&a[0], "<nil>"))
+        }
+        "toYaml" => {
+            arity(a, 1)?;
+            let text = yaml::to_yaml(&a[0]).map_err(|e| e.to_string())?;
+            s(text.trim_end_matches('\n').to_string())
+        }
+        "toJson" => {
+            arity(a, 1)?;
+            serde_json::to_string(&a[0]).map(Value::String).map_err(|e| e.to_string())
+        }
+        "indent" | "nindent" => {
+            arity(a, 2)?;
+            let n = int_arg(&a[0])?;
+            let text = print_value(&a[1], "<nil>");
+            let body = indent_text(n, &text);
+            s(if name == "nindent" {
+                format!("\n{body}")
+            } else {
+                body
+            })
+        }
+        "default" => match a {
+            [d] => Ok(d.clone()),
+            [d, v] => Ok(if truthy(v) { v.clone() } else { d.clone() }),
+            _ => Err(format!("wrong number of args: want 1 or 2 got {}", a.len())),
+        },
+        "empty" => {
+            arity(a, 1)?;
+            Ok(Value::Bool(!truthy(&a[0])))
+        }
+        "quote" => {
+            let parts: Vec<String> = a
+                .iter()
+                .filter(|v| !v.is_null())
+                .map(|v| serde_json::to_string(&print_value(v, "")).unwrap_or_default())
+                .collect();
+            s(parts.join(" "))
+        }
+        "required" => {
+            arity(a, 2)?;
+            match &a[1] {
+                Value::Null => Err(print_value(&a[0], "")),
+                Value::String(x) if x.is_empty() => Err(print_value(&a[0], "")),
+                v => Ok(v.clone()),
+            }
+        }
+        other => Err(format!("function {other:?} not defined")),
+    }
+}
+
+/// Convenience for callers that build the data map by hand.
+pub fn object(pairs: impl IntoIterator<Item = (&'static str, Value)>) -> Value {
+    Value::Object(
+        pairs
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v))
+            .collect::<Map<String, Value>>(),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn render(src: &str, data: Value) -> Result<String> {
+        Template::parse("t", src)?.render(&data)
+    }
+
+    #[test]
+    fn trim_markers_and_comments() {
+        let out = render("a  {{- /* c */ -}}  b\n{{- if true }}\nx{{ end -}}\n  y", json!({})).unwrap();
+        assert_eq!(out, "ab\nxy");
+    }
+
+    #[test]
+    fn fields_variables_and_missing_keys() {
+        let d = json!({"Values": {"c": {"n": "x", "list": [1, 2]}}, "Release": {"Namespace": "ns"}});
+        let src = "{{- $c := index .Values \"c\" }}{{ $c.n }}/{{ $c.missing }}/{{ .Release.Namespace }}/{{ len $c.list }}";
+        assert_eq!(render(src, d.clone()).unwrap(), "x//ns/2");
+        let e = render("{{ .Values.nope.deeper }}", d).unwrap_err();
+        assert!(e.to_string().contains("nil pointer evaluating interface {}.deeper"), "{e}");
+    }
+
+    #[test]
+    fn and_short_circuits_like_go() {
+        let src = "{{ if and .a .a.b .a.b.c }}yes{{ else }}no{{ end }}";
+        assert_eq!(render(src, json!({})).unwrap(), "no");
+        assert_eq!(render(src, json!({"a": {"b": {"c": 1}}})).unwrap(), "yes");
+        assert_eq!(render("{{ or 0 \"\" \"z\" }}", json!({})).unwrap(), "z");
+    }
+
+    #[test]
+    fn pipelines_and_helm_helpers() {
+        let d = json!({"t": [{"key": "a", "operator": "Exists"}], "n": null});
+        let src = "x:{{- toYaml .t | nindent 2 }}\ny: {{ .n | default \"dflt\" }}\nz: {{ ne (toString (index . \"n\")) \"false\" }}\nq: {{ quote \"a\\\"b\" }}";
+        assert_eq!(
+            render(src, d).unwrap(),
+            "x:\n  - key: a\n    operator: Exists\ny: dflt\nz: true\nq: \"a\\\"b\""
+        );
+        assert_eq!(render("{{ toString nil }}", json!({})).unwrap(), "<nil>");
+        assert_eq!(render("{{ 1.5 }} {{ 3 }}", json!({})).unwrap(), "1.5 3");
+    }
+
+    #[test]
+    fn else_if_with_and_range() {
+        let src = "{{ if eq .k \"a\" }}A{{ else if eq .k \"b\" \"c\" }}BC{{ else }}Z{{ end }}";
+        assert_eq!(render(src, json!({"k": "c"})).unwrap(), "BC");
+        assert_eq!(render(src, json!({"k": "q"})).unwrap(), "Z");
+        let src = "{{ with .m }}{{ range $k, $v := . }}{{ $k }}={{ $v }};{{ end }}{{ else }}none{{ end }}";
+        assert_eq!(render(src, json!({"m": {"b": 2, "a": 1}})).unwrap(), "a=1;b=2;");
+        assert_eq!(render(src, json!({"m": {}})).unwrap(), "none");
+        let src = "{{ range .l }}[{{ . }}]{{ else }}empty{{ end }}";
+        assert_eq!(render(src, json!({"l": ["x", "y"]})).unwrap(), "[x][y]");
+        assert_eq!(render(src, json!({})).unwrap(), "empty");
+        let src = "{{ $x := 1 }}{{ if true }}{{ $x = 2 }}{{ end }}{{ $x }}";
+        assert_eq!(render(src, json!({})).unwrap(), "2");
+    }
+
+    #[test]
+    fn errors_name_the_line() {
+        let e = Template::parse("m.yaml", "a\n{{ if .x }}").unwrap_err();
+        assert!(e.to_string().starts_with("template: m.yaml:2:"), "{e}");
+        let e = render("\n\n{{ nope 1 }}", json!({})).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "template: t:3: error calling nope: function \"nope\" not defined"
+        );
+        assert!(Template::parse("t", "{{ .a ").is_err());
+        assert!(Template::parse("t", "{{ end }}").is_err());
+        assert!(render("{{ required \"need x\" .x }}", json!({})).unwrap_err().to_string().contains("need x"));
+    }
+
+    #[test]
+    fn paren_chains_and_strings_with_braces() {
+        let d = json!({"m": {"k": {"v": "deep"}}});
+        assert_eq!(render("{{ (index .m \"k\").v }}", d).unwrap(), "deep");
+        assert_eq!(render("{{ \"}}\" }}", json!({})).unwrap(), "}}");
+        assert_eq!(render("{{ `raw\\n` }}", json!({})).unwrap(), "raw\\n");
+    }
+}

@@ -672,14 +672,11 @@ async fn print_agent_logs(client: &kube::Client, ns: &str) {
 
 async fn fetch(client: &kube::Client, cm: &ConfigMapRef) -> Result<String> {
     let api: Api<ConfigMap> = Api::namespaced(client.clone(), &cm.namespace);
+    // The agent should have written it, so its absence is our failure (8),
+    // not something the user named that does not exist.
     let obj = api.get(&cm.name).await.map_err(|e| {
-        api_error(
-            e,
-            &format!(
-                "failed to retrieve snapshot: failed to get ConfigMap {}/{}",
-                cm.namespace, cm.name
-            ),
-        )
+        api_error(e, &format!("failed to get ConfigMap {}/{}", cm.namespace, cm.name))
+            .wrap(ErrorKind::Internal, "failed to retrieve snapshot")
     })?;
     obj.data
         .and_then(|mut d| d.remove("snapshot.yaml"))

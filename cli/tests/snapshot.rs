@@ -588,7 +588,7 @@ fn agent_job_failures() {
     aicr_cluster(&api)
         .args(["snapshot"])
         .assert()
-        .code(3)
+        .code(8)
         .stderr(predicate::str::contains("failed to retrieve snapshot"));
 
     // Unreachable cluster: exit 6.

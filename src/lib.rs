@@ -7,6 +7,7 @@
 //! `source` and `sink`.
 
 pub mod agent_job;
+pub mod bundle;
 pub mod catalog;
 pub mod cluster;
 pub mod constraint;
@@ -20,6 +21,7 @@ pub mod sink;
 pub mod snapshot_io;
 pub mod source;
 pub mod template;
+pub mod validate;
 pub mod yaml;
 
 pub use error::{Error, ErrorKind, Result};

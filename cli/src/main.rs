@@ -2,10 +2,15 @@
 //! library together and prints; every exit code comes from
 //! `aicr::ErrorKind::exit_code` (or 1 for usage errors, as upstream).
 
+mod aggregator;
+mod bundle;
 mod kubeio;
 mod logging;
 mod recipe;
+mod skill;
 mod snapshot;
+mod validate;
+mod verify;
 
 use std::io::Write;
 use std::process::ExitCode;
@@ -43,6 +48,20 @@ enum Command {
     Recipe(recipe::RecipeArgs),
     /// Print one value of the fully hydrated recipe
     Query(recipe::QueryArgs),
+    /// Validate a cluster against a recipe: readiness, deployment, performance, conformance
+    Validate(validate::ValidateArgs),
+    /// Render a recipe into a Helm or Argo CD deployment bundle
+    Bundle(bundle::BundleArgs),
+    /// Verify a bundle's checksums and trust level
+    Verify(verify::VerifyArgs),
+    /// Install an agent skill file that teaches a coding agent to use aicr
+    Skill(skill::SkillArgs),
+    /// List the nodes the aggregator knows: agent version, last seen, violations
+    Nodes(aggregator::NodesArgs),
+    /// Show drift the aggregator has open now, or its history
+    Drift(aggregator::DriftArgs),
+    /// Follow drift events live as the aggregator records them
+    Watch(aggregator::WatchArgs),
     /// Print a shell completion script
     Completion {
         #[arg(value_enum)]
@@ -63,6 +82,13 @@ fn run(cli: Cli) -> Result<()> {
         Command::Snapshot(a) => snapshot::run(&a),
         Command::Recipe(a) => recipe::run_recipe(&a),
         Command::Query(a) => recipe::run_query(&a),
+        Command::Validate(a) => validate::run(&a),
+        Command::Bundle(a) => bundle::run(&a),
+        Command::Verify(a) => verify::run(&a),
+        Command::Skill(a) => skill::run(&a, &Cli::command()),
+        Command::Nodes(a) => aggregator::run_nodes(&a),
+        Command::Drift(a) => aggregator::run_drift(&a),
+        Command::Watch(a) => aggregator::run_watch(&a),
         Command::Completion { shell } => {
             let shell = match shell {
                 Shell::Bash => clap_complete::Shell::Bash,

@@ -33,9 +33,7 @@ pub fn render<'a>(files: impl IntoIterator<Item = (&'a str, &'a [u8])>) -> Strin
         .map(|(p, b)| (p, sha256_hex(b)))
         .collect();
     rows.sort_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
-    rows.iter()
-        .map(|(p, h)| format!("{h}  {p}\n"))
-        .collect()
+    rows.iter().map(|(p, h)| format!("{h}  {p}\n")).collect()
 }
 
 /// Result of checking a directory against its checksum file's text.

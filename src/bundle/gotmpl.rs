@@ -94,9 +94,10 @@ fn is_space(c: char) -> bool {
 fn segment(name: &str, src: &str) -> Result<Vec<Segment>> {
     let mut out = Vec::new();
     let mut pos = 0;
+    let mut line = 1;
     while let Some(rel) = src[pos..].find("{{") {
         let start = pos + rel;
-        let line = src[..start].matches('\n').count() + 1;
+        line += src[pos..start].matches('\n').count();
         let mut text = &src[pos..start];
         let mut body_start = start + 2;
         let rest = &src[body_start..];
@@ -108,6 +109,8 @@ fn segment(name: &str, src: &str) -> Result<Vec<Segment>> {
         let close = find_close(&src[body_start..])
             .map(|i| body_start + i)
             .ok_or_else(|| err(name, line, "unclosed action"))?;
+        let action_line = line;
+        line += src[start..close].matches('\n').count();
         let mut body = &src[body_start..close];
         let trim_right = body.ends_with('-') && body[..body.len() - 1].ends_with(is_space);
         if trim_right {
@@ -119,11 +122,13 @@ fn segment(name: &str, src: &str) -> Result<Vec<Segment>> {
                 return Err(err(name, line, "unclosed comment"));
             }
         } else {
-            out.push(Segment::Action(body.to_string(), line));
+            out.push(Segment::Action(body.to_string(), action_line));
         }
         pos = close + 2;
         if trim_right {
-            pos += src[pos..].len() - src[pos..].trim_start_matches(is_space).len();
+            let skipped = src[pos..].len() - src[pos..].trim_start_matches(is_space).len();
+            line += src[pos..pos + skipped].matches('\n').count();
+            pos += skipped;
         }
     }
     out.push(Segment::Text(src[pos..].to_string()));
@@ -261,7 +266,8 @@ fn lex(name: &str, line: usize, body: &str) -> Result<Vec<(Tok, bool)>> {
                 Tok::Field(f)
             }
             c if c.is_ascii_digit()
-                || ((c == '-' || c == '+') && chars.get(i + 1).is_some_and(char::is_ascii_digit)) =>
+                || ((c == '-' || c == '+')
+                    && chars.get(i + 1).is_some_and(char::is_ascii_digit)) =>
             {
                 let s = i;
                 i += 1;
@@ -792,45 +798,46 @@ impl Exec<'_> {
         Ok(v)
     }
 
-    fn var(&self, name: &str, line: usize) -> Result<Value> {
+    fn var(&self, name: &str, line: usize) -> Result<&Value> {
         self.vars
             .iter()
             .rev()
             .find(|(n, _)| n == name)
-            .map(|(_, v)| v.clone())
+            .map(|(_, v)| v)
             .ok_or_else(|| self.err(line, format!("undefined variable: {name}")))
     }
 
-    fn chain(&self, mut v: Value, fields: &[String], line: usize) -> Result<Value> {
+    /// Walk a field chain by reference, cloning only what it ends on.
+    fn chain(&self, mut v: &Value, fields: &[String], line: usize) -> Result<Value> {
+        static NIL: Value = Value::Null;
         for f in fields {
             v = match v {
-                Value::Object(mut m) => m.remove(f).unwrap_or(Value::Null),
+                Value::Object(m) => m.get(f).unwrap_or(&NIL),
                 Value::Null => {
-                    return Err(self.err(line, format!("nil pointer evaluating interface {{}}.{f}")));
+                    return Err(
+                        self.err(line, format!("nil pointer evaluating interface {{}}.{f}"))
+                    );
                 }
                 other => {
                     return Err(self.err(
                         line,
-                        format!("can't evaluate field {f} in type {}", type_name(&other)),
+                        format!("can't evaluate field {f} in type {}", type_name(other)),
                     ));
                 }
             };
         }
-        Ok(v)
+        Ok(v.clone())
     }
 
     fn operand(&mut self, dot: &Value, op: &Operand, line: usize) -> Result<Value> {
         match op {
             Operand::Dot => Ok(dot.clone()),
-            Operand::Field(f) => self.chain(dot.clone(), f, line),
-            Operand::Var(name, f) => {
-                let v = self.var(name, line)?;
-                self.chain(v, f, line)
-            }
+            Operand::Field(f) => self.chain(dot, f, line),
+            Operand::Var(name, f) => self.chain(self.var(name, line)?, f, line),
             Operand::Lit(v) => Ok(v.clone()),
             Operand::Sub(p, f) => {
                 let v = self.pipeline(dot, p)?;
-                self.chain(v, f, line)
+                self.chain(&v, f, line)
             }
             Operand::Func(name) => self.call(dot, name, &[], None, line),
         }
@@ -922,9 +929,18 @@ fn equal(a: &Value, b: &Value) -> std::result::Result<bool, String> {
 
 fn int_arg(v: &Value) -> std::result::Result<usize, String> {
     v.as_u64()
-        .or_else(|| v.as_f64().filter(|f| f.fract() == 0.0 && *f >= 0.0).map(|f| f as u64))
+        .or_else(|| {
+            v.as_f64()
+                .filter(|f| f.fract() == 0.0 && *f >= 0.0)
+                .map(|f| f as u64)
+        })
         .map(|u| u as usize)
-        .ok_or_else(|| format!("expected a non-negative integer, got {}", print_value(v, "<nil>")))
+        .ok_or_else(|| {
+            format!(
+                "expected a non-negative integer, got {}",
+                print_value(v, "<nil>")
+            )
+        })
 }
 
 fn indent_text(n: usize, s: &str) -> String {
@@ -991,7 +1007,9 @@ fn builtin(name: &str, a: &[Value]) -> std::result::Result<Value, String> {
                         l.swap_remove(i)
                     }
                     (Value::Null, _) => return Err("index of untyped nil".into()),
-                    (other, _) => return Err(format!("can't index item of type {}", type_name(&other))),
+                    (other, _) => {
+                        return Err(format!("can't index item of type {}", type_name(&other)));
+                    }
                 };
             }
             Ok(cur)
@@ -1017,7 +1035,9 @@ fn builtin(name: &str, a: &[Value]) -> std::result::Result<Value, String> {
         }
         "toJson" => {
             arity(a, 1)?;
-            serde_json::to_string(&a[0]).map(Value::String).map_err(|e| e.to_string())
+            serde_json::to_string(&a[0])
+                .map(Value::String)
+                .map_err(|e| e.to_string())
         }
         "indent" | "nindent" => {
             arity(a, 2)?;
@@ -1080,17 +1100,26 @@ mod tests {
 
     #[test]
     fn trim_markers_and_comments() {
-        let out = render("a  {{- /* c */ -}}  b\n{{- if true }}\nx{{ end -}}\n  y", json!({})).unwrap();
+        let out = render(
+            "a  {{- /* c */ -}}  b\n{{- if true }}\nx{{ end -}}\n  y",
+            json!({}),
+        )
+        .unwrap();
         assert_eq!(out, "ab\nxy");
     }
 
     #[test]
     fn fields_variables_and_missing_keys() {
-        let d = json!({"Values": {"c": {"n": "x", "list": [1, 2]}}, "Release": {"Namespace": "ns"}});
+        let d =
+            json!({"Values": {"c": {"n": "x", "list": [1, 2]}}, "Release": {"Namespace": "ns"}});
         let src = "{{- $c := index .Values \"c\" }}{{ $c.n }}/{{ $c.missing }}/{{ .Release.Namespace }}/{{ len $c.list }}";
         assert_eq!(render(src, d.clone()).unwrap(), "x//ns/2");
         let e = render("{{ .Values.nope.deeper }}", d).unwrap_err();
-        assert!(e.to_string().contains("nil pointer evaluating interface {}.deeper"), "{e}");
+        assert!(
+            e.to_string()
+                .contains("nil pointer evaluating interface {}.deeper"),
+            "{e}"
+        );
     }
 
     #[test]
@@ -1119,7 +1148,10 @@ mod tests {
         assert_eq!(render(src, json!({"k": "c"})).unwrap(), "BC");
         assert_eq!(render(src, json!({"k": "q"})).unwrap(), "Z");
         let src = "{{ with .m }}{{ range $k, $v := . }}{{ $k }}={{ $v }};{{ end }}{{ else }}none{{ end }}";
-        assert_eq!(render(src, json!({"m": {"b": 2, "a": 1}})).unwrap(), "a=1;b=2;");
+        assert_eq!(
+            render(src, json!({"m": {"b": 2, "a": 1}})).unwrap(),
+            "a=1;b=2;"
+        );
         assert_eq!(render(src, json!({"m": {}})).unwrap(), "none");
         let src = "{{ range .l }}[{{ . }}]{{ else }}empty{{ end }}";
         assert_eq!(render(src, json!({"l": ["x", "y"]})).unwrap(), "[x][y]");
@@ -1139,7 +1171,12 @@ mod tests {
         );
         assert!(Template::parse("t", "{{ .a ").is_err());
         assert!(Template::parse("t", "{{ end }}").is_err());
-        assert!(render("{{ required \"need x\" .x }}", json!({})).unwrap_err().to_string().contains("need x"));
+        assert!(
+            render("{{ required \"need x\" .x }}", json!({}))
+                .unwrap_err()
+                .to_string()
+                .contains("need x")
+        );
     }
 
     #[test]

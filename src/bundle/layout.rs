@@ -103,7 +103,11 @@ pub fn plan(recipe: &RecipeResult) -> Result<Vec<Folder>> {
                 dir: format!("{:03}-{name}", wave + 1),
                 name,
                 component: idx,
-                namespace: c.namespace.clone(),
+                namespace: if c.namespace.is_empty() {
+                    "default".to_string()
+                } else {
+                    c.namespace.clone()
+                },
                 kind,
                 content,
                 wave,
@@ -117,7 +121,11 @@ pub fn plan(recipe: &RecipeResult) -> Result<Vec<Folder>> {
                     c.name
                 )));
             }
-            push(c.name.clone(), FolderKind::LocalHelm, LocalContent::Kustomize);
+            push(
+                c.name.clone(),
+                FolderKind::LocalHelm,
+                LocalContent::Kustomize,
+            );
         } else if c.source.is_empty() {
             if !has_manifests {
                 return Err(Error::invalid(format!(
@@ -125,7 +133,11 @@ pub fn plan(recipe: &RecipeResult) -> Result<Vec<Folder>> {
                     c.name
                 )));
             }
-            push(c.name.clone(), FolderKind::LocalHelm, LocalContent::Manifests);
+            push(
+                c.name.clone(),
+                FolderKind::LocalHelm,
+                LocalContent::Manifests,
+            );
         } else {
             push(c.name.clone(), FolderKind::UpstreamHelm, LocalContent::None);
             if has_manifests {
@@ -203,11 +215,17 @@ mod tests {
     #[test]
     fn bad_components_are_rejected() {
         for (refs, needle) in [
-            (vec![comp("a/b", "https://x", &[])], "invalid component name"),
+            (
+                vec![comp("a/b", "https://x", &[])],
+                "invalid component name",
+            ),
             (vec![comp("", "https://x", &[])], "invalid component name"),
             (vec![comp("empty", "", &[])], "nothing to install"),
             (
-                vec![comp("x", "https://x", &["m.yaml"]), comp("x-post", "https://y", &[])],
+                vec![
+                    comp("x", "https://x", &["m.yaml"]),
+                    comp("x-post", "https://y", &[]),
+                ],
                 "collides",
             ),
             (

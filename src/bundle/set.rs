@@ -1,11 +1,11 @@
-//! Parsers for the bundle command's textual options: `--set`, `--dynamic`,
-//! node selectors, tolerations and the workload-gate taint, plus the value
-//! type conversion `--set` applies. Pure string handling; knows nothing about
-//! the registry or the recipe (resolution of keys happens in `values`).
+//! Parsers for the bundle command's `--set` and `--dynamic` options and the
+//! value type conversion `--set` applies. Pure string handling; knows nothing
+//! about the registry or the recipe (keys are resolved by the bundler).
+//! Selectors, tolerations and taints use the shared `crate::scheduling`.
 
 use std::collections::BTreeMap;
 
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 use crate::error::{Error, Result};
 
@@ -47,7 +47,11 @@ impl SetOverrides {
 }
 
 fn parse_set(arg: &str) -> Result<(String, String, String)> {
-    let bad = || Error::invalid(format!("invalid format '{arg}': expected 'bundler:path=value'"));
+    let bad = || {
+        Error::invalid(format!(
+            "invalid format '{arg}': expected 'bundler:path=value'"
+        ))
+    };
     let (key, rest) = arg.split_once(':').ok_or_else(bad)?;
     let (path, value) = rest.split_once('=').ok_or_else(bad)?;
     let (key, path, value) = (key.trim(), path.trim(), value.trim());
@@ -124,121 +128,6 @@ impl DynamicPaths {
     pub fn is_empty(&self) -> bool {
         self.entries.is_empty()
     }
-}
-
-/// Parse `key=value` selectors into a label map (later keys win).
-pub fn parse_selectors<S: AsRef<str>>(args: &[S]) -> Result<BTreeMap<String, String>> {
-    let mut out = BTreeMap::new();
-    for arg in args {
-        let arg = arg.as_ref();
-        let (k, v) = arg
-            .split_once('=')
-            .filter(|(k, _)| !k.trim().is_empty())
-            .ok_or_else(|| {
-                Error::invalid(format!("invalid format \"{arg}\", expected key=value"))
-            })?;
-        out.insert(k.trim().to_string(), v.trim().to_string());
-    }
-    Ok(out)
-}
-
-const EFFECTS: [&str; 3] = ["NoSchedule", "PreferNoSchedule", "NoExecute"];
-
-/// One Kubernetes toleration; empty fields are omitted when rendered.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Toleration {
-    pub key: String,
-    pub operator: String,
-    pub value: String,
-    pub effect: String,
-}
-
-impl Toleration {
-    /// The default when no toleration flag is given: tolerate every taint.
-    pub fn exists_all() -> Toleration {
-        Toleration {
-            operator: "Exists".into(),
-            ..Toleration::default()
-        }
-    }
-
-    /// The map Helm charts expect, with only the non-empty fields.
-    pub fn to_value(&self) -> Value {
-        let mut m = Map::new();
-        for (k, v) in [
-            ("key", &self.key),
-            ("operator", &self.operator),
-            ("value", &self.value),
-            ("effect", &self.effect),
-        ] {
-            if !v.is_empty() {
-                m.insert(k.into(), Value::String(v.clone()));
-            }
-        }
-        Value::Object(m)
-    }
-}
-
-/// Split `key=value:effect` / `key:effect`; the effect must be a
-/// Kubernetes taint effect.
-fn split_taint(arg: &str) -> Result<(String, String, String)> {
-    let parts: Vec<&str> = arg.split(':').collect();
-    let [kv, effect] = parts.as_slice() else {
-        return Err(Error::invalid(format!(
-            "invalid format \"{arg}\", expected key=value:effect or key:effect"
-        )));
-    };
-    let effect = effect.trim();
-    if !EFFECTS.contains(&effect) {
-        return Err(Error::invalid(format!(
-            "invalid effect \"{effect}\" in \"{arg}\": must be one of NoSchedule, PreferNoSchedule, NoExecute"
-        )));
-    }
-    let (key, value) = match kv.split_once('=') {
-        Some((k, v)) => (k.trim(), v.trim()),
-        None => (kv.trim(), ""),
-    };
-    Ok((key.to_string(), value.to_string(), effect.to_string()))
-}
-
-/// Parse toleration flags; none given means `[{operator: Exists}]`.
-pub fn parse_tolerations<S: AsRef<str>>(args: &[S]) -> Result<Vec<Toleration>> {
-    if args.is_empty() {
-        return Ok(vec![Toleration::exists_all()]);
-    }
-    args.iter()
-        .map(|a| {
-            let arg = a.as_ref();
-            let (key, value, effect) = split_taint(arg)?;
-            let operator = if arg.split(':').next().is_some_and(|kv| kv.contains('=')) {
-                "Equal"
-            } else {
-                "Exists"
-            };
-            Ok(Toleration {
-                key,
-                operator: operator.into(),
-                value,
-                effect,
-            })
-        })
-        .collect()
-}
-
-/// Parse `--workload-gate` and render it back in canonical form
-/// (`key=value:effect` or `key:effect`).
-pub fn parse_taint(arg: &str) -> Result<String> {
-    let (key, value, effect) = split_taint(arg)?;
-    if key.is_empty() {
-        return Err(Error::invalid(format!(
-            "invalid taint \"{arg}\": key cannot be empty"
-        )));
-    }
-    Ok(if value.is_empty() {
-        format!("{key}:{effect}")
-    } else {
-        format!("{key}={value}:{effect}")
-    })
 }
 
 /// The `--set` type conversion, first match wins: `true`/`false`, a base-10
@@ -321,8 +210,14 @@ mod tests {
                 "invalid format 'nocolon': expected 'bundler:path=value'",
             ),
             ("a:b", "invalid format 'a:b': expected 'bundler:path=value'"),
-            ("a:=v", "invalid format 'a:=v': path and value cannot be empty"),
-            ("a:p=", "invalid format 'a:p=': path and value cannot be empty"),
+            (
+                "a:=v",
+                "invalid format 'a:=v': path and value cannot be empty",
+            ),
+            (
+                "a:p=",
+                "invalid format 'a:p=': path and value cannot be empty",
+            ),
         ] {
             let e = SetOverrides::parse(&[arg]).unwrap_err();
             assert_eq!(e.to_string(), msg);
@@ -343,46 +238,6 @@ mod tests {
             "invalid format 'alloy:clusterName=x': dynamic declaration does not accept '=value'"
         );
         assert!(DynamicPaths::parse(&["nocolon"]).is_err());
-    }
-
-    #[test]
-    fn tolerations_default_to_exists_and_parse_both_shapes() {
-        let none: [&str; 0] = [];
-        assert_eq!(
-            parse_tolerations(&none).unwrap()[0].to_value(),
-            json!({"operator": "Exists"})
-        );
-        let t = parse_tolerations(&["dedicated=worker:NoSchedule", "nvidia.com/gpu:NoExecute"])
-            .unwrap();
-        assert_eq!(
-            t[0].to_value(),
-            json!({"key": "dedicated", "operator": "Equal", "value": "worker", "effect": "NoSchedule"})
-        );
-        assert_eq!(
-            t[1].to_value(),
-            json!({"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoExecute"})
-        );
-        assert!(parse_tolerations(&["a=b"]).is_err());
-        assert!(parse_tolerations(&["a:b:NoSchedule"]).is_err());
-        assert!(parse_tolerations(&["a=b:Never"]).is_err());
-    }
-
-    #[test]
-    fn taints_render_canonically() {
-        assert_eq!(
-            parse_taint("skyhook.nvidia.com/runtime-required=true:NoSchedule").unwrap(),
-            "skyhook.nvidia.com/runtime-required=true:NoSchedule"
-        );
-        assert_eq!(parse_taint("k:NoExecute").unwrap(), "k:NoExecute");
-        assert!(parse_taint(":NoExecute").is_err());
-    }
-
-    #[test]
-    fn selectors_need_key_and_equals() {
-        let m = parse_selectors(&["nodeGroup=gpu", "a=b=c"]).unwrap();
-        assert_eq!(m["a"], "b=c");
-        let e = parse_selectors(&["oops"]).unwrap_err();
-        assert_eq!(e.to_string(), "invalid format \"oops\", expected key=value");
     }
 
     #[test]

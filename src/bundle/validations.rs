@@ -128,14 +128,22 @@ mod tests {
             workload_selector_set: false,
             accelerated_selector_set: true,
         };
-        assert!(run(reg, &["nodewright-customizations"], &ctx).unwrap().is_empty());
+        assert!(
+            run(reg, &["nodewright-customizations"], &ctx)
+                .unwrap()
+                .is_empty()
+        );
         let none = Criteria::default();
         let ctx = Context {
             criteria: &none,
             workload_selector_set: false,
             accelerated_selector_set: false,
         };
-        assert!(run(reg, &["nodewright-customizations"], &ctx).unwrap().is_empty());
+        assert!(
+            run(reg, &["nodewright-customizations"], &ctx)
+                .unwrap()
+                .is_empty()
+        );
     }
 
     #[test]

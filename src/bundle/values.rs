@@ -9,22 +9,24 @@ use std::collections::BTreeMap;
 
 use serde_json::{Map, Value};
 
-use super::set::{Toleration, convert};
+pub use k8s_openapi::api::core::v1::{Taint, Toleration};
+
+use super::set::convert;
 use crate::catalog::Catalog;
 use crate::hydrate::{self, deep_merge};
 use crate::model::recipe::ComponentRef;
 use crate::model::registry::RegistryComponent;
+use crate::scheduling;
 
 /// Bundle-time scheduling inputs (already parsed).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Scheduling {
     pub system_selector: BTreeMap<String, String>,
     pub system_tolerations: Vec<Toleration>,
     pub accelerated_selector: BTreeMap<String, String>,
     pub accelerated_tolerations: Vec<Toleration>,
     pub workload_selector: BTreeMap<String, String>,
-    /// Canonical taint string (`key=value:effect` / `key:effect`).
-    pub workload_gate: Option<String>,
+    pub workload_gate: Option<Taint>,
     pub nodes: u32,
     pub storage_class: Option<String>,
 }
@@ -33,9 +35,9 @@ impl Default for Scheduling {
     fn default() -> Self {
         Scheduling {
             system_selector: BTreeMap::new(),
-            system_tolerations: vec![Toleration::exists_all()],
+            system_tolerations: vec![scheduling::tolerate_all()],
             accelerated_selector: BTreeMap::new(),
-            accelerated_tolerations: vec![Toleration::exists_all()],
+            accelerated_tolerations: vec![scheduling::tolerate_all()],
             workload_selector: BTreeMap::new(),
             workload_gate: None,
             nodes: 0,
@@ -150,8 +152,7 @@ fn inject_scheduling(
                 .collect(),
         )
     };
-    let tolerations =
-        |t: &[Toleration]| Value::Array(t.iter().map(Toleration::to_value).collect());
+    let tolerations = |t: &[Toleration]| serde_json::to_value(t).unwrap_or(Value::Null);
     let mut put = |paths: &[String], v: &Value| {
         for p in paths {
             set_lenient(values, p, v.clone());
@@ -174,15 +175,21 @@ fn inject_scheduling(
             put(&paths.toleration_paths, &tolerations(tol));
         }
         if let (Some(acc), Some(gate)) = (&ns.accelerated, &s.workload_gate) {
-            put(&acc.taint_str_paths, &convert(gate));
-            put(&acc.taint_paths, &taint_object(gate));
+            put(&acc.taint_str_paths, &convert(&taint_string(gate)));
+            put(
+                &acc.taint_paths,
+                &serde_json::to_value(gate).unwrap_or(Value::Null),
+            );
         }
         if s.nodes > 0 {
             put(&ns.node_count_paths, &Value::from(s.nodes));
         }
     }
     if !s.workload_selector.is_empty()
-        && let Some(w) = reg.pod_scheduling.as_ref().and_then(|p| p.workload.as_ref())
+        && let Some(w) = reg
+            .pod_scheduling
+            .as_ref()
+            .and_then(|p| p.workload.as_ref())
     {
         put(&w.workload_selector_paths, &selector(&s.workload_selector));
     }
@@ -198,17 +205,12 @@ fn inject_scheduling(
     }
 }
 
-/// `key=value:effect` as the structured taint charts take.
-fn taint_object(gate: &str) -> Value {
-    let (kv, effect) = gate.rsplit_once(':').unwrap_or((gate, ""));
-    let (key, value) = kv.split_once('=').unwrap_or((kv, ""));
-    let mut m = Map::new();
-    for (k, v) in [("key", key), ("value", value), ("effect", effect)] {
-        if !v.is_empty() {
-            m.insert(k.into(), Value::String(v.into()));
-        }
+/// A taint as the string charts take: `key=value:effect` or `key:effect`.
+pub fn taint_string(t: &Taint) -> String {
+    match t.value.as_deref() {
+        Some(v) if !v.is_empty() => format!("{}={v}:{}", t.key, t.effect),
+        _ => format!("{}:{}", t.key, t.effect),
     }
-    Value::Object(m)
 }
 
 /// Set a dot path, creating missing maps; an existing non-map on the way
@@ -218,10 +220,7 @@ pub fn set_strict(root: &mut Value, path: &str, v: Value) -> Result<(), String> 
     let mut cur = root;
     for (i, seg) in segs.iter().enumerate() {
         let Value::Object(m) = cur else {
-            return Err(format!(
-                "{:?} is not a map",
-                segs[..i].join(".")
-            ));
+            return Err(format!("{:?} is not a map", segs[..i].join(".")));
         };
         if i == segs.len() - 1 {
             m.insert((*seg).to_string(), v);
@@ -272,8 +271,8 @@ pub fn take_path(root: &mut Value, path: &str) -> Option<Value> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::bundle::set::parse_tolerations;
     use crate::model::registry::{NodeScheduling, SchedulingPaths};
+    use crate::scheduling::{parse_taint, parse_tolerations};
     use serde_json::json;
 
     fn gpu_registry() -> RegistryComponent {
@@ -301,15 +300,22 @@ mod tests {
         }
     }
 
-    fn run(values: Value, set: &[(&str, &str)], s: &Scheduling, dynamic: &[&str]) -> ComponentValues {
+    fn run(
+        values: Value,
+        set: &[(&str, &str)],
+        s: &Scheduling,
+        dynamic: &[&str],
+    ) -> ComponentValues {
         let catalog = Catalog::embedded().unwrap();
         let r = ComponentRef {
             name: "gpu-operator".into(),
             overrides: values.as_object().unwrap().clone(),
             ..Default::default()
         };
-        let set: Vec<(String, String)> =
-            set.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect();
+        let set: Vec<(String, String)> = set
+            .iter()
+            .map(|(a, b)| (a.to_string(), b.to_string()))
+            .collect();
         let dynamic: Vec<String> = dynamic.iter().map(|s| s.to_string()).collect();
         let reg = gpu_registry();
         compute(
@@ -350,7 +356,10 @@ mod tests {
         let exists = json!([{"operator": "Exists"}]);
         assert_eq!(v.full["operator"]["tolerations"], exists);
         assert_eq!(v.full["daemonsets"]["tolerations"], exists);
-        assert_eq!(v.full["node-feature-discovery"]["worker"]["tolerations"], exists);
+        assert_eq!(
+            v.full["node-feature-discovery"]["worker"]["tolerations"],
+            exists
+        );
         assert!(v.full["daemonsets"].get("nodeSelector").is_none());
         assert!(v.full.get("count").is_none());
         assert!(v.full.get("sc").is_none());
@@ -361,8 +370,8 @@ mod tests {
         let s = Scheduling {
             system_selector: [("nodeGroup".to_string(), "sys".to_string())].into(),
             accelerated_selector: [("nodeGroup".to_string(), "gpu".to_string())].into(),
-            accelerated_tolerations: parse_tolerations(&["dedicated=w:NoSchedule"]).unwrap(),
-            workload_gate: Some("k=v:NoSchedule".into()),
+            accelerated_tolerations: parse_tolerations(&["dedicated=w:NoSchedule".into()]).unwrap(),
+            workload_gate: Some(parse_taint("k=v:NoSchedule").unwrap()),
             nodes: 8,
             storage_class: Some("gp3".into()),
             ..Scheduling::default()
@@ -373,13 +382,23 @@ mod tests {
             &s,
             &[],
         );
-        assert_eq!(v.full["operator"]["nodeSelector"], json!({"nodeGroup": "sys"}));
-        assert_eq!(v.full["daemonsets"]["nodeSelector"], json!({"nodeGroup": "gpu"}));
+        assert_eq!(
+            v.full["operator"]["nodeSelector"],
+            json!({"nodeGroup": "sys"})
+        );
+        assert_eq!(
+            v.full["daemonsets"]["nodeSelector"],
+            json!({"nodeGroup": "gpu"})
+        );
         assert_eq!(
             v.full["node-feature-discovery"]["worker"]["tolerations"],
             json!([{"key": "dedicated", "operator": "Equal", "value": "w", "effect": "NoSchedule"}])
         );
-        assert!(v.full["node-feature-discovery"]["worker"].get("nodeSelector").is_none());
+        assert!(
+            v.full["node-feature-discovery"]["worker"]
+                .get("nodeSelector")
+                .is_none()
+        );
         assert_eq!(v.full["gate"], json!("k=v:NoSchedule"));
         assert_eq!(v.full["count"], json!(8));
         assert_eq!(v.full["sc"], json!({"a": "gp3", "b": "mine"}));
@@ -393,7 +412,10 @@ mod tests {
             &Scheduling::default(),
             &["driver.version", "cluster.name"],
         );
-        assert_eq!(v.dynamic, json!({"driver": {"version": "580"}, "cluster": {"name": ""}}));
+        assert_eq!(
+            v.dynamic,
+            json!({"driver": {"version": "580"}, "cluster": {"name": ""}})
+        );
         assert_eq!(v.static_values["driver"], json!({"x": 1}));
         assert_eq!(v.full["driver"]["version"], json!("580"));
     }

@@ -1,0 +1,415 @@
+//! `aicr bundle`: flag wiring, `--config` (`spec.bundle`) precedence,
+//! loading the recipe, and the summary printed after the bundle is written.
+//! Generation and writing are `aicr::bundle`.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use aicr::bundle::manifests::ExternalKustomize;
+use aicr::bundle::set::{DynamicPaths, SetOverrides};
+use aicr::bundle::values::Scheduling;
+use aicr::bundle::{self, Deployer, Options};
+use aicr::error::{Error, ErrorKind, Result};
+use aicr::model::config::BundleSection;
+use aicr::model::recipe::{RECIPE_RESULT_KIND, RecipeResult};
+use aicr::scheduling;
+use aicr::source::Source;
+use aicr::yaml;
+use clap::Args;
+
+#[derive(Debug, Args)]
+pub struct BundleArgs {
+    /// Recipe: file path, http(s) URL or cm://namespace/name
+    #[arg(long, short = 'r')]
+    pub recipe: Option<String>,
+    /// AICRConfig file or http(s) URL (reads spec.bundle); flags win over it
+    #[arg(long)]
+    pub config: Option<String>,
+    /// Output directory (default: the current directory)
+    #[arg(long, short = 'o')]
+    pub output: Option<String>,
+    /// Deployer: helm, argocd, argocd-helm
+    #[arg(long, short = 'd')]
+    pub deployer: Option<String>,
+    /// Git repository URL baked into Argo CD Applications (argocd only)
+    #[arg(long)]
+    pub repo: Option<String>,
+    /// Override a value: component:path=value (repeatable; the last value of a path wins)
+    #[arg(long = "set", action = clap::ArgAction::Append)]
+    pub set: Vec<String>,
+    /// Install-time value path: component:path (repeatable; helm and argocd-helm)
+    #[arg(long, action = clap::ArgAction::Append)]
+    pub dynamic: Vec<String>,
+    /// External catalog directory layered over the embedded one; copied into data/
+    #[arg(long)]
+    pub data: Option<PathBuf>,
+    /// Node selector for system components: key=value (repeatable)
+    #[arg(long, action = clap::ArgAction::Append, value_delimiter = ',')]
+    pub system_node_selector: Vec<String>,
+    /// Toleration for system components: key=value:effect or key:effect (default: tolerate all)
+    #[arg(long, action = clap::ArgAction::Append, value_delimiter = ',')]
+    pub system_node_toleration: Vec<String>,
+    /// Node selector for GPU components: key=value (repeatable)
+    #[arg(long, action = clap::ArgAction::Append, value_delimiter = ',')]
+    pub accelerated_node_selector: Vec<String>,
+    /// Toleration for GPU components: key=value:effect or key:effect (default: tolerate all)
+    #[arg(long, action = clap::ArgAction::Append, value_delimiter = ',')]
+    pub accelerated_node_toleration: Vec<String>,
+    /// Taint nodewright keeps on nodes until they are tuned: key=value:effect or key:effect
+    #[arg(long)]
+    pub workload_gate: Option<String>,
+    /// Labels of workloads nodewright must not interrupt: key=value (repeatable)
+    #[arg(long, action = clap::ArgAction::Append, value_delimiter = ',')]
+    pub workload_selector: Vec<String>,
+    /// Estimated GPU node count written to the registry's nodeCountPaths (0 = unset)
+    #[arg(long, allow_negative_numbers = true)]
+    pub nodes: Option<i64>,
+    /// StorageClass written to the registry's storageClassPaths
+    #[arg(long)]
+    pub storage_class: Option<String>,
+    /// Kubeconfig for cm:// recipes (default: $KUBECONFIG, in-cluster)
+    #[arg(long, short = 'k')]
+    pub kubeconfig: Option<PathBuf>,
+    /// OCI push: skip TLS verification
+    #[arg(long)]
+    pub insecure_tls: bool,
+    /// OCI push: plain HTTP
+    #[arg(long)]
+    pub plain_http: bool,
+    /// OCI push: file that receives the pushed digest reference
+    #[arg(long)]
+    pub image_refs: Option<String>,
+    /// Sign the bundle (needs Sigstore support, not in this build)
+    #[arg(long)]
+    pub attest: bool,
+}
+
+fn opt_err(e: Error) -> Error {
+    e.wrap(ErrorKind::InvalidRequest, "invalid bundle command options")
+}
+
+/// A single value: the flag when given, else the config's when non-empty.
+fn pick(flag: &str, field: &str, cli: Option<&str>, config: &str) -> Option<String> {
+    match cli {
+        Some(v) => {
+            if !config.is_empty() && config != v {
+                tracing::info!(
+                    "CLI flag overriding config value: field={field} flag={flag} config={config} override={v}"
+                );
+            }
+            Some(v.to_string())
+        }
+        None => (!config.is_empty()).then(|| config.to_string()),
+    }
+}
+
+/// A list: the flags, when any were given, replace the config's list.
+fn pick_list(flag: &str, field: &str, cli: &[String], config: Option<&Vec<String>>) -> Vec<String> {
+    if !cli.is_empty() {
+        if config.is_some() {
+            tracing::info!(
+                "CLI flag overriding config value: field={field} flag={flag} (the flag's values replace the config's)"
+            );
+        }
+        return cli.to_vec();
+    }
+    config.cloned().unwrap_or_default()
+}
+
+/// A label map: the flags, when any were given, replace the config's map.
+fn pick_map(
+    flag: &str,
+    field: &str,
+    cli: &[String],
+    config: Option<&BTreeMap<String, String>>,
+) -> Result<BTreeMap<String, String>> {
+    if !cli.is_empty() {
+        if config.is_some() {
+            tracing::info!(
+                "CLI flag overriding config value: field={field} flag={flag} (the flag's values replace the config's)"
+            );
+        }
+        return scheduling::parse_node_selectors(cli).map_err(|e| e.context(flag));
+    }
+    Ok(config.cloned().unwrap_or_default())
+}
+
+fn tolerations(
+    flag: &str,
+    field: &str,
+    cli: &[String],
+    config: Option<&Vec<String>>,
+) -> Result<Vec<aicr::bundle::values::Toleration>> {
+    let list = pick_list(flag, field, cli, config);
+    if list.is_empty() {
+        return Ok(vec![scheduling::tolerate_all()]);
+    }
+    scheduling::parse_tolerations(&list).map_err(|e| e.context(flag))
+}
+
+/// Everything resolved from flags and config.
+struct Resolved {
+    recipe: String,
+    output: String,
+    data: Option<PathBuf>,
+    opts: Options,
+}
+
+fn resolve(a: &BundleArgs) -> Result<Resolved> {
+    let config = a
+        .config
+        .as_deref()
+        .filter(|c| !c.is_empty())
+        .map(crate::recipe::load_config)
+        .transpose()?;
+    let sec: BundleSection = config
+        .as_ref()
+        .and_then(|c| c.spec.bundle.clone())
+        .unwrap_or_default();
+    let recipe_data = config
+        .as_ref()
+        .and_then(|c| c.spec.recipe.as_ref())
+        .map(|r| r.data.clone())
+        .unwrap_or_default();
+
+    if a.attest || sec.attestation.enabled {
+        return Err(Error::invalid(
+            "--attest is not supported by this build: bundle attestation needs Sigstore signing support, which is not built yet; remove --attest (or spec.bundle.attestation.enabled)",
+        ));
+    }
+    if sec.deployment.vendor_charts {
+        tracing::warn!("spec.bundle.deployment.vendorCharts is not supported and is ignored");
+    }
+
+    let recipe = pick(
+        "--recipe",
+        "spec.bundle.input.recipe",
+        a.recipe.as_deref(),
+        &sec.input.recipe,
+    )
+    .ok_or_else(|| {
+        opt_err(Error::invalid(
+            "--recipe is required (or spec.bundle.input.recipe in --config)",
+        ))
+    })?;
+    let output = pick(
+        "--output",
+        "spec.bundle.output.target",
+        a.output.as_deref(),
+        &sec.output.target,
+    )
+    .unwrap_or_else(|| ".".into());
+    let deployer = pick(
+        "--deployer",
+        "spec.bundle.deployment.deployer",
+        a.deployer.as_deref(),
+        &sec.deployment.deployer,
+    )
+    .map(|d| Deployer::parse(&d))
+    .transpose()
+    .map_err(opt_err)?
+    .unwrap_or(Deployer::Helm);
+    let repo = pick(
+        "--repo",
+        "spec.bundle.deployment.repo",
+        a.repo.as_deref(),
+        &sec.deployment.repo,
+    )
+    .unwrap_or_default();
+    let set = pick_list(
+        "--set",
+        "spec.bundle.deployment.set",
+        &a.set,
+        sec.deployment.set.as_ref(),
+    );
+    let dynamic = pick_list(
+        "--dynamic",
+        "spec.bundle.deployment.dynamic",
+        &a.dynamic,
+        sec.deployment.dynamic.as_ref(),
+    );
+    let sc = &sec.scheduling;
+    let nodes = match a.nodes {
+        Some(n) => {
+            if sc.nodes != 0 && sc.nodes != n {
+                tracing::info!(
+                    "CLI flag overriding config value: field=spec.bundle.scheduling.nodes flag=--nodes config={} override={n}",
+                    sc.nodes
+                );
+            }
+            n
+        }
+        None => sc.nodes,
+    };
+    if nodes < 0 {
+        return Err(opt_err(Error::invalid("--nodes must be >= 0")));
+    }
+    let workload_gate = pick(
+        "--workload-gate",
+        "spec.bundle.scheduling.workloadGate",
+        a.workload_gate.as_deref(),
+        &sc.workload_gate,
+    )
+    .map(|g| scheduling::parse_taint(&g).map_err(|e| e.context("--workload-gate")))
+    .transpose()
+    .map_err(opt_err)?;
+    let storage_class = pick(
+        "--storage-class",
+        "spec.bundle.scheduling.storageClass",
+        a.storage_class.as_deref(),
+        &sc.storage_class,
+    );
+    let scheduling = Scheduling {
+        system_selector: pick_map(
+            "--system-node-selector",
+            "spec.bundle.scheduling.systemNodeSelector",
+            &a.system_node_selector,
+            sc.system_node_selector.as_ref(),
+        )
+        .map_err(opt_err)?,
+        system_tolerations: tolerations(
+            "--system-node-toleration",
+            "spec.bundle.scheduling.systemNodeTolerations",
+            &a.system_node_toleration,
+            sc.system_node_tolerations.as_ref(),
+        )
+        .map_err(opt_err)?,
+        accelerated_selector: pick_map(
+            "--accelerated-node-selector",
+            "spec.bundle.scheduling.acceleratedNodeSelector",
+            &a.accelerated_node_selector,
+            sc.accelerated_node_selector.as_ref(),
+        )
+        .map_err(opt_err)?,
+        accelerated_tolerations: tolerations(
+            "--accelerated-node-toleration",
+            "spec.bundle.scheduling.acceleratedNodeTolerations",
+            &a.accelerated_node_toleration,
+            sc.accelerated_node_tolerations.as_ref(),
+        )
+        .map_err(opt_err)?,
+        workload_selector: pick_map(
+            "--workload-selector",
+            "spec.bundle.scheduling.workloadSelector",
+            &a.workload_selector,
+            sc.workload_selector.as_ref(),
+        )
+        .map_err(opt_err)?,
+        workload_gate,
+        nodes: u32::try_from(nodes)
+            .map_err(|_| opt_err(Error::invalid(format!("--nodes is too large: {nodes}"))))?,
+        storage_class,
+    };
+    let opts = Options {
+        deployer,
+        repo,
+        set: SetOverrides::parse(&set).map_err(opt_err)?,
+        dynamic: DynamicPaths::parse(&dynamic).map_err(opt_err)?,
+        scheduling,
+    };
+    opts.validate()?;
+
+    let image_refs = pick(
+        "--image-refs",
+        "spec.bundle.output.imageRefs",
+        a.image_refs.as_deref(),
+        &sec.output.image_refs,
+    );
+    if output.starts_with("oci://") {
+        return Err(Error::invalid(format!(
+            "pushing bundles to an OCI registry ({output}) is not supported by this build; write the bundle to a directory and push it with helm push or oras"
+        )));
+    }
+    let oci_only = [
+        (
+            "--insecure-tls",
+            a.insecure_tls || sec.registry.insecure_tls,
+        ),
+        ("--plain-http", a.plain_http || sec.registry.plain_http),
+        ("--image-refs", image_refs.is_some()),
+    ];
+    for (flag, set) in oci_only {
+        if set {
+            tracing::warn!("{flag} only applies to oci:// output and is ignored for a directory");
+        }
+    }
+    let data = a
+        .data
+        .clone()
+        .or_else(|| (!recipe_data.is_empty()).then(|| PathBuf::from(recipe_data)));
+    Ok(Resolved {
+        recipe,
+        output,
+        data,
+        opts,
+    })
+}
+
+fn load_recipe(uri: &str, kubeconfig: Option<&PathBuf>) -> Result<RecipeResult> {
+    let mut source = Source::parse(uri).map_err(opt_err)?;
+    if let Source::File(p) = &source {
+        let abs = std::path::absolute(p).unwrap_or_else(|_| p.clone());
+        if !abs.is_file() {
+            return Err(opt_err(Error::not_found(format!(
+                "recipe file not found: {}",
+                abs.display()
+            ))));
+        }
+        source = Source::File(abs);
+    }
+    tracing::info!("loading recipe from: uri={uri}");
+    let (bytes, format) = crate::kubeio::read_source(&source, uri, kubeconfig)
+        .map_err(|e| e.context(format!("failed to load recipe from {uri:?}")))?;
+    let recipe: RecipeResult = yaml::utf8(&bytes)
+        .and_then(|t| yaml::parse(t, format))
+        .map_err(|e| e.context(format!("failed to parse recipe from {uri:?}")))?;
+    if recipe.kind != RECIPE_RESULT_KIND {
+        return Err(Error::invalid(format!(
+            "{uri:?} is not a recipe: kind is {:?}, expected {RECIPE_RESULT_KIND:?}",
+            recipe.kind
+        )));
+    }
+    Ok(recipe)
+}
+
+/// The lines printed to stdout after a successful bundle.
+fn summary(b: &bundle::Bundle, dir: &Path, files: usize) -> String {
+    let dir = dir.display().to_string();
+    let mut s = format!(
+        "\n{} generated successfully!\nOutput directory: {dir}\nFiles generated: {files}\n",
+        b.deployer.describe()
+    );
+    if !b.notes.is_empty() {
+        s.push_str("\nNote:\n");
+        for n in &b.notes {
+            s.push_str(&format!("  ⚠ {n}\n"));
+        }
+    }
+    s.push_str("\nTo deploy:\n");
+    for (i, step) in b.deployer.steps(&dir).iter().enumerate() {
+        s.push_str(&format!("  {}. {step}\n", i + 1));
+    }
+    s
+}
+
+pub fn run(a: &BundleArgs) -> Result<()> {
+    let r = resolve(a)?;
+    let recipe = load_recipe(&r.recipe, a.kubeconfig.as_ref())?;
+    let catalog = crate::recipe::open_catalog(r.data.clone(), false)?;
+    let out_dir = std::path::absolute(&r.output)
+        .map_err(|e| Error::invalid(format!("invalid output directory {:?}: {e}", r.output)))?;
+    tracing::info!(
+        "generating bundle: deployer={} components={} output={}",
+        r.opts.deployer.name(),
+        recipe.component_refs.len(),
+        out_dir.display()
+    );
+    let b = bundle::generate(&catalog, &recipe, &r.opts, &ExternalKustomize)?;
+    let files = bundle::write::write_tree(&b.files, &out_dir)?;
+    tracing::info!(
+        "bundle generated: deployer={} components={} files={files}",
+        r.opts.deployer.name(),
+        b.recipe.component_refs.len()
+    );
+    aicr::sink::write_local("-", summary(&b, &out_dir, files).as_bytes())
+}

@@ -1,0 +1,53 @@
+//! `aicr verify`: flag wiring and exit codes around `aicr::bundle::verify`.
+//! The report goes to stdout; a policy failure exits 2, any other
+//! verification problem 4.
+
+use aicr::bundle::verify::{self, Policy};
+use aicr::error::{Error, ErrorKind, Result};
+use clap::Args;
+
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    /// Bundle directory to verify
+    pub bundle_dir: Option<String>,
+    /// Required trust level: max, verified, attested, unverified, unknown
+    #[arg(long, default_value = "max")]
+    pub min_trust_level: String,
+    /// Report format: text or json
+    #[arg(long, default_value = "text")]
+    pub format: String,
+}
+
+pub fn run(a: &VerifyArgs) -> Result<()> {
+    let dir = a
+        .bundle_dir
+        .as_deref()
+        .filter(|d| !d.is_empty())
+        .ok_or_else(|| Error::invalid("bundle directory is required: aicr verify <bundle-dir>"))?;
+    let policy = Policy::parse(&a.min_trust_level)?;
+    let json = match a.format.as_str() {
+        "text" => false,
+        "json" => true,
+        _ => return Err(Error::invalid("invalid --format: must be text or json")),
+    };
+    let abs = std::path::absolute(dir)
+        .map_err(|e| Error::invalid(format!("invalid bundle directory {dir:?}: {e}")))?;
+    let outcome = verify::inspect(&abs)?;
+    let failure = outcome.policy_failure(policy);
+    let report = if json {
+        outcome.json()?
+    } else {
+        outcome.text(failure.as_deref())
+    };
+    aicr::sink::write_local("-", report.as_bytes())?;
+    if let Some(f) = failure {
+        return Err(Error::invalid(f));
+    }
+    if let Some(first) = outcome.errors.first() {
+        return Err(Error::new(
+            ErrorKind::Unauthorized,
+            format!("bundle verification failed: {first}"),
+        ));
+    }
+    Ok(())
+}

@@ -1,0 +1,193 @@
+//! The text templates of a bundle (scripts, READMEs, charts, Argo CD
+//! Applications), embedded from `templates/` and rendered with Tera. Owns
+//! the template set and its quoting filters; what goes into each context is
+//! the deployers' business.
+
+use std::collections::HashMap;
+use std::sync::{Mutex, OnceLock};
+
+use tera::{Context, Tera};
+
+use crate::error::{Error, Result};
+
+const TEMPLATES: &[(&str, &str)] = &[
+    ("deploy.sh", include_str!("templates/deploy.sh.tera")),
+    ("undeploy.sh", include_str!("templates/undeploy.sh.tera")),
+    (
+        "install-upstream.sh",
+        include_str!("templates/install-upstream.sh.tera"),
+    ),
+    (
+        "install-local.sh",
+        include_str!("templates/install-local.sh.tera"),
+    ),
+    (
+        "Chart-local.yaml",
+        include_str!("templates/Chart-local.yaml.tera"),
+    ),
+    (
+        "Chart-bundle.yaml",
+        include_str!("templates/Chart-bundle.yaml.tera"),
+    ),
+    (
+        "README-helm.md",
+        include_str!("templates/README-helm.md.tera"),
+    ),
+    (
+        "README-argocd.md",
+        include_str!("templates/README-argocd.md.tera"),
+    ),
+    (
+        "README-argocd-helm.md",
+        include_str!("templates/README-argocd-helm.md.tera"),
+    ),
+    (
+        "application-upstream.yaml",
+        include_str!("templates/application-upstream.yaml.tera"),
+    ),
+    (
+        "application-local.yaml",
+        include_str!("templates/application-local.yaml.tera"),
+    ),
+    (
+        "app-of-apps.yaml",
+        include_str!("templates/app-of-apps.yaml.tera"),
+    ),
+    (
+        "child-upstream.yaml",
+        include_str!("templates/child-upstream.yaml.tera"),
+    ),
+    (
+        "child-local.yaml",
+        include_str!("templates/child-local.yaml.tera"),
+    ),
+    (
+        "aicr-stack.yaml",
+        include_str!("templates/aicr-stack.yaml.tera"),
+    ),
+];
+
+/// Single-quote for POSIX shells: `it's` → `'it'\''s'`.
+pub fn shell_quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', r"'\''"))
+}
+
+fn text_arg(v: &tera::Value) -> String {
+    match v {
+        tera::Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+fn sh_filter(v: &tera::Value, _: &HashMap<String, tera::Value>) -> tera::Result<tera::Value> {
+    Ok(tera::Value::String(shell_quote(&text_arg(v))))
+}
+
+/// A YAML double-quoted scalar (JSON string syntax is valid YAML).
+fn q_filter(v: &tera::Value, _: &HashMap<String, tera::Value>) -> tera::Result<tera::Value> {
+    Ok(tera::Value::String(
+        serde_json::to_string(&text_arg(v)).map_err(|e| tera::Error::msg(e.to_string()))?,
+    ))
+}
+
+/// Verbatim shell sections of the two bundle scripts. They hold no
+/// template syntax, so they are inserted as values instead of being parsed
+/// (Tera's parser dominated the run time of a whole bundle).
+const SCRIPT_PARTS: &[(&str, &str)] = &[
+    (
+        "deploy_setup",
+        include_str!("templates/static/deploy-setup.sh"),
+    ),
+    (
+        "deploy_preflight",
+        include_str!("templates/static/deploy-preflight.sh"),
+    ),
+    (
+        "deploy_nodewright",
+        include_str!("templates/static/deploy-nodewright.sh"),
+    ),
+    (
+        "deploy_install",
+        include_str!("templates/static/deploy-install.sh"),
+    ),
+    (
+        "undeploy_main",
+        include_str!("templates/static/undeploy-main.sh"),
+    ),
+    (
+        "undeploy_cleanup",
+        include_str!("templates/static/undeploy-cleanup.sh"),
+    ),
+];
+
+/// Add the verbatim script sections (`parts.<name>`) to a context.
+pub fn insert_script_parts(ctx: &mut Context) {
+    let parts: HashMap<&str, &str> = SCRIPT_PARTS.iter().copied().collect();
+    ctx.insert("parts", &parts);
+}
+
+fn new_engine() -> Tera {
+    let mut t = Tera::default();
+    t.autoescape_on(vec![]);
+    t.register_filter("sh", sh_filter);
+    t.register_filter("q", q_filter);
+    t
+}
+
+/// Templates are parsed on first use: a bundle needs only its deployer's.
+fn engine() -> &'static Mutex<Tera> {
+    static CELL: OnceLock<Mutex<Tera>> = OnceLock::new();
+    CELL.get_or_init(|| Mutex::new(new_engine()))
+}
+
+fn tera_error(what: &str, e: &tera::Error) -> Error {
+    let mut msg = e.to_string();
+    let mut src = std::error::Error::source(e);
+    while let Some(s) = src {
+        msg.push_str(&format!(": {s}"));
+        src = s.source();
+    }
+    Error::internal(format!("failed to render {what}: {msg}"))
+}
+
+/// Render template `name` (one of the embedded files, without `.tera`).
+pub fn render(name: &str, ctx: &Context) -> Result<String> {
+    let mut t = engine().lock().unwrap_or_else(|p| p.into_inner());
+    if !t.get_template_names().any(|n| n == name) {
+        let (_, src) = TEMPLATES
+            .iter()
+            .find(|(n, _)| *n == name)
+            .ok_or_else(|| Error::internal(format!("no bundle template named {name}")))?;
+        t.add_raw_template(name, src)
+            .map_err(|e| tera_error(name, &e))?;
+    }
+    t.render(name, ctx).map_err(|e| tera_error(name, &e))
+}
+
+/// A context with the values every template uses.
+pub fn context() -> Context {
+    let mut c = Context::new();
+    c.insert("version", crate::VERSION);
+    c.insert("lb", "{{");
+    c.insert("rb", "}}");
+    c
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_template_parses_and_quotes() {
+        let mut t = new_engine();
+        t.add_raw_templates(TEMPLATES.iter().copied()).unwrap();
+        assert_eq!(shell_quote("it's"), r"'it'\''s'");
+        let mut c = context();
+        c.insert("name", "a\"b");
+        c.insert("description", "d");
+        c.insert("what", "w");
+        c.insert("chart_version", "1.0.0");
+        let out = render("Chart-local.yaml", &c).unwrap();
+        assert!(out.contains("name: \"a\\\"b\""), "{out}");
+    }
+}

@@ -1,0 +1,301 @@
+//! Writing a generated bundle to its output directory without ever leaving
+//! a partial bundle: everything is written into a hidden staging directory
+//! on the same filesystem, then renamed into place. Over an existing
+//! directory, the previous bundle's entries are moved aside first and put
+//! back if anything fails. It owns the output directory and nothing else.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use super::BundleFile;
+use crate::error::{Error, Result};
+
+/// Top-level names a bundle may contain besides `NNN-*` folders; stale
+/// ones from an earlier run are removed when the directory held a bundle.
+const MANAGED: &[&str] = &[
+    "README.md",
+    "deploy.sh",
+    "undeploy.sh",
+    "recipe.yaml",
+    "checksums.txt",
+    "app-of-apps.yaml",
+    "Chart.yaml",
+    "values.yaml",
+    "templates",
+    "static",
+    "data",
+    "attestation",
+];
+
+fn is_numbered(name: &str) -> bool {
+    let b = name.as_bytes();
+    b.len() > 4 && b[..3].iter().all(u8::is_ascii_digit) && b[3] == b'-'
+}
+
+fn io(what: &str, path: &Path, e: impl std::fmt::Display) -> Error {
+    Error::internal(format!("failed to {what} {}: {e}", path.display()))
+}
+
+fn write_file(path: &Path, f: &BundleFile) -> Result<()> {
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(f.mode);
+    }
+    let mut file = opts.open(path).map_err(|e| io("create", path, e))?;
+    file.write_all(&f.content)
+        .map_err(|e| io("write", path, e))?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        // The process umask must not weaken or strengthen the modes the
+        // spec gives (0755 scripts, 0600 values).
+        file.set_permissions(std::fs::Permissions::from_mode(f.mode))
+            .map_err(|e| io("set permissions on", path, e))?;
+    }
+    Ok(())
+}
+
+/// Write every file under `root`, creating each directory once.
+fn write_all(root: &Path, files: &BTreeMap<String, BundleFile>) -> Result<()> {
+    let mut dirs: BTreeSet<&str> = BTreeSet::new();
+    for rel in files.keys() {
+        let mut end = 0;
+        while let Some(i) = rel[end..].find('/') {
+            end += i;
+            dirs.insert(&rel[..end]);
+            end += 1;
+        }
+    }
+    for d in dirs {
+        let p = root.join(d);
+        std::fs::create_dir(&p).map_err(|e| io("create directory", &p, e))?;
+    }
+    for (rel, f) in files {
+        write_file(&root.join(rel), f)?;
+    }
+    Ok(())
+}
+
+/// Directories that must be created for `out` to exist, outermost first.
+fn missing_ancestors(out: &Path) -> Vec<PathBuf> {
+    let mut missing = Vec::new();
+    let mut cur = out.parent();
+    while let Some(p) = cur {
+        if p.as_os_str().is_empty() || p.exists() {
+            break;
+        }
+        missing.push(p.to_path_buf());
+        cur = p.parent();
+    }
+    missing.reverse();
+    missing
+}
+
+/// Write `files` as the bundle in `out` (absolute). Returns the number of
+/// files written.
+pub fn write_tree(files: &BTreeMap<String, BundleFile>, out: &Path) -> Result<usize> {
+    let exists = match std::fs::symlink_metadata(out) {
+        Ok(m) if m.is_dir() => true,
+        Ok(_) => {
+            return Err(Error::invalid(format!(
+                "output path {} exists and is not a directory",
+                out.display()
+            )));
+        }
+        Err(_) => false,
+    };
+    let created = if exists {
+        Vec::new()
+    } else {
+        missing_ancestors(out)
+    };
+    for d in &created {
+        if let Err(e) = std::fs::create_dir(d) {
+            remove_created(&created);
+            return Err(Error::invalid(format!(
+                "cannot create output directory {}: {e}",
+                d.display()
+            )));
+        }
+    }
+    let result = stage_and_commit(files, out, exists);
+    if result.is_err() {
+        remove_created(&created);
+    }
+    result
+}
+
+fn remove_created(created: &[PathBuf]) {
+    for d in created.iter().rev() {
+        let _ = std::fs::remove_dir(d);
+    }
+}
+
+fn stage_and_commit(
+    files: &BTreeMap<String, BundleFile>,
+    out: &Path,
+    exists: bool,
+) -> Result<usize> {
+    let staging_parent = if exists {
+        out.to_path_buf()
+    } else {
+        out.parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|| PathBuf::from("."))
+    };
+    let staging = tempfile::Builder::new()
+        .prefix(".aicr-bundle-")
+        .tempdir_in(&staging_parent)
+        .map_err(|e| {
+            Error::invalid(format!(
+                "output directory {} is not writable: {e}",
+                staging_parent.display()
+            ))
+        })?;
+    write_all(staging.path(), files)?;
+    if !exists {
+        let staged = staging.keep();
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let _ = std::fs::set_permissions(&staged, std::fs::Permissions::from_mode(0o755));
+        }
+        if let Err(e) = std::fs::rename(&staged, out) {
+            let _ = std::fs::remove_dir_all(&staged);
+            return Err(io("move the bundle into", out, e));
+        }
+        return Ok(files.len());
+    }
+    replace_entries(files, out, staging.path())?;
+    Ok(files.len())
+}
+
+/// Swap the staged top-level entries into `out`, moving the old ones (and
+/// stale entries of an earlier bundle) aside, with rollback.
+fn replace_entries(files: &BTreeMap<String, BundleFile>, out: &Path, staged: &Path) -> Result<()> {
+    let new_names: BTreeSet<&str> = files
+        .keys()
+        .map(|k| k.split('/').next().unwrap_or(k))
+        .collect();
+    let was_bundle = out.join(super::checksums::FILE).is_file();
+    let mut old_names = Vec::new();
+    let entries = std::fs::read_dir(out).map_err(|e| io("read", out, e))?;
+    for entry in entries {
+        let entry = entry.map_err(|e| io("read", out, e))?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let stale = is_numbered(&name) || (was_bundle && MANAGED.contains(&name.as_str()));
+        if new_names.contains(name.as_str()) || stale {
+            old_names.push(name);
+        }
+    }
+    let aside = tempfile::Builder::new()
+        .prefix(".aicr-previous-")
+        .tempdir_in(out)
+        .map_err(|e| io("create a directory in", out, e))?;
+    let mut moved_out: Vec<&str> = Vec::new();
+    let mut moved_in: Vec<&str> = Vec::new();
+    let rollback = |moved_out: &[&str], moved_in: &[&str]| {
+        for n in moved_in {
+            let _ = std::fs::rename(out.join(n), staged.join(n));
+        }
+        for n in moved_out {
+            let _ = std::fs::rename(aside.path().join(n), out.join(n));
+        }
+    };
+    for n in &old_names {
+        if let Err(e) = std::fs::rename(out.join(n), aside.path().join(n)) {
+            rollback(&moved_out, &moved_in);
+            return Err(io("move aside", &out.join(n), e));
+        }
+        moved_out.push(n);
+    }
+    for n in &new_names {
+        if let Err(e) = std::fs::rename(staged.join(n), out.join(n)) {
+            rollback(&moved_out, &moved_in);
+            return Err(io("move into place", &out.join(n), e));
+        }
+        moved_in.push(n);
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tree(pairs: &[(&str, &str)]) -> BTreeMap<String, BundleFile> {
+        pairs
+            .iter()
+            .map(|(p, c)| {
+                (
+                    p.to_string(),
+                    BundleFile {
+                        content: c.as_bytes().to_vec(),
+                        mode: 0o600,
+                    },
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn new_directory_appears_whole() {
+        let d = tempfile::tempdir().unwrap();
+        let out = d.path().join("a/b/bundle");
+        let n = write_tree(&tree(&[("x/y.txt", "1"), ("checksums.txt", "c")]), &out).unwrap();
+        assert_eq!(n, 2);
+        assert_eq!(std::fs::read_to_string(out.join("x/y.txt")).unwrap(), "1");
+        let leftovers: Vec<_> = std::fs::read_dir(d.path().join("a/b")).unwrap().collect();
+        assert_eq!(leftovers.len(), 1);
+    }
+
+    #[test]
+    fn rerun_replaces_stale_folders_and_keeps_foreign_files() {
+        let d = tempfile::tempdir().unwrap();
+        let out = d.path().to_path_buf();
+        std::fs::write(out.join("notes.txt"), "mine").unwrap();
+        write_tree(
+            &tree(&[
+                ("001-a/values.yaml", "1"),
+                ("002-b/values.yaml", "2"),
+                ("checksums.txt", "c"),
+                ("static/x.yaml", "s"),
+            ]),
+            &out,
+        )
+        .unwrap();
+        write_tree(
+            &tree(&[("001-b/values.yaml", "3"), ("checksums.txt", "d")]),
+            &out,
+        )
+        .unwrap();
+        let mut names: Vec<String> = std::fs::read_dir(&out)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        assert_eq!(names, ["001-b", "checksums.txt", "notes.txt"]);
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn unwritable_parent_is_invalid_input_and_leaves_nothing() {
+        use std::os::unix::fs::PermissionsExt;
+        let d = tempfile::tempdir().unwrap();
+        let ro = d.path().join("ro");
+        std::fs::create_dir(&ro).unwrap();
+        std::fs::set_permissions(&ro, std::fs::Permissions::from_mode(0o555)).unwrap();
+        if std::fs::write(ro.join("probe"), "x").is_ok() {
+            return; // running as root: permissions are not enforced
+        }
+        let e = write_tree(&tree(&[("a", "1")]), &ro.join("out")).unwrap_err();
+        assert_eq!(e.kind(), crate::ErrorKind::InvalidRequest);
+        assert!(e.to_string().contains("is not writable"), "{e}");
+        assert_eq!(std::fs::read_dir(&ro).unwrap().count(), 0);
+    }
+}

@@ -7,6 +7,7 @@
 //! `source` and `sink`.
 
 pub mod agent_job;
+pub mod attest;
 pub mod bundle;
 pub mod catalog;
 pub mod cluster;

@@ -5,6 +5,14 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+use aicr::attest::{
+    self, identity, oidc,
+    sign::Attester,
+    sign::Keyless,
+    statement,
+    verifier::{BundleVerifier, Cached},
+};
+use aicr::bundle::checksums;
 use aicr::bundle::manifests::ExternalKustomize;
 use aicr::bundle::set::{DynamicPaths, SetOverrides};
 use aicr::bundle::values::Scheduling;
@@ -79,9 +87,18 @@ pub struct BundleArgs {
     /// OCI push: file that receives the pushed digest reference
     #[arg(long)]
     pub image_refs: Option<String>,
-    /// Sign the bundle (needs Sigstore support, not in this build)
+    /// Sign the bundle with Sigstore keyless signing (needs the binary's own attestation beside it)
     #[arg(long)]
     pub attest: bool,
+    /// OIDC identity token for --attest (prefer the env var on shared hosts)
+    #[arg(long, env = "COSIGN_IDENTITY_TOKEN", hide_env_values = true)]
+    pub identity_token: Option<oidc::IdentityToken>,
+    /// Get the --attest OIDC token through the OAuth device flow
+    #[arg(long, env = "AICR_OIDC_DEVICE_FLOW")]
+    pub oidc_device_flow: bool,
+    /// Override the binary attestation identity pattern (must name this project's repository)
+    #[arg(long)]
+    pub certificate_identity_regexp: Option<String>,
 }
 
 fn opt_err(e: Error) -> Error {
@@ -153,6 +170,40 @@ struct Resolved {
     output: String,
     data: Option<PathBuf>,
     opts: Options,
+    attest: Option<AttestPlan>,
+}
+
+/// What `--attest` needs, settled before any work.
+struct AttestPlan {
+    exe: PathBuf,
+    binary_attestation: PathBuf,
+    identity: identity::Policy,
+    device_flow: bool,
+}
+
+fn attest_plan(a: &BundleArgs, sec: &BundleSection) -> Result<Option<AttestPlan>> {
+    if !(a.attest || sec.attestation.enabled) {
+        return Ok(None);
+    }
+    let pattern = a.certificate_identity_regexp.clone().or_else(|| {
+        Some(sec.attestation.certificate_identity_regexp.clone()).filter(|p| !p.is_empty())
+    });
+    let identity = identity::Policy::release(pattern.as_deref())?;
+    let exe = std::env::current_exe()
+        .map_err(|e| Error::internal(format!("cannot locate the running executable: {e}")))?;
+    let binary_attestation = attest::binary_attestation_path(&exe);
+    if !binary_attestation.is_file() {
+        return Err(Error::not_found(format!(
+            "binary attestation not found at {}\n  --attest needs an aicr binary installed by the install script, which ships this file from the release archive\n  binaries built from source or downloaded by hand lack it\n  reinstall with the install script, or remove --attest",
+            binary_attestation.display()
+        )));
+    }
+    Ok(Some(AttestPlan {
+        exe,
+        binary_attestation,
+        identity,
+        device_flow: a.oidc_device_flow || sec.attestation.oidc_device_flow,
+    }))
 }
 
 fn resolve(a: &BundleArgs) -> Result<Resolved> {
@@ -172,11 +223,7 @@ fn resolve(a: &BundleArgs) -> Result<Resolved> {
         .map(|r| r.data.clone())
         .unwrap_or_default();
 
-    if a.attest || sec.attestation.enabled {
-        return Err(Error::invalid(
-            "--attest is not supported by this build: bundle attestation needs Sigstore signing support, which is not built yet; remove --attest (or spec.bundle.attestation.enabled)",
-        ));
-    }
+    let attest = attest_plan(a, &sec)?;
     if sec.deployment.vendor_charts {
         tracing::warn!("spec.bundle.deployment.vendorCharts is not supported and is ignored");
     }
@@ -342,6 +389,7 @@ fn resolve(a: &BundleArgs) -> Result<Resolved> {
         output,
         data,
         opts,
+        attest,
     })
 }
 
@@ -392,8 +440,93 @@ fn summary(b: &bundle::Bundle, dir: &Path, files: usize) -> String {
     s
 }
 
+/// Verify the running binary's attestation, sign the bundle's provenance
+/// and add both attestation files to the tree before it is written.
+fn sign_bundle(
+    b: &mut bundle::Bundle,
+    plan: &AttestPlan,
+    signer: &Keyless,
+    out_dir: &Path,
+    started_on: std::time::SystemTime,
+) -> Result<()> {
+    let Some(sums) = b.files.get(checksums::FILE) else {
+        tracing::warn!("no checksums.txt in the bundle; attestation skipped");
+        return Ok(());
+    };
+    let exe_bytes = std::fs::read(&plan.exe)
+        .map_err(|e| Error::internal(format!("cannot read {}: {e}", plan.exe.display())))?;
+    let binary_sha256 = checksums::sha256_hex(&exe_bytes);
+    let binary_att = std::fs::read(&plan.binary_attestation).map_err(|e| {
+        Error::internal(format!(
+            "cannot read {}: {e}",
+            plan.binary_attestation.display()
+        ))
+    })?;
+    if let Err(e) = Cached.verify(&binary_att, &binary_sha256, &plan.identity) {
+        tracing::warn!("binary attestation check: {}", e.message());
+        return Err(Error::new(
+            ErrorKind::Unauthorized,
+            "binary attestation verification failed; only release-built binaries can attest bundles — remove --attest to skip",
+        ));
+    }
+    let data_files = b
+        .files
+        .iter()
+        .filter_map(|(p, f)| {
+            p.strip_prefix("data/")
+                .map(|rel| (rel.to_string(), checksums::sha256_hex(&f.content)))
+        })
+        .collect::<Vec<_>>();
+    let info = statement::BuildInfo {
+        checksums_sha256: checksums::sha256_hex(&sums.content),
+        criteria: b.recipe.criteria.clone(),
+        external_data: !data_files.is_empty(),
+        components: b
+            .recipe
+            .component_refs
+            .iter()
+            .map(|c| c.name.clone())
+            .collect(),
+        output_dir: out_dir.display().to_string(),
+        tool_version: aicr::VERSION.to_string(),
+        binary_path: plan.exe.display().to_string(),
+        binary_sha256,
+        data_files,
+        builder_id: signer.identity().to_string(),
+        invocation_id: statement::random_uuid()?,
+        started_on,
+    };
+    let signed = signer.attest(&statement::build(&info)?)?;
+    tracing::info!("bundle attested by {}", signer.identity());
+    for (path, content) in [
+        (attest::BUNDLE_ATTESTATION, signed.into_bytes()),
+        (attest::BINARY_ATTESTATION_COPY, binary_att),
+    ] {
+        b.files.insert(
+            path.to_string(),
+            bundle::BundleFile {
+                content,
+                mode: 0o600,
+            },
+        );
+    }
+    Ok(())
+}
+
 pub fn run(a: &BundleArgs) -> Result<()> {
+    let started_on = std::time::SystemTime::now();
     let r = resolve(a)?;
+    let signer = r
+        .attest
+        .as_ref()
+        .map(|plan| {
+            oidc::resolve(&oidc::Request {
+                identity_token: a.identity_token.clone(),
+                device_flow: plan.device_flow,
+            })
+            .and_then(Keyless::new)
+        })
+        .transpose()?;
     let recipe = load_recipe(&r.recipe, a.kubeconfig.as_ref())?;
     let catalog = crate::recipe::open_catalog(r.data.clone(), false)?;
     let out_dir = std::path::absolute(&r.output)
@@ -404,7 +537,10 @@ pub fn run(a: &BundleArgs) -> Result<()> {
         recipe.component_refs.len(),
         out_dir.display()
     );
-    let b = bundle::generate(&catalog, &recipe, &r.opts, &ExternalKustomize)?;
+    let mut b = bundle::generate(&catalog, &recipe, &r.opts, &ExternalKustomize)?;
+    if let (Some(plan), Some(signer)) = (&r.attest, &signer) {
+        sign_bundle(&mut b, plan, signer, &out_dir, started_on)?;
+    }
     let files = bundle::write::write_tree(&b.files, &out_dir)?;
     tracing::info!(
         "bundle generated: deployer={} components={} files={files}",

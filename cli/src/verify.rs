@@ -2,7 +2,9 @@
 //! The report goes to stdout; a policy failure exits 2, any other
 //! verification problem 4.
 
-use aicr::bundle::verify::{self, Policy};
+use aicr::attest::identity;
+use aicr::attest::verifier::Cached;
+use aicr::bundle::verify::{self, Checks, Policy, Requirements, VersionConstraint};
 use aicr::error::{Error, ErrorKind, Result};
 use clap::Args;
 
@@ -13,6 +15,15 @@ pub struct VerifyArgs {
     /// Required trust level: max, verified, attested, unverified, unknown
     #[arg(long, default_value = "max")]
     pub min_trust_level: String,
+    /// Required bundle signer identity (exact match)
+    #[arg(long)]
+    pub require_creator: Option<String>,
+    /// Constraint on the signing aicr version, e.g. ">= v0.12.0" (bare version means >=)
+    #[arg(long)]
+    pub cli_version_constraint: Option<String>,
+    /// Override the binary attestation identity pattern (must name this project's repository)
+    #[arg(long)]
+    pub certificate_identity_regexp: Option<String>,
     /// Report format: text or json
     #[arg(long, default_value = "text")]
     pub format: String,
@@ -24,16 +35,29 @@ pub fn run(a: &VerifyArgs) -> Result<()> {
         .as_deref()
         .filter(|d| !d.is_empty())
         .ok_or_else(|| Error::invalid("bundle directory is required: aicr verify <bundle-dir>"))?;
-    let policy = Policy::parse(&a.min_trust_level)?;
+    let req = Requirements {
+        min: Policy::parse(&a.min_trust_level)?,
+        creator: a.require_creator.clone().filter(|c| !c.is_empty()),
+        version: a
+            .cli_version_constraint
+            .as_deref()
+            .filter(|c| !c.trim().is_empty())
+            .map(VersionConstraint::parse)
+            .transpose()?,
+    };
     let json = match a.format.as_str() {
         "text" => false,
         "json" => true,
         _ => return Err(Error::invalid("invalid --format: must be text or json")),
     };
+    let checks = Checks {
+        verifier: &Cached,
+        binary_identity: identity::Policy::release(a.certificate_identity_regexp.as_deref())?,
+    };
     let abs = std::path::absolute(dir)
         .map_err(|e| Error::invalid(format!("invalid bundle directory {dir:?}: {e}")))?;
-    let outcome = verify::inspect(&abs)?;
-    let failure = outcome.policy_failure(policy);
+    let outcome = verify::inspect(&abs, &checks)?;
+    let failure = outcome.policy_failure(&req);
     let report = if json {
         outcome.json()?
     } else {

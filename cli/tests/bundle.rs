@@ -898,7 +898,6 @@ fn bad_input_exits_2_with_one_line_and_leaves_nothing() {
             "invalid effect",
         ),
         (&["--workload-gate", ":NoSchedule"][..], "--workload-gate"),
-        (&["--attest"][..], "--attest is not supported by this build"),
         (
             &["--repo", "a", "--repo", "b"][..],
             "flag --repo can only be specified once",

@@ -1,7 +1,7 @@
-//! `aicr verify`: the trust level of a bundle directory, the minimum-level
-//! policy and the text/JSON reports. This build checks checksums only; a
-//! bundle attestation, when present, is reported as not verifiable here
-//! and never raises the level above `unverified`. Fully offline.
+//! `aicr verify`: the trust level of a bundle directory (checksums, then
+//! the bundle attestation, then the binary attestation it names), the
+//! policy flags and the text/JSON reports. Fully offline: signatures are
+//! checked against the cached or given trusted root, never fetched.
 
 use std::fmt;
 use std::path::Path;
@@ -9,9 +9,12 @@ use std::path::Path;
 use serde::Serialize;
 
 use super::checksums;
+use crate::attest::identity;
+use crate::attest::statement;
+use crate::attest::verifier::BundleVerifier;
+use crate::attest::{BINARY_ATTESTATION_COPY, BUNDLE_ATTESTATION};
 use crate::error::{Error, Result};
 use crate::yaml;
-
 /// Trust levels, weakest first.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -73,29 +76,93 @@ pub struct Outcome {
     pub bundle_attested: bool,
     pub binary_attested: bool,
     pub identity_pinned: bool,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub bundle_creator: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub binary_builder: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub tool_version: String,
     pub has_external_data: bool,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub errors: Vec<String>,
-    /// Why the level stops where it does, for policy messages.
-    #[serde(skip)]
-    pub attestation_note: &'static str,
 }
 
-const NO_ATTESTATION: &str = "no attestation present";
-const UNSUPPORTED: &str =
-    "bundle attestation present, but signature verification is not available in this build";
+/// Everything `aicr verify` asks of a bundle beyond its trust level.
+#[derive(Debug, Clone)]
+pub struct Requirements {
+    pub min: Policy,
+    pub creator: Option<String>,
+    pub version: Option<VersionConstraint>,
+}
+
+/// `--cli-version-constraint`: an operator and a version; bare means `>=`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VersionConstraint {
+    pub op: &'static str,
+    pub version: semver::Version,
+}
+
+fn parse_version(s: &str) -> Option<semver::Version> {
+    let s = s.trim().trim_start_matches('v');
+    let core_len = s.find(['-', '+']).unwrap_or(s.len());
+    let dots = s[..core_len].matches('.').count();
+    let padded = match dots {
+        0 => format!("{}.0.0{}", &s[..core_len], &s[core_len..]),
+        1 => format!("{}.0{}", &s[..core_len], &s[core_len..]),
+        _ => s.to_string(),
+    };
+    semver::Version::parse(&padded).ok()
+}
+
+impl VersionConstraint {
+    pub fn parse(s: &str) -> Result<VersionConstraint> {
+        let t = s.trim();
+        let (op, rest) = ["==", "!=", ">=", "<=", ">", "<"]
+            .iter()
+            .find_map(|op| t.strip_prefix(op).map(|r| (*op, r)))
+            .unwrap_or((">=", t));
+        let version = parse_version(rest).ok_or_else(|| {
+            Error::invalid(format!(
+                "invalid --cli-version-constraint {s:?}: expected [op] version, op one of >=, >, <=, <, ==, !="
+            ))
+        })?;
+        Ok(VersionConstraint { op, version })
+    }
+
+    pub fn allows(&self, v: &semver::Version) -> bool {
+        let (a, b) = (v, &self.version);
+        match self.op {
+            "==" => a == b,
+            "!=" => a != b,
+            ">" => a > b,
+            "<" => a < b,
+            "<=" => a <= b,
+            _ => a >= b,
+        }
+    }
+}
+
+impl fmt::Display for VersionConstraint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {}", self.op, self.version)
+    }
+}
+
+/// How attestations are checked: the Sigstore verifier and the identity
+/// binary attestations must carry.
+pub struct Checks<'a> {
+    pub verifier: &'a dyn BundleVerifier,
+    pub binary_identity: identity::Policy,
+}
 
 /// Inspect a bundle directory. Missing directory → NOT_FOUND.
-pub fn inspect(dir: &Path) -> Result<Outcome> {
+pub fn inspect(dir: &Path, checks: &Checks<'_>) -> Result<Outcome> {
     if !dir.is_dir() {
         return Err(Error::not_found(format!(
             "bundle directory not found: {}",
             dir.display()
         )));
     }
-    let attestation = dir
-        .join("attestation/bundle-attestation.sigstore.json")
-        .exists();
     let mut out = Outcome {
         trust_level: TrustLevel::Unknown,
         checksums_passed: false,
@@ -103,22 +170,21 @@ pub fn inspect(dir: &Path) -> Result<Outcome> {
         bundle_attested: false,
         binary_attested: false,
         identity_pinned: false,
+        bundle_creator: String::new(),
+        binary_builder: String::new(),
+        tool_version: String::new(),
         has_external_data: dir.join("data").is_dir(),
         errors: Vec::new(),
-        attestation_note: if attestation {
-            UNSUPPORTED
-        } else {
-            NO_ATTESTATION
-        },
     };
-    let text = match std::fs::read(dir.join(checksums::FILE)) {
-        Ok(b) => String::from_utf8_lossy(&b).into_owned(),
+    // One read: these bytes are both checked and the attestation subject.
+    let sums = match std::fs::read(dir.join(checksums::FILE)) {
+        Ok(b) => b,
         Err(_) => {
             out.errors.push("checksums.txt not found".into());
             return Ok(out);
         }
     };
-    let report = checksums::verify(dir, &text);
+    let report = checksums::verify(dir, &String::from_utf8_lossy(&sums));
     out.checksum_files = report.files;
     if !report.errors.is_empty() {
         out.errors = report.errors;
@@ -126,8 +192,59 @@ pub fn inspect(dir: &Path) -> Result<Outcome> {
     }
     out.checksums_passed = true;
     out.trust_level = TrustLevel::Unverified;
-    if attestation {
-        tracing::warn!("{UNSUPPORTED}; trust level stays unverified");
+
+    let Ok(bundle_att) = std::fs::read(dir.join(BUNDLE_ATTESTATION)) else {
+        return Ok(out);
+    };
+    let signed = match checks.verifier.verify(
+        &bundle_att,
+        &checksums::sha256_hex(&sums),
+        &identity::Policy::any(),
+    ) {
+        Ok(v) => v,
+        Err(e) => {
+            out.trust_level = TrustLevel::Unknown;
+            out.errors.push(format!(
+                "bundle attestation verification failed: {}",
+                e.message()
+            ));
+            return Ok(out);
+        }
+    };
+    out.bundle_attested = true;
+    out.bundle_creator = signed.identity;
+    out.tool_version = statement::tool_version(&signed.statement).unwrap_or_default();
+    out.trust_level = TrustLevel::Attested;
+
+    let Ok(binary_att) = std::fs::read(dir.join(BINARY_ATTESTATION_COPY)) else {
+        return Ok(out);
+    };
+    let Some(binary_digest) = statement::binary_digest(&signed.statement) else {
+        out.errors.push(
+            "binary attestation verification failed: the bundle statement names no binary digest"
+                .into(),
+        );
+        return Ok(out);
+    };
+    match checks
+        .verifier
+        .verify(&binary_att, &binary_digest, &checks.binary_identity)
+    {
+        Ok(v) => {
+            out.binary_attested = true;
+            out.identity_pinned = true;
+            out.binary_builder = v.identity;
+        }
+        Err(e) => {
+            out.errors.push(format!(
+                "binary attestation verification failed: {}",
+                e.message()
+            ));
+            return Ok(out);
+        }
+    }
+    if !out.has_external_data {
+        out.trust_level = TrustLevel::Verified;
     }
     Ok(out)
 }
@@ -135,33 +252,63 @@ pub fn inspect(dir: &Path) -> Result<Outcome> {
 impl Outcome {
     /// The highest level this bundle could reach with every check passing.
     fn max_achievable(&self) -> TrustLevel {
-        if self.checksums_passed {
-            TrustLevel::Unverified
-        } else {
+        if !self.checksums_passed {
             TrustLevel::Unknown
+        } else if !self.bundle_attested {
+            TrustLevel::Unverified
+        } else if self.has_external_data {
+            TrustLevel::Attested
+        } else {
+            TrustLevel::Verified
         }
     }
 
-    /// The policy failure line, if the policy is not met.
-    pub fn policy_failure(&self, policy: Policy) -> Option<String> {
+    /// The first policy failure, if any.
+    pub fn policy_failure(&self, req: &Requirements) -> Option<String> {
         let level = self.trust_level;
-        match policy {
-            Policy::Max if level < self.max_achievable() => Some(format!(
-                "trust level \"{level}\" does not meet maximum achievable \"{}\" for this bundle",
-                self.max_achievable()
-            )),
-            Policy::AtLeast(min) if level < min => {
-                let why = if min >= TrustLevel::Attested && self.checksums_passed {
-                    format!(": {}", self.attestation_note)
-                } else {
-                    String::new()
-                };
-                Some(format!(
-                    "trust level \"{level}\" does not meet minimum \"{min}\"{why}"
-                ))
+        match req.min {
+            Policy::Max if level < self.max_achievable() => {
+                return Some(format!(
+                    "trust level \"{level}\" does not meet maximum achievable \"{}\" for this bundle",
+                    self.max_achievable()
+                ));
             }
-            _ => None,
+            Policy::AtLeast(min) if level < min => {
+                let why =
+                    if self.checksums_passed && !self.bundle_attested && self.errors.is_empty() {
+                        ": no attestation present"
+                    } else {
+                        ""
+                    };
+                return Some(format!(
+                    "trust level \"{level}\" does not meet minimum \"{min}\"{why}"
+                ));
+            }
+            _ => {}
         }
+        if let Some(c) = &req.creator
+            && c != &self.bundle_creator
+        {
+            return Some(format!(
+                "bundle creator \"{}\" does not match required \"{c}\"",
+                self.bundle_creator
+            ));
+        }
+        if let Some(vc) = &req.version {
+            if self.tool_version.is_empty() {
+                return Some(
+                    "tool version not available in attestation (bundle may be unattested)".into(),
+                );
+            }
+            let ok = parse_version(&self.tool_version).is_some_and(|v| vc.allows(&v));
+            if !ok {
+                return Some(format!(
+                    "tool version \"{}\" does not satisfy constraint \"{vc}\"",
+                    self.tool_version
+                ));
+            }
+        }
+        None
     }
 
     pub fn text(&self, policy_failure: Option<&str>) -> String {
@@ -173,6 +320,18 @@ impl Outcome {
             ));
         } else {
             s.push_str("  ✗ Checksum verification failed\n");
+        }
+        if self.bundle_attested {
+            s.push_str(&format!(
+                "  ✓ Bundle attested by: {}\n",
+                self.bundle_creator
+            ));
+        }
+        if self.binary_attested {
+            s.push_str(&format!("  ✓ Binary built by: {}\n", self.binary_builder));
+        }
+        if self.identity_pinned {
+            s.push_str("  ✓ Identity pinned to release CI\n");
         }
         s.push_str(&format!("  Trust level: {}\n", self.trust_level));
         if !self.errors.is_empty() {
@@ -200,6 +359,48 @@ impl Outcome {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::attest::verifier::Verified;
+    use proptest::prelude::*;
+    use serde_json::json;
+
+    /// Accepts attestation files of the form
+    /// `{"ok": true, "identity": …, "issuer": …, "statement": …}`.
+    struct Fake;
+
+    impl BundleVerifier for Fake {
+        fn verify(&self, b: &[u8], digest: &str, p: &identity::Policy) -> Result<Verified> {
+            let v: serde_json::Value =
+                serde_json::from_slice(b).map_err(|e| Error::invalid(e.to_string()))?;
+            if v["ok"] != true || !statement::has_subject_digest(&v["statement"], digest) {
+                return Err(Error::invalid("fake verification failed"));
+            }
+            let identity = v["identity"].as_str().unwrap_or_default().to_string();
+            p.check(v["issuer"].as_str().unwrap_or_default(), &identity)?;
+            Ok(Verified {
+                identity,
+                issuer: String::new(),
+                statement: v["statement"].clone(),
+                signed_at: 0,
+            })
+        }
+    }
+
+    const BIN: &str = "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb";
+
+    fn checks() -> Checks<'static> {
+        Checks {
+            verifier: &Fake,
+            binary_identity: identity::Policy::release(None).unwrap(),
+        }
+    }
+
+    fn req(min: Policy) -> Requirements {
+        Requirements {
+            min,
+            creator: None,
+            version: None,
+        }
+    }
 
     fn bundle() -> tempfile::TempDir {
         let d = tempfile::tempdir().unwrap();
@@ -209,15 +410,38 @@ mod tests {
         d
     }
 
+    fn attest(d: &Path, bundle_ok: bool, binary: Option<bool>) {
+        let sums = std::fs::read(d.join(checksums::FILE)).unwrap();
+        std::fs::create_dir_all(d.join("attestation")).unwrap();
+        let st = json!({"_type": statement::STATEMENT_TYPE,
+            "subject": [{"name": "checksums.txt", "digest": {"sha256": checksums::sha256_hex(&sums)}}],
+            "predicate": {"buildDefinition": {
+                "internalParameters": {"toolVersion": "v0.12.0"},
+                "resolvedDependencies": [{"uri": "file:///aicr", "digest": {"sha256": BIN}}]}}});
+        let b =
+            json!({"ok": bundle_ok, "identity": "ci@example.com", "issuer": "x", "statement": st});
+        std::fs::write(d.join(BUNDLE_ATTESTATION), b.to_string()).unwrap();
+        if let Some(ok) = binary {
+            let san = format!(
+                "https://github.com/{}/.github/workflows/{}@refs/tags/v0.12.0",
+                identity::RELEASE_REPOSITORY,
+                identity::RELEASE_WORKFLOW
+            );
+            let b = json!({"ok": ok, "identity": san, "issuer": identity::GITHUB_ACTIONS_ISSUER,
+                "statement": {"subject": [{"name": "aicr", "digest": {"sha256": BIN}}]}});
+            std::fs::write(d.join(BINARY_ATTESTATION_COPY), b.to_string()).unwrap();
+        }
+    }
+
     #[test]
     fn intact_bundle_is_unverified_and_passes_max() {
         let d = bundle();
-        let o = inspect(d.path()).unwrap();
+        let o = inspect(d.path(), &checks()).unwrap();
         assert_eq!(o.trust_level, TrustLevel::Unverified);
         assert_eq!(o.checksum_files, 1);
-        assert_eq!(o.policy_failure(Policy::Max), None);
+        assert_eq!(o.policy_failure(&req(Policy::Max)), None);
         assert_eq!(
-            o.policy_failure(Policy::parse("ATTESTED").unwrap())
+            o.policy_failure(&req(Policy::parse("ATTESTED").unwrap()))
                 .unwrap(),
             "trust level \"unverified\" does not meet minimum \"attested\": no attestation present"
         );
@@ -232,42 +456,135 @@ mod tests {
     fn tampered_or_missing_checksums_are_unknown() {
         let d = bundle();
         std::fs::write(d.path().join("a.yaml"), "a: 2\n").unwrap();
-        let o = inspect(d.path()).unwrap();
+        let o = inspect(d.path(), &checks()).unwrap();
         assert_eq!(o.trust_level, TrustLevel::Unknown);
         assert!(o.errors[0].starts_with("checksum mismatch: a.yaml"));
-        assert_eq!(o.policy_failure(Policy::Max), None);
+        assert_eq!(o.policy_failure(&req(Policy::Max)), None);
         assert!(
-            o.policy_failure(Policy::AtLeast(TrustLevel::Unverified))
+            o.policy_failure(&req(Policy::AtLeast(TrustLevel::Unverified)))
                 .is_some()
         );
         assert!(o.text(None).contains("✗ Checksum verification failed"));
         std::fs::remove_file(d.path().join(checksums::FILE)).unwrap();
-        let o = inspect(d.path()).unwrap();
+        let o = inspect(d.path(), &checks()).unwrap();
         assert_eq!(o.errors, ["checksums.txt not found"]);
-        let e = inspect(&d.path().join("nope")).unwrap_err();
+        let e = inspect(&d.path().join("nope"), &checks()).unwrap_err();
         assert_eq!(e.kind(), crate::ErrorKind::NotFound);
         assert!(Policy::parse("gold").is_err());
     }
 
     #[test]
-    fn an_attestation_cannot_raise_the_level_in_this_build() {
+    fn levels_follow_the_attestations() {
         let d = bundle();
-        std::fs::create_dir(d.path().join("attestation")).unwrap();
-        std::fs::write(
-            d.path()
-                .join("attestation/bundle-attestation.sigstore.json"),
-            "{}",
-        )
-        .unwrap();
-        let o = inspect(d.path()).unwrap();
-        assert_eq!(o.trust_level, TrustLevel::Unverified);
-        assert!(o.errors.is_empty());
-        let f = o
-            .policy_failure(Policy::AtLeast(TrustLevel::Verified))
-            .unwrap();
-        assert!(
-            f.ends_with("signature verification is not available in this build"),
-            "{f}"
+        attest(d.path(), true, None);
+        let o = inspect(d.path(), &checks()).unwrap();
+        assert_eq!(o.trust_level, TrustLevel::Attested);
+        assert_eq!(
+            (o.bundle_creator.as_str(), o.tool_version.as_str()),
+            ("ci@example.com", "v0.12.0")
         );
+        assert!(
+            o.policy_failure(&req(Policy::Max))
+                .unwrap()
+                .contains("maximum achievable \"verified\"")
+        );
+
+        attest(d.path(), true, Some(true));
+        let o = inspect(d.path(), &checks()).unwrap();
+        assert_eq!(o.trust_level, TrustLevel::Verified);
+        assert!(o.binary_attested && o.identity_pinned);
+        let t = o.text(None);
+        assert!(t.contains(
+            "✓ Bundle attested by: ci@example.com\n  ✓ Binary built by: https://github.com/"
+        ));
+        assert!(t.contains("✓ Identity pinned to release CI\n  Trust level: verified"));
+
+        std::fs::create_dir(d.path().join("data")).unwrap();
+        let o = inspect(d.path(), &checks()).unwrap();
+        assert_eq!(o.trust_level, TrustLevel::Attested);
+        assert!(o.has_external_data && o.errors.is_empty());
+        assert_eq!(o.policy_failure(&req(Policy::Max)), None);
+        std::fs::remove_dir(d.path().join("data")).unwrap();
+
+        attest(d.path(), true, Some(false));
+        let o = inspect(d.path(), &checks()).unwrap();
+        assert_eq!(o.trust_level, TrustLevel::Attested);
+        assert!(o.errors[0].starts_with("binary attestation verification failed"));
+
+        attest(d.path(), false, None);
+        let o = inspect(d.path(), &checks()).unwrap();
+        assert_eq!(o.trust_level, TrustLevel::Unknown);
+        assert!(o.errors[0].starts_with("bundle attestation verification failed"));
+    }
+
+    #[test]
+    fn creator_and_version_policies() {
+        let d = bundle();
+        attest(d.path(), true, Some(true));
+        let o = inspect(d.path(), &checks()).unwrap();
+        let mut r = req(Policy::Max);
+        r.creator = Some("other@example.com".into());
+        assert_eq!(
+            o.policy_failure(&r).unwrap(),
+            "bundle creator \"ci@example.com\" does not match required \"other@example.com\""
+        );
+        r.creator = Some("ci@example.com".into());
+        r.version = Some(VersionConstraint::parse("0.12").unwrap());
+        assert_eq!(o.policy_failure(&r), None);
+        r.version = Some(VersionConstraint::parse("> v0.12.0").unwrap());
+        assert_eq!(
+            o.policy_failure(&r).unwrap(),
+            "tool version \"v0.12.0\" does not satisfy constraint \"> 0.12.0\""
+        );
+        for (c, ok) in [
+            ("<=0.12.0", true),
+            ("!=0.12.0", false),
+            ("==v0.12.0", true),
+            ("<1", true),
+        ] {
+            r.version = Some(VersionConstraint::parse(c).unwrap());
+            assert_eq!(o.policy_failure(&r).is_none(), ok, "{c}");
+        }
+        assert!(VersionConstraint::parse(">= banana").is_err());
+        r.creator = None;
+        let plain = inspect(bundle().path(), &checks()).unwrap();
+        assert_eq!(
+            plain.policy_failure(&r).unwrap(),
+            "tool version not available in attestation (bundle may be unattested)"
+        );
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(48))]
+        /// Whatever fails, the level never exceeds what actually passed.
+        #[test]
+        fn level_never_exceeds_what_was_checked(
+            tamper in any::<bool>(), bundle_att in 0u8..3, binary_att in 0u8..3, data in any::<bool>()
+        ) {
+            let d = bundle();
+            if bundle_att > 0 {
+                attest(d.path(), bundle_att == 2, (binary_att > 0).then_some(binary_att == 2));
+            }
+            if data {
+                std::fs::create_dir(d.path().join("data")).unwrap();
+            }
+            if tamper {
+                std::fs::write(d.path().join("a.yaml"), "a: 3\n").unwrap();
+            }
+            let o = inspect(d.path(), &checks()).unwrap();
+            let ceiling = if tamper {
+                TrustLevel::Unknown
+            } else if bundle_att == 0 {
+                TrustLevel::Unverified
+            } else if bundle_att == 1 {
+                TrustLevel::Unknown
+            } else if binary_att != 2 || data {
+                TrustLevel::Attested
+            } else {
+                TrustLevel::Verified
+            };
+            prop_assert!(o.trust_level <= ceiling, "{:?} > {:?}", o.trust_level, ceiling);
+            prop_assert_eq!(o.trust_level, ceiling);
+        }
     }
 }

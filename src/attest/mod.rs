@@ -1,0 +1,44 @@
+//! Bundle attestation (Sigstore keyless signing) and its offline
+//! verification.
+//!
+//! - `statement`: the in-toto Statement with an SLSA Build Provenance v1
+//!   predicate whose subject is `checksums.txt`.
+//! - `bundle_json`: the Sigstore bundle v0.3 JSON document and DSSE envelope.
+//! - `trust_root`: the Sigstore `trusted_root.json` (Fulcio CAs, Rekor keys)
+//!   and where it is cached.
+//! - `verifier`: checks a Sigstore bundle against a trusted root: certificate
+//!   chain at the log's integrated time, DSSE signature, transparency-log
+//!   promise and inclusion proof, subject digest and identity policy.
+//! - `identity`: the release identity binary attestations are pinned to and
+//!   the allow-list for `--certificate-identity-regexp`.
+//! - `oidc`: where the signer's OIDC identity token comes from.
+//! - `fulcio`, `rekor`: HTTP clients for the certificate authority and the
+//!   transparency log.
+//! - `sign`: the keyless signing flow that ties these together.
+//!
+//! All cryptography is `ring` (signatures, digests) and `rustls-webpki`
+//! (certificate paths); this module only wires formats together.
+
+pub mod bundle_json;
+pub mod fulcio;
+mod http;
+pub mod identity;
+pub mod oidc;
+pub mod rekor;
+pub mod sign;
+pub mod statement;
+pub mod trust_root;
+pub mod verifier;
+
+/// The binary's own attestation file: the executable path plus this suffix.
+pub const BINARY_ATTESTATION_SUFFIX: &str = "-attestation.sigstore.json";
+/// Attestation files inside a bundle.
+pub const BUNDLE_ATTESTATION: &str = "attestation/bundle-attestation.sigstore.json";
+pub const BINARY_ATTESTATION_COPY: &str = "attestation/aicr-attestation.sigstore.json";
+
+/// Where the running executable's attestation is expected.
+pub fn binary_attestation_path(exe: &std::path::Path) -> std::path::PathBuf {
+    let mut s = exe.as_os_str().to_owned();
+    s.push(BINARY_ATTESTATION_SUFFIX);
+    std::path::PathBuf::from(s)
+}

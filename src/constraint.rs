@@ -6,7 +6,7 @@
 use std::cmp::Ordering;
 use std::fmt;
 
-use crate::model::snapshot::{MEASUREMENT_TYPES, Snapshot};
+use crate::model::snapshot::{LookupMiss, MEASUREMENT_TYPES, Reading, Snapshot};
 
 /// A parsed measurement path. The key keeps any further dots and slashes.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -259,6 +259,19 @@ pub fn check_syntax(name: &str, value: &str) -> Result<(), EvalError> {
 
 /// Evaluate `name` / `value` against a snapshot.
 pub fn evaluate(name: &str, value: &str, snapshot: &Snapshot) -> Outcome {
+    evaluate_with(name, value, |kind, subtype, key| {
+        snapshot.lookup(kind, subtype, key)
+    })
+}
+
+/// Evaluate `name` / `value` against readings held in any shape; `lookup`
+/// answers as [`Snapshot::lookup`] does. The aggregator keeps live node
+/// state outside a `Snapshot` and must judge it by exactly these rules.
+pub fn evaluate_with<'r>(
+    name: &str,
+    value: &str,
+    lookup: impl FnOnce(&str, &str, &str) -> Result<&'r Reading, LookupMiss>,
+) -> Outcome {
     let path = match Path::parse(name) {
         Ok(p) => p,
         Err(error) => {
@@ -268,7 +281,7 @@ pub fn evaluate(name: &str, value: &str, snapshot: &Snapshot) -> Outcome {
             };
         }
     };
-    let actual = match snapshot.lookup(path.kind, path.subtype, path.key) {
+    let actual = match lookup(path.kind, path.subtype, path.key) {
         Ok(r) => r.render(),
         Err(miss) => {
             return Outcome::Error {

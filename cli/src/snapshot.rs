@@ -78,6 +78,15 @@ pub struct SnapshotArgs {
     /// Cap node lists in NodeTopology entries (0 = unlimited)
     #[arg(long)]
     pub max_nodes_per_entry: Option<u32>,
+    /// Read the live snapshot from the aggregator at this URL instead of
+    /// collecting (with --node; $AICR_AGGREGATOR when only --node is given)
+    #[arg(long, conflicts_with = "local")]
+    pub aggregator: Option<String>,
+    /// Node whose snapshot the aggregator returns (default: the cluster-level one)
+    #[arg(long, conflicts_with = "local")]
+    pub node: Option<String>,
+    #[command(flatten)]
+    pub connection: crate::aggregator::Connection,
 }
 
 fn parse_timeout(s: &str) -> std::result::Result<Duration, String> {
@@ -195,6 +204,11 @@ fn emit(snap: &Snapshot, plan: &Plan, kubeconfig: Option<&PathBuf>) -> Result<()
 
 pub fn run(a: &SnapshotArgs) -> Result<()> {
     let plan = plan(a)?;
+    if a.aggregator.is_some() || a.node.is_some() {
+        let node = a.node.as_deref().unwrap_or_default();
+        let snap = crate::aggregator::fetch_snapshot(a.aggregator.as_deref(), &a.connection, node)?;
+        return emit(&snap, &plan, a.kubeconfig.last());
+    }
     if local_mode(a) {
         run_local(a, &plan)
     } else {

@@ -80,8 +80,11 @@ impl Field {
     }
 }
 
-/// A normalised query. Every string field holds a canonical value or `any`.
+/// A normalised query. Every string field holds a canonical value or `any`;
+/// a field a document leaves out (hand-written upstream recipes omit
+/// `platform`) reads as `any`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct Criteria {
     pub service: String,
     pub accelerator: String,

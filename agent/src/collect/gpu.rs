@@ -2,8 +2,10 @@
 //! first GPU's identity and modes. NVML is asked first (through the
 //! [`GpuSource`] trait, so tests feed fixtures); when it cannot be
 //! initialised, `nvidia-smi -q -x` is run and its XML read. Both paths give
-//! the same keys and texts. This module only queries; it never changes a GPU
-//! setting, and without a GPU it degrades to `gpu-count: 0`.
+//! the same keys and texts. The same trait lets the agent wait for device
+//! events that would change the measurement. This module only queries; it
+//! never changes a GPU setting, and without a GPU it degrades to
+//! `gpu-count: 0`.
 
 use std::collections::BTreeMap;
 use std::ffi::{c_uint, c_void};
@@ -13,6 +15,7 @@ use std::time::Duration;
 
 use aicr::model::snapshot::{Measurement, Reading, Subtype};
 use nvml_wrapper::Nvml;
+use nvml_wrapper::bitmasks::event::EventTypes;
 use nvml_wrapper::enums::device::DeviceArchitecture;
 use nvml_wrapper::error::NvmlError;
 use tokio::time::Instant;
@@ -53,6 +56,14 @@ pub trait GpuSource {
     fn gsp_firmware_version(&self) -> Query<String>;
     /// Current MIG mode: 1 enabled, 0 disabled.
     fn mig_mode(&self) -> Query<u32>;
+    /// Block, calling `on_event(true)` for each device event that can
+    /// change this measurement (a MIG reconfiguration, a critical Xid) and
+    /// `on_event(false)` at least every `tick`, until `on_event` returns
+    /// false. A source without device events answers `NotSupported` at once.
+    fn watch_events(&self, tick: Duration, on_event: &mut dyn FnMut(bool) -> bool) -> Query<()> {
+        let _ = (tick, on_event);
+        Err(QueryError::NotSupported)
+    }
 }
 
 /// Opens a source; an `Err` (with the reason) means "cannot initialise" and
@@ -94,12 +105,7 @@ impl Default for GpuOptions {
 /// more than a blocking NVML call that ignores it (see the module docs).
 pub async fn collect(opts: &GpuOptions) -> Measurement {
     let deadline = Instant::now() + opts.timeout;
-    let open: Option<OpenSource> = match &opts.backend {
-        GpuBackend::Nvml => Some(Arc::new(open_nvml)),
-        GpuBackend::Smi => None,
-        GpuBackend::Source(open) => Some(open.clone()),
-    };
-    if let Some(open) = open {
+    if let Some(open) = opener(&opts.backend) {
         // NVML calls block; keep them off the async workers.
         let opened = tokio::task::spawn_blocking(move || open().map(|s| from_source(s.as_ref())));
         match tokio::time::timeout_at(deadline, opened).await {
@@ -122,6 +128,15 @@ pub async fn collect(opts: &GpuOptions) -> Measurement {
         }
     };
     measurement(smi)
+}
+
+/// How `backend` opens its [`GpuSource`]; `None` for nvidia-smi only.
+pub fn opener(backend: &GpuBackend) -> Option<OpenSource> {
+    match backend {
+        GpuBackend::Nvml => Some(Arc::new(open_nvml)),
+        GpuBackend::Smi => None,
+        GpuBackend::Source(open) => Some(open.clone()),
+    }
 }
 
 /// What both sources produce: the readings of the `smi` subtype.
@@ -360,6 +375,38 @@ impl GpuSource for NvmlSource {
     }
     fn mig_mode(&self) -> Query<u32> {
         Ok(self.device()?.mig_mode().map_err(query_error)?.current)
+    }
+    fn watch_events(&self, tick: Duration, on_event: &mut dyn FnMut(bool) -> bool) -> Query<()> {
+        // Clock and P-state events fire constantly and change nothing this
+        // measurement reports; only these two can.
+        let relevant = EventTypes::MIG_CONFIG_CHANGE | EventTypes::CRITICAL_XID_ERROR;
+        let mut set = self.nvml.create_event_set().map_err(query_error)?;
+        let mut watched = 0;
+        for i in 0..self.nvml.device_count().map_err(query_error)? {
+            let device = self.nvml.device_by_index(i).map_err(query_error)?;
+            let wanted = device.supported_event_types().map_err(query_error)? & relevant;
+            if wanted.is_empty() {
+                continue;
+            }
+            set = device
+                .register_events(wanted, set)
+                .map_err(|e| query_error(e.error))?;
+            watched += 1;
+        }
+        if watched == 0 {
+            return Err(QueryError::NotSupported);
+        }
+        let tick_ms = u32::try_from(tick.as_millis()).unwrap_or(u32::MAX);
+        loop {
+            let arrived = match set.wait(tick_ms) {
+                Ok(_) => true,
+                Err(NvmlError::Timeout) => false,
+                Err(e) => return Err(query_error(e)),
+            };
+            if !on_event(arrived) {
+                return Ok(());
+            }
+        }
     }
 }
 

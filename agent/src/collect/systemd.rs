@@ -23,8 +23,8 @@ pub const DEFAULT_UNITS: [&str; 3] = ["containerd.service", "docker.service", "k
 /// systemd's private socket, relative to the host root.
 pub const PRIVATE_SOCKET: &str = "/run/systemd/private";
 
-const DESTINATION: &str = "org.freedesktop.systemd1";
-const UNIT_PATH_PREFIX: &str = "/org/freedesktop/systemd1/unit/";
+pub const DESTINATION: &str = "org.freedesktop.systemd1";
+pub const UNIT_PATH_PREFIX: &str = "/org/freedesktop/systemd1/unit/";
 const PROPERTIES: &str = "org.freedesktop.DBus.Properties";
 
 /// Properties upstream leaves out: credentials may hold secrets, the rest
@@ -65,7 +65,8 @@ pub async fn collect(root: &Root, units: &[&str]) -> Measurement {
     m
 }
 
-async fn connect(root: &Root) -> zbus::Result<Connection> {
+/// A peer-to-peer connection to systemd's private socket under `root`.
+pub async fn connect(root: &Root) -> zbus::Result<Connection> {
     let stream = tokio::net::UnixStream::connect(root.join(PRIVATE_SOCKET)).await?;
     // systemd's private socket speaks D-Bus without a bus daemon: no Hello.
     Builder::unix_stream(stream.into_std()?).p2p().build().await

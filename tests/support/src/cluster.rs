@@ -405,6 +405,27 @@ impl FakeCluster {
         self.settings().token_reviews.insert(token.into(), status);
     }
 
+    /// As [`Self::accept_token`], with the `extra` user info a bound
+    /// ServiceAccount token carries, e.g.
+    /// `("authentication.kubernetes.io/node-name", "gpu-1")`.
+    pub fn accept_token_with_extra(
+        &self,
+        token: &str,
+        username: &str,
+        groups: &[&str],
+        extra: &[(&str, &str)],
+    ) {
+        let mut info = serde_json::Map::new();
+        for (k, v) in extra {
+            info.insert((*k).to_string(), json!([v]));
+        }
+        let status = json!({
+            "authenticated": true,
+            "user": {"username": username, "groups": groups, "extra": info},
+        });
+        self.settings().token_reviews.insert(token.into(), status);
+    }
+
     pub(crate) fn token_review_status(&self, token: &str) -> Value {
         self.settings()
             .token_reviews

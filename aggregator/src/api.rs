@@ -1,0 +1,350 @@
+//! ClusterService: what the CLI asks of the aggregator (node list, a node's
+//! snapshot, open and past drift, a live drift stream, per-node validation,
+//! the active recipe), and who may ask.
+//!
+//! Reads the hub and the store; its only write is `SetRecipe`, through the
+//! hub. Documents travel as the JSON of their spec'd shapes, produced by the
+//! same core types as the CLI's local commands.
+
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use aicr::model::recipe::{RECIPE_RESULT_KIND, RecipeResult};
+use aicr::proto::cluster_service_server::ClusterService;
+use aicr::proto::{
+    BundleRequest, DocumentReply, DriftEvent, FileChunk, GetRecipeRequest, GetSnapshotRequest,
+    ListNodesReply, ListNodesRequest, ListViolationsReply, ListViolationsRequest, SetRecipeReply,
+    SetRecipeRequest, ValidateRequest, WatchDriftRequest,
+};
+use aicr::validate::ctrf::{Report, Test, epoch_ms};
+use aicr::validate::readiness::{self, Fleet, NodeSnapshot};
+use tokio::sync::{broadcast, mpsc};
+use tokio_stream::wrappers::ReceiverStream;
+use tokio_util::sync::CancellationToken;
+use tonic::{Request, Response, Status};
+
+use crate::hub::Hub;
+use crate::store::Store;
+
+/// Default and maximum events one `ListViolations` answer carries.
+const DEFAULT_LIMIT: usize = 100;
+const MAX_LIMIT: usize = 10_000;
+/// Page size when a watch replays history from the store.
+const REPLAY_PAGE: usize = 1000;
+
+/// Admits CLI calls: a verified client certificate, or the bearer token
+/// from `--cli-token-file`; with neither configured (loopback `--insecure`
+/// only) everyone. Also refuses everything while this replica does not lead,
+/// since a standby's view is empty.
+#[derive(Clone)]
+pub struct CliAuth {
+    pub hub: Arc<Hub>,
+    pub token: Option<Arc<str>>,
+    pub open: bool,
+}
+
+/// Compare without leaking where the first difference is.
+fn same(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+impl tonic::service::Interceptor for CliAuth {
+    fn call(&mut self, req: Request<()>) -> Result<Request<()>, Status> {
+        if !self.hub.leading() {
+            return Err(Status::unavailable(
+                "this aggregator replica is not the leader; retry through the Service",
+            ));
+        }
+        if self.open || req.peer_certs().is_some_and(|c| !c.is_empty()) {
+            return Ok(req);
+        }
+        if let Some(want) = &self.token {
+            let got = req
+                .metadata()
+                .get("authorization")
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.strip_prefix("Bearer "))
+                .unwrap_or_default();
+            if same(got.trim().as_bytes(), want.as_bytes()) {
+                return Ok(req);
+            }
+        }
+        Err(Status::unauthenticated(
+            "aggregator refused the call: send the token from the aggregator's --cli-token-file (AICR_TOKEN or --token) or a client certificate",
+        ))
+    }
+}
+
+pub struct ClusterApi {
+    pub hub: Arc<Hub>,
+    pub store: Arc<Store>,
+    pub watchers: broadcast::Sender<DriftEvent>,
+    /// Ends watch streams when the aggregator stops.
+    pub shutdown: CancellationToken,
+}
+
+fn internal(e: impl std::fmt::Display) -> Status {
+    Status::internal(e.to_string())
+}
+
+fn to_json<T: serde::Serialize>(v: &T) -> Result<Response<DocumentReply>, Status> {
+    Ok(Response::new(DocumentReply {
+        json: serde_json::to_vec(v).map_err(internal)?,
+    }))
+}
+
+fn parse_recipe(json: &[u8]) -> Result<RecipeResult, Status> {
+    let recipe: RecipeResult = serde_json::from_slice(json)
+        .map_err(|e| Status::invalid_argument(format!("recipe_json is not a RecipeResult: {e}")))?;
+    if recipe.kind != RECIPE_RESULT_KIND {
+        return Err(Status::invalid_argument(format!(
+            "not a recipe: kind {:?}, expected {RECIPE_RESULT_KIND:?}",
+            recipe.kind
+        )));
+    }
+    Ok(recipe)
+}
+
+impl ClusterApi {
+    async fn blocking<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Store) -> aicr::Result<T> + Send + 'static,
+    ) -> Result<T, Status> {
+        let store = self.store.clone();
+        tokio::task::spawn_blocking(move || f(&store))
+            .await
+            .map_err(internal)?
+            .map_err(internal)
+    }
+}
+
+#[tonic::async_trait]
+impl ClusterService for ClusterApi {
+    async fn get_snapshot(
+        &self,
+        request: Request<GetSnapshotRequest>,
+    ) -> Result<Response<DocumentReply>, Status> {
+        let node = request.into_inner().node_name;
+        if node.is_empty() {
+            return to_json(&self.hub.cluster_snapshot());
+        }
+        match self.hub.node_snapshot(&node) {
+            Some(snap) => to_json(&snap),
+            None if self.hub.list_nodes().iter().any(|n| n.node_name == node) => {
+                Err(Status::not_found(format!(
+                    "node {node:?} has not sent its state since the aggregator started; wait for its agent to reconnect"
+                )))
+            }
+            None => Err(Status::not_found(format!(
+                "node {node:?} is unknown to the aggregator (no agent has reported it); see `aicr nodes`"
+            ))),
+        }
+    }
+
+    async fn list_nodes(
+        &self,
+        _: Request<ListNodesRequest>,
+    ) -> Result<Response<ListNodesReply>, Status> {
+        Ok(Response::new(ListNodesReply {
+            nodes: self.hub.list_nodes(),
+        }))
+    }
+
+    type WatchDriftStream = ReceiverStream<Result<DriftEvent, Status>>;
+
+    async fn watch_drift(
+        &self,
+        request: Request<WatchDriftRequest>,
+    ) -> Result<Response<Self::WatchDriftStream>, Status> {
+        // Subscribe before reading history so nothing falls in between;
+        // ids drop what both deliver.
+        let mut live = self.watchers.subscribe();
+        let since = request.into_inner().since_id;
+        let store = self.store.clone();
+        let shutdown = self.shutdown.clone();
+        let (tx, rx) = mpsc::channel(256);
+        tokio::spawn(async move {
+            let mut last = since;
+            let replay = |after: u64| {
+                let store = store.clone();
+                tokio::task::spawn_blocking(move || store.after(after, REPLAY_PAGE))
+            };
+            let mut catch_up = since > 0;
+            loop {
+                if catch_up {
+                    match replay(last).await {
+                        Ok(Ok(page)) => {
+                            catch_up = page.len() == REPLAY_PAGE;
+                            for ev in page {
+                                last = ev.id;
+                                if tx.send(Ok(ev)).await.is_err() {
+                                    return;
+                                }
+                            }
+                            continue;
+                        }
+                        Ok(Err(e)) => {
+                            let _ = tx.send(Err(internal(e))).await;
+                            return;
+                        }
+                        Err(e) => {
+                            let _ = tx.send(Err(internal(e))).await;
+                            return;
+                        }
+                    }
+                }
+                let ev = tokio::select! {
+                    _ = tx.closed() => return,
+                    _ = shutdown.cancelled() => {
+                        let _ = tx.send(Err(Status::unavailable("aggregator shutting down"))).await;
+                        return;
+                    }
+                    ev = live.recv() => ev,
+                };
+                match ev {
+                    Ok(ev) if ev.id <= last => {}
+                    Ok(ev) => {
+                        last = ev.id;
+                        if tx.send(Ok(ev)).await.is_err() {
+                            return;
+                        }
+                    }
+                    // Fell behind the live buffer: the store has it all.
+                    Err(broadcast::error::RecvError::Lagged(_)) => catch_up = true,
+                    Err(broadcast::error::RecvError::Closed) => return,
+                }
+            }
+        });
+        Ok(Response::new(ReceiverStream::new(rx)))
+    }
+
+    async fn list_violations(
+        &self,
+        request: Request<ListViolationsRequest>,
+    ) -> Result<Response<ListViolationsReply>, Status> {
+        let req = request.into_inner();
+        let limit = match req.limit as usize {
+            0 => DEFAULT_LIMIT,
+            n => n.min(MAX_LIMIT),
+        };
+        let events = if req.history {
+            self.blocking(move |s| s.recent(limit)).await?
+        } else {
+            let mut open = self.blocking(|s| s.open_events()).await?;
+            if req.limit > 0 && open.len() > limit {
+                open.drain(..open.len() - limit);
+            }
+            open
+        };
+        Ok(Response::new(ListViolationsReply { events }))
+    }
+
+    async fn validate(
+        &self,
+        request: Request<ValidateRequest>,
+    ) -> Result<Response<DocumentReply>, Status> {
+        let started = SystemTime::now();
+        let json = request.into_inner().recipe_json;
+        let recipe = if json.is_empty() {
+            self.hub.recipe().ok_or_else(|| {
+                Status::failed_precondition(
+                    "no active recipe: pass one, or set it with --recipe / SetRecipe",
+                )
+            })?
+        } else {
+            Arc::new(parse_recipe(&json)?)
+        };
+        readiness::check_recipe(&recipe, "request")
+            .map_err(|e| Status::invalid_argument(e.message().to_string()))?;
+        let mut nodes = Vec::new();
+        let mut skipped = Vec::new();
+        for info in self.hub.list_nodes() {
+            match self.hub.node_snapshot(&info.node_name) {
+                Some(snapshot) => nodes.push(NodeSnapshot {
+                    node: info.node_name.clone(),
+                    source: format!("aggregator:{}", info.node_name),
+                    snapshot,
+                }),
+                None => skipped.push(info.node_name),
+            }
+        }
+        if nodes.is_empty() && skipped.is_empty() {
+            return Err(Status::failed_precondition(
+                "no node has reported to the aggregator yet",
+            ));
+        }
+        let mut tests = Fleet::evaluate(&recipe.constraints, &nodes).tests();
+        for node in &skipped {
+            for c in &recipe.constraints {
+                tests.push(Test::skipped(
+                    &c.name,
+                    &[readiness::SUITE, node],
+                    "no state from this node's agent since the aggregator started",
+                ));
+            }
+        }
+        let report = Report::build(aicr::VERSION, epoch_ms(started), tests, SystemTime::now());
+        let text = report.to_json().map_err(internal)?;
+        Ok(Response::new(DocumentReply {
+            json: text.into_bytes(),
+        }))
+    }
+
+    type BundleStream = ReceiverStream<Result<FileChunk, Status>>;
+
+    async fn bundle(
+        &self,
+        _: Request<BundleRequest>,
+    ) -> Result<Response<Self::BundleStream>, Status> {
+        Err(Status::unimplemented(
+            "the aggregator does not render bundles; run `aicr bundle` with the recipe",
+        ))
+    }
+
+    async fn get_recipe(
+        &self,
+        _: Request<GetRecipeRequest>,
+    ) -> Result<Response<DocumentReply>, Status> {
+        match self.hub.recipe() {
+            Some(r) => to_json(&*r),
+            None => Err(Status::not_found(
+                "no active recipe: start the aggregator with --recipe or set one with SetRecipe",
+            )),
+        }
+    }
+
+    async fn set_recipe(
+        &self,
+        request: Request<SetRecipeRequest>,
+    ) -> Result<Response<SetRecipeReply>, Status> {
+        let recipe = parse_recipe(&request.into_inner().recipe_json)?;
+        let hub = self.hub.clone();
+        let n = tokio::task::spawn_blocking(move || hub.set_recipe(recipe, true))
+            .await
+            .map_err(internal)?
+            .map_err(|e| Status::invalid_argument(e.message().to_string()))?;
+        Ok(Response::new(SetRecipeReply {
+            constraints: n as u32,
+        }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn token_comparison_is_exact() {
+        assert!(same(b"abc", b"abc"));
+        assert!(!same(b"abc", b"abd"));
+        assert!(!same(b"abc", b"abcd"));
+        assert!(!same(b"", b"a"));
+    }
+
+    #[test]
+    fn recipes_must_say_what_they_are() {
+        assert!(parse_recipe(b"{").is_err());
+        let e = parse_recipe(br#"{"kind":"Snapshot","apiVersion":"x"}"#).unwrap_err();
+        assert!(e.message().contains("not a recipe"), "{e}");
+    }
+}

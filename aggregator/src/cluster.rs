@@ -1,0 +1,412 @@
+//! Cluster-level state from the Kubernetes API, kept current by watches:
+//! server version (polled), container images (Pods), ClusterPolicy, and
+//! Nodes (labels and taints for NodeTopology, node info for `K8s.node`).
+//! The readings are the core's (`aicr::cluster`), so they match what
+//! `aicr snapshot` captures.
+//!
+//! A watch's view is published only once its initial list is complete, and
+//! a re-list replaces the view only when it completes: an unsynced cache is
+//! never mistaken for an empty cluster. Objects are stripped to the fields
+//! the readings need, which also makes status-only churn invisible. This
+//! module must not judge anything; it hands readings to the hub.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use aicr::cluster::{flatten_policy, images_subtype, node_subtype, topology};
+use aicr::model::snapshot::Subtype;
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::{
+    Container, EphemeralContainer, Node, NodeSpec, NodeStatus, Pod, PodSpec,
+};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use kube::Resource;
+use kube::api::{Api, ApiResource, DynamicObject};
+use kube::discovery::Discovery;
+use kube::runtime::WatchStreamExt;
+use kube::runtime::watcher::{self, Event, watcher};
+use serde_json::Value;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::hub::Hub;
+
+/// Collections are re-read into readings at most this often, so a burst
+/// of object changes costs one recomputation.
+const DEBOUNCE: Duration = Duration::from_millis(500);
+/// How often to look again for a ClusterPolicy CRD that was not installed.
+const REDISCOVER: Duration = Duration::from_secs(300);
+
+/// A watched collection as complete lists only.
+struct Mirror<T> {
+    current: BTreeMap<String, T>,
+    pending: Option<BTreeMap<String, T>>,
+    synced: bool,
+}
+
+impl<T> Default for Mirror<T> {
+    fn default() -> Self {
+        Mirror {
+            current: BTreeMap::new(),
+            pending: None,
+            synced: false,
+        }
+    }
+}
+
+#[derive(Debug, PartialEq, Eq)]
+enum Step {
+    Nothing,
+    Synced,
+    Upsert(String),
+    Removed(String),
+}
+
+fn key<K: Resource>(o: &K) -> String {
+    let meta = o.meta();
+    match &meta.namespace {
+        Some(ns) => format!("{ns}/{}", meta.name.clone().unwrap_or_default()),
+        None => meta.name.clone().unwrap_or_default(),
+    }
+}
+
+impl<T: PartialEq> Mirror<T> {
+    fn step<K: Resource>(&mut self, ev: Event<K>, strip: impl Fn(K) -> T) -> Step {
+        match ev {
+            Event::Init => {
+                self.pending = Some(BTreeMap::new());
+                Step::Nothing
+            }
+            Event::InitApply(o) => {
+                if let Some(p) = self.pending.as_mut() {
+                    p.insert(key(&o), strip(o));
+                }
+                Step::Nothing
+            }
+            Event::InitDone => {
+                self.current = self.pending.take().unwrap_or_default();
+                self.synced = true;
+                Step::Synced
+            }
+            Event::Apply(o) => {
+                let k = key(&o);
+                let v = strip(o);
+                if self.current.get(&k) == Some(&v) {
+                    return Step::Nothing;
+                }
+                self.current.insert(k.clone(), v);
+                if self.synced {
+                    Step::Upsert(k)
+                } else {
+                    Step::Nothing
+                }
+            }
+            Event::Delete(o) => {
+                let k = key(&o);
+                if self.current.remove(&k).is_some() && self.synced {
+                    Step::Removed(k)
+                } else {
+                    Step::Nothing
+                }
+            }
+        }
+    }
+}
+
+fn strip_node(n: Node) -> Node {
+    Node {
+        metadata: ObjectMeta {
+            name: n.metadata.name,
+            labels: n.metadata.labels,
+            ..Default::default()
+        },
+        spec: n.spec.map(|s| NodeSpec {
+            taints: s.taints,
+            provider_id: s.provider_id,
+            ..Default::default()
+        }),
+        status: n.status.map(|s| NodeStatus {
+            node_info: s.node_info,
+            ..Default::default()
+        }),
+    }
+}
+
+fn strip_pod(p: Pod) -> Pod {
+    let image_only = |c: Container| Container {
+        name: c.name,
+        image: c.image,
+        ..Default::default()
+    };
+    Pod {
+        metadata: ObjectMeta {
+            name: p.metadata.name,
+            namespace: p.metadata.namespace,
+            ..Default::default()
+        },
+        spec: p.spec.map(|s| PodSpec {
+            containers: s.containers.into_iter().map(image_only).collect(),
+            init_containers: s
+                .init_containers
+                .map(|cs| cs.into_iter().map(image_only).collect()),
+            ephemeral_containers: s.ephemeral_containers.map(|cs| {
+                cs.into_iter()
+                    .map(|c| EphemeralContainer {
+                        name: c.name,
+                        image: c.image,
+                        ..Default::default()
+                    })
+                    .collect()
+            }),
+            ..Default::default()
+        }),
+        status: None,
+    }
+}
+
+/// Start every watch; they run until `cancel`.
+pub fn spawn(
+    client: kube::Client,
+    hub: Arc<Hub>,
+    version_poll: Duration,
+    cancel: CancellationToken,
+) -> Vec<JoinHandle<()>> {
+    hub.watch_node_objects();
+    vec![
+        tokio::spawn(version(
+            client.clone(),
+            hub.clone(),
+            version_poll,
+            cancel.clone(),
+        )),
+        tokio::spawn(nodes(client.clone(), hub.clone(), cancel.clone())),
+        tokio::spawn(pods(client.clone(), hub.clone(), cancel.clone())),
+        tokio::spawn(policy(client, hub, cancel)),
+    ]
+}
+
+async fn version(client: kube::Client, hub: Arc<Hub>, poll: Duration, cancel: CancellationToken) {
+    loop {
+        match client.apiserver_version().await {
+            Ok(info) => hub.cluster_update(vec![(
+                "K8s.server".into(),
+                Subtype::new("server")
+                    .with("version", info.git_version)
+                    .with("platform", info.platform)
+                    .with("goVersion", info.go_version),
+            )]),
+            Err(e) => tracing::warn!("cannot read the server version: {e}"),
+        }
+        tokio::select! {
+            _ = cancel.cancelled() => return,
+            _ = tokio::time::sleep(poll) => {}
+        }
+    }
+}
+
+async fn nodes(client: kube::Client, hub: Arc<Hub>, cancel: CancellationToken) {
+    let api: Api<Node> = Api::all(client);
+    let mut stream = watcher(api, watcher::Config::default().any_semantic())
+        .default_backoff()
+        .boxed();
+    let mut m: Mirror<Node> = Mirror::default();
+    let mut dirty = false;
+    let mut tick = tokio::time::interval(DEBOUNCE);
+    loop {
+        tokio::select! {
+            _ = cancel.cancelled() => return,
+            _ = tick.tick() => {
+                if dirty && m.synced {
+                    dirty = false;
+                    let all: Vec<Node> = m.current.values().cloned().collect();
+                    let t = topology(&all, 0);
+                    hub.cluster_update(
+                        t.subtypes
+                            .into_iter()
+                            .map(|s| (format!("NodeTopology.{}", s.subtype), s))
+                            .collect(),
+                    );
+                }
+            }
+            ev = stream.next() => match ev {
+                None => return,
+                Some(Err(e)) => tracing::warn!("node watch: {e}"),
+                Some(Ok(ev)) => match m.step(ev, strip_node) {
+                    Step::Nothing => {}
+                    Step::Synced => {
+                        dirty = true;
+                        hub.node_objects_synced(
+                            m.current.iter().map(|(k, n)| (k.clone(), node_subtype(k, n))).collect(),
+                        );
+                    }
+                    Step::Upsert(k) => {
+                        dirty = true;
+                        hub.node_object(&k, m.current.get(&k).map(|n| node_subtype(&k, n)));
+                    }
+                    Step::Removed(k) => {
+                        dirty = true;
+                        hub.node_object(&k, None);
+                    }
+                },
+            },
+        }
+    }
+}
+
+async fn pods(client: kube::Client, hub: Arc<Hub>, cancel: CancellationToken) {
+    let api: Api<Pod> = Api::all(client);
+    let mut stream = watcher(api, watcher::Config::default().any_semantic())
+        .default_backoff()
+        .boxed();
+    let mut m: Mirror<Pod> = Mirror::default();
+    let mut dirty = false;
+    let mut tick = tokio::time::interval(DEBOUNCE);
+    loop {
+        tokio::select! {
+            _ = cancel.cancelled() => return,
+            _ = tick.tick() => {
+                if dirty && m.synced {
+                    dirty = false;
+                    let all: Vec<Pod> = m.current.values().cloned().collect();
+                    hub.cluster_update(vec![("K8s.image".into(), images_subtype(&all))]);
+                }
+            }
+            ev = stream.next() => match ev {
+                None => return,
+                Some(Err(e)) => tracing::warn!("pod watch: {e}"),
+                Some(Ok(ev)) => {
+                    if m.step(ev, strip_pod) != Step::Nothing {
+                        dirty = true;
+                    }
+                }
+            },
+        }
+    }
+}
+
+async fn find_cluster_policy(client: &kube::Client) -> Result<Option<ApiResource>, kube::Error> {
+    let discovery = Discovery::new(client.clone()).run().await?;
+    for group in discovery.groups() {
+        for (ar, _) in group.recommended_resources() {
+            if ar.kind == "ClusterPolicy" && !ar.plural.contains('/') {
+                return Ok(Some(ar));
+            }
+        }
+    }
+    Ok(None)
+}
+
+fn policy_subtype(specs: &BTreeMap<String, Value>) -> Subtype {
+    let mut st = Subtype::new("policy");
+    for spec in specs.values() {
+        flatten_policy("", spec, &mut st.data);
+    }
+    st
+}
+
+async fn policy(client: kube::Client, hub: Arc<Hub>, cancel: CancellationToken) {
+    let ar = loop {
+        match find_cluster_policy(&client).await {
+            Ok(Some(ar)) => break ar,
+            Ok(None) => {
+                // No CRD, so no ClusterPolicy: a known, empty reading.
+                hub.cluster_update(vec![("K8s.policy".into(), Subtype::new("policy"))]);
+                tokio::select! {
+                    _ = cancel.cancelled() => return,
+                    _ = tokio::time::sleep(REDISCOVER) => {}
+                }
+            }
+            Err(e) => {
+                tracing::warn!("cannot discover ClusterPolicy: {e}");
+                tokio::select! {
+                    _ = cancel.cancelled() => return,
+                    _ = tokio::time::sleep(Duration::from_secs(10)) => {}
+                }
+            }
+        }
+    };
+    let api: Api<DynamicObject> = Api::all_with(client, &ar);
+    let mut stream = watcher(api, watcher::Config::default().any_semantic())
+        .default_backoff()
+        .boxed();
+    let mut m: Mirror<Value> = Mirror::default();
+    let mut dirty = false;
+    let mut tick = tokio::time::interval(DEBOUNCE);
+    let spec = |o: DynamicObject| o.data.get("spec").cloned().unwrap_or(Value::Null);
+    loop {
+        tokio::select! {
+            _ = cancel.cancelled() => return,
+            _ = tick.tick() => {
+                if dirty && m.synced {
+                    dirty = false;
+                    hub.cluster_update(vec![("K8s.policy".into(), policy_subtype(&m.current))]);
+                }
+            }
+            ev = stream.next() => match ev {
+                None => return,
+                Some(Err(e)) => tracing::warn!("ClusterPolicy watch: {e}"),
+                Some(Ok(ev)) => {
+                    if m.step(ev, spec) != Step::Nothing {
+                        dirty = true;
+                    }
+                }
+            },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn node(name: &str, pool: &str) -> Node {
+        serde_json::from_value(json!({
+            "metadata": {"name": name, "labels": {"pool": pool}, "annotations": {"x": "y"}},
+            "status": {"conditions": [{"type": "Ready", "status": "True"}]}
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn mirror_publishes_only_complete_lists() {
+        let mut m: Mirror<Node> = Mirror::default();
+        assert_eq!(m.step(Event::Init, strip_node), Step::Nothing);
+        assert_eq!(
+            m.step(Event::InitApply(node("a", "gpu")), strip_node),
+            Step::Nothing
+        );
+        assert!(
+            !m.synced && m.current.is_empty(),
+            "a partial list is not the cluster"
+        );
+        assert_eq!(m.step(Event::InitDone, strip_node), Step::Synced);
+        assert_eq!(m.current.len(), 1);
+        // A re-list keeps the old view until it completes.
+        m.step(Event::Init, strip_node);
+        m.step(Event::InitApply(node("b", "gpu")), strip_node);
+        assert!(m.current.contains_key("a"));
+        m.step(Event::InitDone, strip_node);
+        assert!(m.current.contains_key("b") && !m.current.contains_key("a"));
+    }
+
+    #[test]
+    fn status_churn_is_invisible_after_stripping() {
+        let mut m: Mirror<Node> = Mirror::default();
+        m.step(Event::Init, strip_node);
+        m.step(Event::InitApply(node("a", "gpu")), strip_node);
+        m.step(Event::InitDone, strip_node);
+        let mut churned = node("a", "gpu");
+        churned.metadata.annotations = Some([("x".to_string(), "z".to_string())].into());
+        assert_eq!(m.step(Event::Apply(churned), strip_node), Step::Nothing);
+        assert_eq!(
+            m.step(Event::Apply(node("a", "cpu")), strip_node),
+            Step::Upsert("a".into())
+        );
+        assert_eq!(
+            m.step(Event::Delete(node("a", "cpu")), strip_node),
+            Step::Removed("a".into())
+        );
+    }
+}

@@ -1,0 +1,740 @@
+//! The hub: every node's live state and the cluster-level state in one
+//! place, the active recipe, and the path from a change to drift events.
+//! Agent sessions, the cluster watchers, the stale sweep and the API all go
+//! through it.
+//!
+//! Locking: one mutex per node, so agents never wait on each other; a node
+//! is locked before the cluster state or the Node-object cache, never the
+//! other way round. Events are handed to the recorder while the lock that
+//! produced them is held, so a node's events are recorded in the order they
+//! happened. The hub must not block on I/O: the recorder writes, the sinks
+//! deliver.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
+use std::time::{Duration, Instant, SystemTime};
+
+use aicr::error::Result;
+use aicr::model::recipe::RecipeResult;
+use aicr::model::snapshot::{LookupMiss, Measurement, Reading, Snapshot, Subtype};
+use aicr::proto::drift_event::Kind;
+use aicr::proto::{DriftEvent, NodeInfo};
+use aicr::snapshot_io;
+use tokio::sync::mpsc::UnboundedSender;
+use tokio_util::sync::CancellationToken;
+
+use crate::evaluator::{self, Open, OpenSet, Rules, is_cluster_scope};
+use crate::metrics::Metrics;
+use crate::recorder::Input;
+use crate::sinks::now_ms;
+use crate::state::{NodeState, Rejected, Reported};
+use crate::store::{NodeRecord, Record};
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+fn read<T>(m: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
+    m.read().unwrap_or_else(PoisonError::into_inner)
+}
+
+fn write<T>(m: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
+    m.write().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Why the hub did not apply an agent message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Refusal {
+    /// Ask the agent for a full snapshot.
+    Resync(String),
+    /// End the session: the message breaks a limit.
+    Invalid(String),
+    /// A newer session owns the node (or this replica stopped leading).
+    Superseded,
+}
+
+impl From<Rejected> for Refusal {
+    fn from(r: Rejected) -> Self {
+        match r {
+            Rejected::Resync(s) => Refusal::Resync(s),
+            Rejected::Invalid(s) => Refusal::Invalid(s),
+        }
+    }
+}
+
+/// An agent session's claim on its node.
+pub struct Session {
+    pub node: Arc<Mutex<NodeState>>,
+    pub id: u64,
+    pub cancel: CancellationToken,
+}
+
+/// Cluster-level readings from the Kubernetes API, only for scopes whose
+/// watch has completed its initial list: an unsynced cache is unknown, not
+/// empty, and rules on it are not judged.
+#[derive(Default)]
+struct ClusterState {
+    subtypes: HashMap<String, Subtype>,
+    open: OpenSet,
+}
+
+impl ClusterState {
+    /// NodeTopology is computed in one piece, so once its summary exists a
+    /// missing NodeTopology subtype is a real absence.
+    fn known(&self, scope: &str) -> bool {
+        self.subtypes.contains_key(scope)
+            || (scope.starts_with("NodeTopology.")
+                && self.subtypes.contains_key("NodeTopology.summary"))
+    }
+}
+
+/// The `K8s.node` subtype of every Node, from the Node watcher.
+#[derive(Default)]
+struct NodeObjects {
+    watched: bool,
+    synced: bool,
+    by_name: HashMap<String, Subtype>,
+}
+
+pub struct Hub {
+    nodes: RwLock<HashMap<String, Arc<Mutex<NodeState>>>>,
+    cluster: Mutex<ClusterState>,
+    objects: RwLock<NodeObjects>,
+    rules: RwLock<Arc<Rules>>,
+    recipe: RwLock<Option<Arc<RecipeResult>>>,
+    records: UnboundedSender<Input>,
+    metrics: Arc<Metrics>,
+    stale_after: Duration,
+    sessions: AtomicU64,
+    leading: AtomicBool,
+}
+
+fn lookup_readings<'a>(
+    readings: &'a BTreeMap<String, Reported>,
+    kind: &str,
+    subtype: &str,
+    key: &str,
+) -> std::result::Result<&'a Reading, LookupMiss> {
+    match readings.get(&format!("{kind}.{subtype}")) {
+        Some(r) => r.held.get(key).ok_or(LookupMiss::Key),
+        None => {
+            let prefix = format!("{kind}.");
+            let has_kind = readings
+                .range(prefix.clone()..)
+                .next()
+                .is_some_and(|(k, _)| k.starts_with(&prefix));
+            Err(if has_kind {
+                LookupMiss::Subtype
+            } else {
+                LookupMiss::Type
+            })
+        }
+    }
+}
+
+fn stale_marker(node: &str, kind: Kind, reason: String, now_ms: i64) -> DriftEvent {
+    DriftEvent {
+        kind: kind as i32,
+        node_name: node.to_string(),
+        reason,
+        unix_millis: now_ms,
+        ..Default::default()
+    }
+}
+
+/// Measurement types in document order, then subtypes in local capture's
+/// order within each, so a node's snapshot reads like a local one.
+fn subtype_rank(kind: &str, subtype: &str) -> usize {
+    let order: &[&str] = match kind {
+        "K8s" => &["server", "image", "policy", "node"],
+        "NodeTopology" => &["summary", "taint", "label"],
+        _ => &[],
+    };
+    order
+        .iter()
+        .position(|s| *s == subtype)
+        .unwrap_or(order.len())
+}
+
+impl Hub {
+    pub fn new(
+        records: UnboundedSender<Input>,
+        metrics: Arc<Metrics>,
+        stale_after: Duration,
+    ) -> Hub {
+        Hub {
+            nodes: RwLock::default(),
+            cluster: Mutex::default(),
+            objects: RwLock::default(),
+            rules: RwLock::new(Arc::new(Rules::default())),
+            recipe: RwLock::new(None),
+            records,
+            metrics,
+            stale_after,
+            sessions: AtomicU64::new(0),
+            leading: AtomicBool::new(false),
+        }
+    }
+
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
+    fn emit(&self, events: Vec<DriftEvent>) {
+        for ev in events {
+            // The recorder only goes away at shutdown.
+            let _ = self.records.send(Input::Record(Record::Event(ev)));
+        }
+    }
+
+    fn record(&self, rec: Record) {
+        let _ = self.records.send(Input::Record(rec));
+    }
+
+    /// Load what a previous run left: known nodes (disconnected, given a
+    /// full stale period to come back) and open violations, so reconnecting
+    /// agents resolve or keep them instead of opening duplicates.
+    pub fn restore(&self, nodes: Vec<(String, NodeRecord)>, open: &[DriftEvent]) {
+        let mut map = write(&self.nodes);
+        for (name, rec) in nodes {
+            let mut n = NodeState::new(&name);
+            n.agent_version = rec.agent_version;
+            n.last_seen_ms = rec.last_seen_ms;
+            map.insert(name, Arc::new(Mutex::new(n)));
+        }
+        let mut cluster = lock(&self.cluster);
+        for ev in open {
+            let entry = Open {
+                expected: ev.expected.clone(),
+                actual: ev.actual.clone(),
+                severity: ev.severity.clone(),
+            };
+            if ev.node_name.is_empty() {
+                cluster.open.insert(ev.constraint.clone(), entry);
+                continue;
+            }
+            let node = map
+                .entry(ev.node_name.clone())
+                .or_insert_with(|| Arc::new(Mutex::new(NodeState::new(&ev.node_name))));
+            let mut n = lock(node);
+            if ev.constraint.is_empty() {
+                n.stale = true;
+            } else {
+                n.open.insert(ev.constraint.clone(), entry);
+            }
+        }
+    }
+
+    // ------------------------------------------------------------ recipe
+
+    pub fn recipe(&self) -> Option<Arc<RecipeResult>> {
+        read(&self.recipe).clone()
+    }
+
+    /// Make `recipe` the active one and judge everything against it;
+    /// `persist` records it so a restart keeps it. Returns the number of
+    /// constraints.
+    pub fn set_recipe(&self, recipe: RecipeResult, persist: bool) -> Result<usize> {
+        let rules = Arc::new(Rules::new(&recipe.constraints)?);
+        if persist {
+            let json =
+                serde_json::to_vec(&recipe).map_err(|e| aicr::Error::internal(e.to_string()))?;
+            self.record(Record::Recipe(json));
+        }
+        *write(&self.rules) = rules.clone();
+        *write(&self.recipe) = Some(Arc::new(recipe));
+        self.metrics.rules.set(rules.len() as i64);
+        let started = Instant::now();
+        let now = now_ms();
+        let node_rules = rules.node_rules();
+        for entry in self.entries() {
+            let mut n = lock(&entry);
+            let name = n.name.clone();
+            let mut out = evaluator::retire(&name, &rules, &mut n.open, now);
+            if n.reported {
+                let objects = read(&self.objects);
+                Self::judge_node(&mut n, &rules, &node_rules, &objects, now, &mut out);
+            }
+            self.emit(out);
+        }
+        {
+            let mut c = lock(&self.cluster);
+            let mut out = evaluator::retire("", &rules, &mut c.open, now);
+            Self::judge_cluster(&mut c, &rules, &rules.cluster_rules(), now, &mut out);
+            self.emit(out);
+        }
+        self.metrics
+            .evaluation_seconds
+            .observe(started.elapsed().as_secs_f64());
+        Ok(rules.len())
+    }
+
+    /// Resolve open violations of constraints the active recipe lacks (a
+    /// restart with a different `--recipe`).
+    pub fn retire_unknown(&self) {
+        let rules = read(&self.rules).clone();
+        let now = now_ms();
+        for entry in self.entries() {
+            let mut n = lock(&entry);
+            let name = n.name.clone();
+            let out = evaluator::retire(&name, &rules, &mut n.open, now);
+            self.emit(out);
+        }
+        let mut c = lock(&self.cluster);
+        let out = evaluator::retire("", &rules, &mut c.open, now);
+        self.emit(out);
+    }
+
+    // ----------------------------------------------------------- judging
+
+    fn judge_node(
+        n: &mut NodeState,
+        rules: &Rules,
+        which: &[usize],
+        objects: &NodeObjects,
+        now: i64,
+        out: &mut Vec<DriftEvent>,
+    ) {
+        let NodeState {
+            name,
+            readings,
+            open,
+            ..
+        } = n;
+        for &i in which {
+            let rule = rules.get(i);
+            if rule.cluster {
+                continue;
+            }
+            let outcome = if rule.scope == "K8s.node" && objects.watched {
+                if !objects.synced {
+                    continue;
+                }
+                let st = objects.by_name.get(name.as_str());
+                evaluator::judge(rule, |_, _, key| match st {
+                    Some(s) => s.data.get(key).ok_or(LookupMiss::Key),
+                    None => Err(LookupMiss::Subtype),
+                })
+            } else {
+                evaluator::judge(rule, |kind, subtype, key| {
+                    lookup_readings(readings, kind, subtype, key)
+                })
+            };
+            if let Some(ev) = evaluator::diff(name, rule, &outcome, open, now) {
+                out.push(ev);
+            }
+        }
+    }
+
+    fn judge_cluster(
+        c: &mut ClusterState,
+        rules: &Rules,
+        which: &[usize],
+        now: i64,
+        out: &mut Vec<DriftEvent>,
+    ) {
+        for &i in which {
+            let rule = rules.get(i);
+            if !rule.cluster || !c.known(&rule.scope) {
+                continue;
+            }
+            let st = c.subtypes.get(&rule.scope);
+            let outcome = evaluator::judge(rule, |_, _, key| match st {
+                Some(s) => s.data.get(key).ok_or(LookupMiss::Key),
+                None => Err(LookupMiss::Subtype),
+            });
+            if let Some(ev) = evaluator::diff("", rule, &outcome, &mut c.open, now) {
+                out.push(ev);
+            }
+        }
+    }
+
+    fn entries(&self) -> Vec<Arc<Mutex<NodeState>>> {
+        read(&self.nodes).values().cloned().collect()
+    }
+
+    fn entry(&self, name: &str) -> Option<Arc<Mutex<NodeState>>> {
+        read(&self.nodes).get(name).cloned()
+    }
+
+    /// Note a sign of life; a stale node comes back.
+    fn alive(&self, n: &mut NodeState, now: i64) {
+        n.touch(now);
+        if n.stale {
+            n.stale = false;
+            let ev = stale_marker(
+                &n.name,
+                Kind::Resolved,
+                "agent is reporting again".into(),
+                now,
+            );
+            self.emit(vec![ev]);
+        }
+    }
+
+    // ----------------------------------------------------- agent sessions
+
+    pub fn leading(&self) -> bool {
+        self.leading.load(Ordering::SeqCst)
+    }
+
+    /// Claim `name` for a new session, ending any older one.
+    pub fn register(&self, name: &str, agent_version: &str, boot_id: &str) -> Session {
+        let id = self.sessions.fetch_add(1, Ordering::SeqCst) + 1;
+        let node = {
+            let mut map = write(&self.nodes);
+            map.entry(name.to_string())
+                .or_insert_with(|| Arc::new(Mutex::new(NodeState::new(name))))
+                .clone()
+        };
+        let cancel = CancellationToken::new();
+        {
+            let mut n = lock(&node);
+            n.cancel.cancel();
+            n.cancel = cancel.clone();
+            if !n.connected {
+                self.metrics.agents_connected.inc();
+            }
+            n.connected = true;
+            n.synced = false;
+            n.session = id;
+            n.agent_version = agent_version.to_string();
+            n.boot_id = boot_id.to_string();
+            let now = now_ms();
+            self.alive(&mut n, now);
+            self.record(Record::Node(
+                name.to_string(),
+                NodeRecord {
+                    agent_version: agent_version.to_string(),
+                    last_seen_ms: now,
+                },
+            ));
+        }
+        Session { node, id, cancel }
+    }
+
+    fn owned<'a>(&self, s: &'a Session) -> std::result::Result<MutexGuard<'a, NodeState>, Refusal> {
+        let n = lock(&s.node);
+        if n.session != s.id || !self.leading() {
+            return Err(Refusal::Superseded);
+        }
+        Ok(n)
+    }
+
+    pub fn disconnect(&self, s: &Session) {
+        let mut n = lock(&s.node);
+        if n.session == s.id && n.connected {
+            n.connected = false;
+            self.metrics.agents_connected.dec();
+        }
+    }
+
+    pub fn apply_full(
+        &self,
+        s: &Session,
+        seq: u64,
+        reported: Vec<Reported>,
+    ) -> std::result::Result<(), Refusal> {
+        let started = Instant::now();
+        let mut n = self.owned(s)?;
+        let now = now_ms();
+        self.alive(&mut n, now);
+        n.apply_full(seq, reported)?;
+        // After a (re)connect nothing says which outcomes still hold.
+        let rules = read(&self.rules).clone();
+        let objects = read(&self.objects);
+        let mut out = Vec::new();
+        Self::judge_node(&mut n, &rules, &rules.node_rules(), &objects, now, &mut out);
+        self.emit(out);
+        self.metrics
+            .evaluation_seconds
+            .observe(started.elapsed().as_secs_f64());
+        Ok(())
+    }
+
+    pub fn apply_update(
+        &self,
+        s: &Session,
+        seq: u64,
+        changed: Vec<Reported>,
+        removed: &[String],
+    ) -> std::result::Result<(), Refusal> {
+        let started = Instant::now();
+        let mut n = self.owned(s)?;
+        let now = now_ms();
+        self.alive(&mut n, now);
+        let scopes = n.apply_update(seq, changed, removed)?;
+        if scopes.is_empty() {
+            return Ok(());
+        }
+        let rules = read(&self.rules).clone();
+        let touched = rules.touched(scopes.iter().map(String::as_str));
+        if !touched.is_empty() {
+            let objects = read(&self.objects);
+            let mut out = Vec::new();
+            Self::judge_node(&mut n, &rules, &touched, &objects, now, &mut out);
+            self.emit(out);
+        }
+        self.metrics
+            .evaluation_seconds
+            .observe(started.elapsed().as_secs_f64());
+        Ok(())
+    }
+
+    pub fn heartbeat(&self, s: &Session, seq: u64) -> std::result::Result<(), Refusal> {
+        let mut n = self.owned(s)?;
+        self.alive(&mut n, now_ms());
+        n.heartbeat(seq)?;
+        Ok(())
+    }
+
+    /// Mark nodes whose agents have been silent past the stale timeout.
+    pub fn sweep_stale(&self) {
+        if !self.leading() {
+            return;
+        }
+        let now = now_ms();
+        for entry in self.entries() {
+            let mut n = lock(&entry);
+            let silent = n.last_seen.elapsed();
+            if n.stale || silent < self.stale_after {
+                continue;
+            }
+            n.stale = true;
+            let reason = format!(
+                "no message from the agent for {} (stale after {})",
+                humantime::format_duration(Duration::from_secs(silent.as_secs())),
+                humantime::format_duration(self.stale_after)
+            );
+            self.emit(vec![stale_marker(&n.name, Kind::Stale, reason, now)]);
+        }
+    }
+
+    /// This replica now leads: every known node gets a full stale period
+    /// to reconnect before it is called stale.
+    pub fn take_over(&self) {
+        for entry in self.entries() {
+            lock(&entry).last_seen = Instant::now();
+        }
+        self.leading.store(true, Ordering::SeqCst);
+        self.metrics.leader.set(1);
+    }
+
+    /// This replica stopped leading: end every session so agents reconnect
+    /// to the new leader, and forget what they said (they resend it).
+    pub fn step_down(&self) {
+        self.leading.store(false, Ordering::SeqCst);
+        self.metrics.leader.set(0);
+        for entry in self.entries() {
+            let mut n = lock(&entry);
+            n.cancel.cancel();
+            if n.connected {
+                n.connected = false;
+                self.metrics.agents_connected.dec();
+            }
+            n.synced = false;
+        }
+    }
+
+    // ------------------------------------------------------ cluster state
+
+    /// New cluster-level readings (`K8s.server`, `K8s.image`, `K8s.policy`,
+    /// `NodeTopology.*`), each from a synced watch; rules reading a scope
+    /// that changed are judged again.
+    pub fn cluster_update(&self, updates: Vec<(String, Subtype)>) {
+        let started = Instant::now();
+        let mut c = lock(&self.cluster);
+        let mut changed = Vec::new();
+        for (scope, st) in updates {
+            debug_assert!(is_cluster_scope(&scope), "{scope}");
+            if c.subtypes.get(&scope) != Some(&st) {
+                c.subtypes.insert(scope.clone(), st);
+                changed.push(scope);
+            }
+        }
+        if changed.is_empty() {
+            return;
+        }
+        let rules = read(&self.rules).clone();
+        let mut touched = rules.touched(changed.iter().map(String::as_str));
+        if changed.iter().any(|s| s.starts_with("NodeTopology.")) {
+            // A NodeTopology rule on a subtype we do not produce is decided
+            // by the topology as a whole.
+            touched.extend(
+                rules
+                    .cluster_rules()
+                    .into_iter()
+                    .filter(|&i| rules.get(i).scope.starts_with("NodeTopology.")),
+            );
+            touched.sort_unstable();
+            touched.dedup();
+        }
+        let mut out = Vec::new();
+        Self::judge_cluster(&mut c, &rules, &touched, now_ms(), &mut out);
+        self.emit(out);
+        self.metrics
+            .evaluation_seconds
+            .observe(started.elapsed().as_secs_f64());
+    }
+
+    /// A Node watch will feed `K8s.node`; until it syncs, `K8s.node` rules
+    /// are not judged.
+    pub fn watch_node_objects(&self) {
+        write(&self.objects).watched = true;
+    }
+
+    /// The Node watch's complete view (initial list or re-list).
+    pub fn node_objects_synced(&self, all: HashMap<String, Subtype>) {
+        let changed: Vec<String> = {
+            let mut o = write(&self.objects);
+            let first = !o.synced;
+            let mut changed: Vec<String> = all
+                .iter()
+                .filter(|(k, v)| first || o.by_name.get(*k) != Some(v))
+                .map(|(k, _)| k.clone())
+                .collect();
+            changed.extend(o.by_name.keys().filter(|k| !all.contains_key(*k)).cloned());
+            o.by_name = all;
+            o.synced = true;
+            if first {
+                // Known nodes without a Node object changed too: to absent.
+                changed.extend(read(&self.nodes).keys().cloned());
+                changed.sort();
+                changed.dedup();
+            }
+            changed
+        };
+        for name in changed {
+            self.rejudge_node_object(&name);
+        }
+    }
+
+    /// One Node changed (`None`: deleted).
+    pub fn node_object(&self, name: &str, st: Option<Subtype>) {
+        {
+            let mut o = write(&self.objects);
+            let same = o.by_name.get(name) == st.as_ref();
+            if same {
+                return;
+            }
+            match st {
+                Some(st) => o.by_name.insert(name.to_string(), st),
+                None => o.by_name.remove(name),
+            };
+            if !o.synced {
+                return;
+            }
+        }
+        self.rejudge_node_object(name);
+    }
+
+    fn rejudge_node_object(&self, name: &str) {
+        let Some(entry) = self.entry(name) else {
+            return;
+        };
+        let mut n = lock(&entry);
+        if !n.reported {
+            return;
+        }
+        let rules = read(&self.rules).clone();
+        let touched = rules.touched(["K8s.node"]);
+        if touched.is_empty() {
+            return;
+        }
+        let objects = read(&self.objects);
+        let mut out = Vec::new();
+        Self::judge_node(&mut n, &rules, &touched, &objects, now_ms(), &mut out);
+        self.emit(out);
+    }
+
+    // -------------------------------------------------------------- views
+
+    fn cluster_measurements(&self, node: Option<&str>) -> (Vec<Measurement>, Vec<String>) {
+        let c = lock(&self.cluster);
+        let mut owned: Vec<String> = c.subtypes.keys().cloned().collect();
+        let mut by_kind: BTreeMap<String, Vec<Subtype>> = BTreeMap::new();
+        for (scope, st) in &c.subtypes {
+            let kind = scope.split('.').next().unwrap_or_default();
+            by_kind
+                .entry(kind.to_string())
+                .or_default()
+                .push(st.clone());
+        }
+        if let Some(name) = node {
+            let o = read(&self.objects);
+            if o.watched && o.synced {
+                owned.push("K8s.node".into());
+                if let Some(st) = o.by_name.get(name) {
+                    by_kind.entry("K8s".into()).or_default().push(st.clone());
+                }
+            }
+        }
+        let ms = by_kind
+            .into_iter()
+            .map(|(kind, subtypes)| Measurement { kind, subtypes })
+            .collect();
+        (ms, owned)
+    }
+
+    fn merge(mut ms: Vec<Measurement>, more: Vec<Measurement>) -> Vec<Measurement> {
+        for m in more {
+            match ms.iter_mut().find(|x| x.kind == m.kind) {
+                Some(x) => x.subtypes.extend(m.subtypes),
+                None => ms.push(m),
+            }
+        }
+        for m in &mut ms {
+            let kind = m.kind.clone();
+            m.subtypes.sort_by(|a, b| {
+                (subtype_rank(&kind, &a.subtype), &a.subtype)
+                    .cmp(&(subtype_rank(&kind, &b.subtype), &b.subtype))
+            });
+        }
+        ms
+    }
+
+    /// A node's snapshot as local capture would write it: the agent's
+    /// readings, with the cluster-level parts from the aggregator's own
+    /// watches where it has them. `None` when the node has not reported
+    /// since this process started.
+    pub fn node_snapshot(&self, name: &str) -> Option<Snapshot> {
+        let entry = self.entry(name)?;
+        let n = lock(&entry);
+        if !n.reported {
+            return None;
+        }
+        let (cluster, owned) = self.cluster_measurements(Some(name));
+        let agent = n.measurements(|scope| owned.iter().any(|o| o == scope));
+        let ms = Self::merge(agent, cluster);
+        Some(snapshot_io::assemble(ms, name, n.updated))
+    }
+
+    /// The cluster-level snapshot: the K8s and NodeTopology measurements the
+    /// aggregator keeps from its watches.
+    pub fn cluster_snapshot(&self) -> Snapshot {
+        let (ms, _) = self.cluster_measurements(None);
+        snapshot_io::assemble(Self::merge(Vec::new(), ms), "", SystemTime::now())
+    }
+
+    pub fn list_nodes(&self) -> Vec<NodeInfo> {
+        let mut out: Vec<NodeInfo> = self
+            .entries()
+            .iter()
+            .map(|e| {
+                let n = lock(e);
+                NodeInfo {
+                    node_name: n.name.clone(),
+                    agent_version: n.agent_version.clone(),
+                    last_seen_unix_millis: n.last_seen_ms,
+                    stale: n.stale,
+                    open_violations: n.open.len() as u32,
+                    last_seq: n.last_seq,
+                    connected: n.connected,
+                }
+            })
+            .collect();
+        out.sort_by(|a, b| a.node_name.cmp(&b.node_name));
+        out
+    }
+}

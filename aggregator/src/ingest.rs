@@ -1,0 +1,451 @@
+//! AgentService: one bidirectional stream per node agent. Checks who is
+//! speaking, enforces the stream's protocol (Hello first, then a full
+//! snapshot, then consecutive updates and heartbeats) and a per-agent rate
+//! limit, and hands every accepted message to the hub.
+//!
+//! Each session is its own task and only ever slows itself down: throttling
+//! sleeps in that task, and a misbehaving stream ends with a status without
+//! touching other nodes. This module must not evaluate or record anything.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use aicr::model::snapshot::{MEASUREMENT_TYPES, Subtype};
+use aicr::proto::agent_message::Body;
+use aicr::proto::agent_service_server::AgentService;
+use aicr::proto::aggregator_message::Body as Reply;
+use aicr::proto::{
+    Ack, AgentMessage, AggregatorMessage, CollectionSettings, Hello, Resync, SubtypeState,
+};
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tokio_util::sync::CancellationToken;
+use tonic::{Request, Response, Status, Streaming};
+
+use crate::hub::{Hub, Refusal, Session};
+use crate::identity::NodeIdentity;
+use crate::metrics::{KindLabel, ReasonLabel};
+use crate::pool::{Pool, content_key};
+use crate::state::{Reported, scope};
+
+/// Non-Hello messages tolerated (each answered with Resync) before Hello.
+const HELLO_STRIKES: u32 = 3;
+/// A client that does not read its replies for this long is dropped.
+const REPLY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Limits one agent session lives under.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// Sustained messages per second.
+    pub rate: f64,
+    /// Messages that may arrive at once above the rate.
+    pub burst: f64,
+    /// Time allowed between opening the stream and Hello.
+    pub hello_timeout: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            rate: 20.0,
+            burst: 40.0,
+            hello_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// A token bucket that tells how long to wait instead of refusing, so a
+/// chatty agent is slowed (HTTP/2 flow control then pushes back on it) but
+/// never cut off, and never costs other agents anything.
+struct Bucket {
+    rate: f64,
+    burst: f64,
+    tokens: f64,
+    last: Instant,
+}
+
+impl Bucket {
+    fn new(rate: f64, burst: f64) -> Bucket {
+        Bucket {
+            rate: rate.max(0.001),
+            burst: burst.max(1.0),
+            tokens: burst.max(1.0),
+            last: Instant::now(),
+        }
+    }
+
+    fn take(&mut self, now: Instant) -> Option<Duration> {
+        let elapsed = now.saturating_duration_since(self.last).as_secs_f64();
+        self.last = now;
+        self.tokens = (self.tokens + elapsed * self.rate).min(self.burst);
+        self.tokens -= 1.0;
+        (self.tokens < 0.0).then(|| Duration::from_secs_f64(-self.tokens / self.rate))
+    }
+}
+
+pub struct Ingest {
+    pub hub: Arc<Hub>,
+    pub identity: Arc<dyn NodeIdentity>,
+    pub limits: Limits,
+    /// Agents must present a client certificate (mTLS is configured).
+    pub require_client_cert: bool,
+    pub settings: CollectionSettings,
+    pub shutdown: CancellationToken,
+    /// Where readings common to many nodes are held once.
+    pub pool: Pool,
+}
+
+/// The tonic service over a shared [`Ingest`].
+pub struct AgentApi(pub Arc<Ingest>);
+
+#[tonic::async_trait]
+impl AgentService for AgentApi {
+    type SessionStream = ReceiverStream<Result<AggregatorMessage, Status>>;
+
+    async fn session(
+        &self,
+        request: Request<Streaming<AgentMessage>>,
+    ) -> Result<Response<Self::SessionStream>, Status> {
+        let this = &self.0;
+        if !this.hub.leading() {
+            this.reject("not_leader");
+            return Err(Status::unavailable(
+                "this aggregator replica is not the leader; reconnect through the Service",
+            ));
+        }
+        if this.require_client_cert && request.peer_certs().is_none_or(|c| c.is_empty()) {
+            this.reject("no_client_cert");
+            return Err(Status::unauthenticated(
+                "agents must present a client certificate",
+            ));
+        }
+        let inbound = request.into_inner();
+        let (tx, rx) = mpsc::channel(32);
+        tokio::spawn(this.clone().run(inbound, tx));
+        Ok(Response::new(ReceiverStream::new(rx)))
+    }
+}
+
+type Tx = mpsc::Sender<Result<AggregatorMessage, Status>>;
+
+async fn reply(tx: &Tx, item: Result<AggregatorMessage, Status>) -> bool {
+    matches!(
+        tokio::time::timeout(REPLY_TIMEOUT, tx.send(item)).await,
+        Ok(Ok(()))
+    )
+}
+
+fn msg(body: Reply) -> Result<AggregatorMessage, Status> {
+    Ok(AggregatorMessage { body: Some(body) })
+}
+
+/// DNS-subdomain names only: node names become metric labels and event
+/// objects, so anything else is refused.
+fn valid_node_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 253
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.')
+}
+
+fn decode(pool: &Pool, s: SubtypeState) -> Result<Reported, String> {
+    if !MEASUREMENT_TYPES.contains(&s.r#type.as_str()) {
+        return Err(format!(
+            "unknown measurement type {:?} (valid: {})",
+            s.r#type,
+            MEASUREMENT_TYPES.join(", ")
+        ));
+    }
+    if s.subtype.is_empty() {
+        return Err(format!("{} subtype without a name", s.r#type));
+    }
+    let mut subtype: Subtype = serde_json::from_slice(&s.subtype_json).map_err(|e| {
+        format!(
+            "{}.{}: subtype_json is not a Subtype: {e}",
+            s.r#type, s.subtype
+        )
+    })?;
+    // The envelope names the subtype; the document must not disagree.
+    subtype.subtype = s.subtype.clone();
+    let key = content_key(&s.r#type, &s.subtype, &s.subtype_json);
+    let held = pool.hold(&scope(&s.r#type, &s.subtype), subtype);
+    Ok(Reported {
+        kind: s.r#type,
+        name: s.subtype,
+        key,
+        held,
+    })
+}
+
+fn decode_all(pool: &Pool, states: Vec<SubtypeState>) -> Result<Vec<Reported>, String> {
+    states.into_iter().map(|s| decode(pool, s)).collect()
+}
+
+impl Ingest {
+    fn reject(&self, reason: &'static str) {
+        self.hub
+            .metrics()
+            .rejected
+            .get_or_create(&ReasonLabel { reason })
+            .inc();
+    }
+
+    fn ingested(&self, kind: &'static str) {
+        self.hub
+            .metrics()
+            .ingested
+            .get_or_create(&KindLabel { kind })
+            .inc();
+    }
+
+    /// Wait for Hello; other messages get Resync until the strikes run out.
+    async fn hello(&self, inbound: &mut Streaming<AgentMessage>, tx: &Tx) -> Option<Hello> {
+        let deadline = tokio::time::Instant::now() + self.limits.hello_timeout;
+        let mut strikes = 0;
+        loop {
+            let next = tokio::select! {
+                _ = self.shutdown.cancelled() => return None,
+                _ = tokio::time::sleep_until(deadline) => {
+                    self.reject("no_hello");
+                    reply(tx, Err(Status::deadline_exceeded("no Hello received in time"))).await;
+                    return None;
+                }
+                m = inbound.message() => m,
+            };
+            match next {
+                Ok(Some(AgentMessage {
+                    body: Some(Body::Hello(h)),
+                })) => return Some(h),
+                Ok(Some(_)) => {
+                    strikes += 1;
+                    self.reject("before_hello");
+                    if strikes >= HELLO_STRIKES {
+                        reply(
+                            tx,
+                            Err(Status::failed_precondition(
+                                "the first message of a session must be Hello",
+                            )),
+                        )
+                        .await;
+                        return None;
+                    }
+                    let r = Reply::Resync(Resync {
+                        reason: "send Hello first, then a full snapshot".into(),
+                    });
+                    if !reply(tx, msg(r)).await {
+                        return None;
+                    }
+                }
+                Ok(None) => return None,
+                Err(status) => {
+                    self.reject("stream_error");
+                    tracing::debug!("agent stream failed before Hello: {status}");
+                    reply(tx, Err(status)).await;
+                    return None;
+                }
+            }
+        }
+    }
+
+    async fn run(self: Arc<Self>, mut inbound: Streaming<AgentMessage>, tx: Tx) {
+        let Some(hello) = self.hello(&mut inbound, &tx).await else {
+            return;
+        };
+        if !valid_node_name(&hello.node_name) {
+            self.reject("bad_node_name");
+            reply(
+                &tx,
+                Err(Status::invalid_argument(format!(
+                    "Hello.node_name {:?} is not a Kubernetes node name",
+                    hello.node_name
+                ))),
+            )
+            .await;
+            return;
+        }
+        if let Err(status) = self.identity.verify(&hello).await {
+            self.reject("identity");
+            tracing::warn!(
+                "refused agent claiming node {}: {}",
+                hello.node_name,
+                status.message()
+            );
+            reply(&tx, Err(status)).await;
+            return;
+        }
+        if !self.hub.leading() {
+            reply(
+                &tx,
+                Err(Status::unavailable(
+                    "this aggregator replica is not the leader",
+                )),
+            )
+            .await;
+            return;
+        }
+        let session = self
+            .hub
+            .register(&hello.node_name, &hello.agent_version, &hello.boot_id);
+        tracing::debug!(
+            "agent connected: node={} version={}",
+            hello.node_name,
+            hello.agent_version
+        );
+        if reply(&tx, msg(Reply::Settings(self.settings.clone()))).await {
+            let end = self.serve(&session, &mut inbound, &tx).await;
+            if let Some(status) = end {
+                reply(&tx, Err(status)).await;
+            }
+        }
+        self.hub.disconnect(&session);
+        tracing::debug!("agent disconnected: node={}", hello.node_name);
+    }
+
+    /// The session after Hello; returns the status to end it with, if any.
+    async fn serve(
+        &self,
+        session: &Session,
+        inbound: &mut Streaming<AgentMessage>,
+        tx: &Tx,
+    ) -> Option<Status> {
+        let mut bucket = Bucket::new(self.limits.rate, self.limits.burst);
+        loop {
+            let next = tokio::select! {
+                _ = session.cancel.cancelled() => {
+                    return Some(Status::unavailable("session superseded, or this replica stopped leading; reconnect"));
+                }
+                _ = self.shutdown.cancelled() => return Some(Status::unavailable("aggregator shutting down; reconnect")),
+                m = inbound.message() => m,
+            };
+            let message = match next {
+                Ok(Some(m)) => m,
+                Ok(None) => return None,
+                Err(status) => {
+                    self.reject("stream_error");
+                    tracing::debug!("agent stream failed: {status}");
+                    return Some(status);
+                }
+            };
+            if let Some(wait) = bucket.take(Instant::now()) {
+                self.hub.metrics().throttled.inc();
+                tokio::select! {
+                    _ = session.cancel.cancelled() => continue,
+                    _ = tokio::time::sleep(wait) => {}
+                }
+            }
+            let (outcome, ack) = match message.body {
+                Some(Body::Full(f)) => match decode_all(&self.pool, f.subtypes) {
+                    Ok(r) => (
+                        self.hub.apply_full(session, f.seq, r).map(|_| "full"),
+                        f.seq,
+                    ),
+                    Err(e) => (Err(Refusal::Invalid(e)), 0),
+                },
+                Some(Body::Update(u)) => match decode_all(&self.pool, u.changed) {
+                    Ok(r) => (
+                        self.hub
+                            .apply_update(session, u.seq, r, &u.removed)
+                            .map(|_| "update"),
+                        u.seq,
+                    ),
+                    Err(e) => (Err(Refusal::Invalid(e)), 0),
+                },
+                Some(Body::Heartbeat(h)) => {
+                    (self.hub.heartbeat(session, h.seq).map(|_| "heartbeat"), 0)
+                }
+                Some(Body::Hello(_)) => (
+                    Err(Refusal::Invalid("Hello sent twice in one session".into())),
+                    0,
+                ),
+                None => (Err(Refusal::Invalid("empty AgentMessage".into())), 0),
+            };
+            match outcome {
+                Ok(kind) => {
+                    self.ingested(kind);
+                    if kind != "heartbeat" && !reply(tx, msg(Reply::Ack(Ack { seq: ack }))).await {
+                        return None;
+                    }
+                }
+                Err(Refusal::Resync(reason)) => {
+                    self.reject("resync");
+                    if !reply(tx, msg(Reply::Resync(Resync { reason }))).await {
+                        return None;
+                    }
+                }
+                Err(Refusal::Invalid(reason)) => {
+                    self.reject("invalid");
+                    return Some(Status::invalid_argument(reason));
+                }
+                Err(Refusal::Superseded) => {
+                    return Some(Status::unavailable("session superseded; reconnect"));
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bucket_allows_a_burst_then_paces() {
+        let t0 = Instant::now();
+        let mut b = Bucket::new(10.0, 3.0);
+        assert!(b.take(t0).is_none());
+        assert!(b.take(t0).is_none());
+        assert!(b.take(t0).is_none());
+        let wait = b.take(t0).unwrap();
+        assert!((wait.as_secs_f64() - 0.1).abs() < 1e-9, "{wait:?}");
+        let wait = b.take(t0).unwrap();
+        assert!(
+            (wait.as_secs_f64() - 0.2).abs() < 1e-9,
+            "debt accumulates: {wait:?}"
+        );
+        assert!(
+            b.take(t0 + Duration::from_secs(1)).is_none(),
+            "refills with time"
+        );
+    }
+
+    #[test]
+    fn node_names_are_dns_subdomains() {
+        assert!(valid_node_name("ip-10-0-1-2.ec2.internal"));
+        assert!(!valid_node_name(""));
+        assert!(!valid_node_name("Node_1"));
+        assert!(!valid_node_name(&"a".repeat(254)));
+    }
+
+    #[test]
+    fn subtype_envelopes_are_checked() {
+        let ok = SubtypeState {
+            r#type: "OS".into(),
+            subtype: "release".into(),
+            subtype_json: br#"{"subtype":"other","data":{"ID":"ubuntu"}}"#.to_vec(),
+            digest: "d".into(),
+        };
+        let i = Pool::default();
+        let r = decode(&i, ok.clone()).unwrap();
+        assert_eq!(
+            r.held.to_subtype().subtype,
+            "release",
+            "the envelope names it"
+        );
+        assert_eq!(r.scope(), "OS.release");
+        let bad_type = SubtypeState {
+            r#type: "Disk".into(),
+            ..ok.clone()
+        };
+        assert!(
+            decode(&i, bad_type)
+                .unwrap_err()
+                .contains("unknown measurement type")
+        );
+        let junk = SubtypeState {
+            subtype_json: b"\xff\x00".to_vec(),
+            ..ok
+        };
+        assert!(decode(&i, junk).unwrap_err().contains("not a Subtype"));
+    }
+}

@@ -1,0 +1,26 @@
+//! The AICR aggregator: keeps a live snapshot of every node from its
+//! agent's stream, re-evaluates the active recipe's constraints whenever a
+//! node or the cluster changes, records drift (opened, resolved, stale) in
+//! an embedded store, and raises it through Prometheus, Kubernetes Events,
+//! Alertmanager and the CLI's watch streams.
+//!
+//! The binary `aicr-aggregator` parses flags into a [`Config`] and calls
+//! [`start`]; tests and benchmarks do the same in-process.
+
+pub mod api;
+pub mod cluster;
+pub mod evaluator;
+pub mod http;
+pub mod hub;
+pub mod identity;
+pub mod ingest;
+pub mod leader;
+pub mod metrics;
+pub mod pool;
+pub mod recorder;
+pub mod server;
+pub mod sinks;
+pub mod state;
+pub mod store;
+
+pub use server::{Config, Running, TlsFiles, start};

@@ -1,0 +1,730 @@
+//! The CLI's side of the aggregator: reaching it (URL, TLS, bearer token),
+//! mapping its answers onto the exit-code table, and the verbs that only
+//! talk to it: `aicr nodes`, `aicr drift` and `aicr watch`. `snapshot
+//! --aggregator` and `validate --aggregator` use the same helpers.
+//!
+//! Prints tables and event lines; documents come back as the JSON of their
+//! spec'd shapes and are rendered by the commands that own them.
+
+use std::io::{IsTerminal, Write};
+use std::path::PathBuf;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use aicr::error::{Error, ErrorKind, Result};
+use aicr::model::recipe::RecipeResult;
+use aicr::model::snapshot::Snapshot;
+use aicr::proto::cluster_service_client::ClusterServiceClient;
+use aicr::proto::drift_event::Kind;
+use aicr::proto::{
+    DriftEvent, GetSnapshotRequest, ListNodesRequest, ListViolationsRequest, NodeInfo,
+    ValidateRequest, WatchDriftRequest,
+};
+use aicr::sink::OutputFormat;
+use aicr::validate::Report;
+use aicr::{k8s, yaml};
+use clap::Args;
+use comfy_table::{Table, presets};
+use serde_json::{Value, json};
+use tonic::metadata::MetadataValue;
+use tonic::service::interceptor::InterceptedService;
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
+use tonic::{Code, Request, Status};
+
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// Deadline for one unary call.
+const CALL_TIMEOUT: Duration = Duration::from_secs(30);
+/// Largest document the aggregator may send back (a fleet's CTRF report).
+const MAX_REPLY: usize = 64 * 1024 * 1024;
+
+/// How to authenticate to the aggregator.
+#[derive(Debug, Clone, Args)]
+pub struct Connection {
+    /// Bearer token for the aggregator's CLI API
+    #[arg(long, env = "AICR_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    /// CA certificate that signed the aggregator's certificate (https URLs)
+    #[arg(long, env = "AICR_AGGREGATOR_CA")]
+    pub aggregator_ca: Option<PathBuf>,
+    /// Client certificate (PEM) for mutual TLS, instead of a token
+    #[arg(long, requires = "client_key")]
+    pub client_cert: Option<PathBuf>,
+    /// Key of --client-cert (PEM)
+    #[arg(long, requires = "client_cert")]
+    pub client_key: Option<PathBuf>,
+}
+
+/// The aggregator URL: `--aggregator`, else `AICR_AGGREGATOR`.
+pub fn resolve_url(flag: Option<&str>) -> Result<String> {
+    flag.map(str::to_string)
+        .or_else(|| std::env::var("AICR_AGGREGATOR").ok())
+        .map(|u| u.trim().to_string())
+        .filter(|u| !u.is_empty())
+        .ok_or_else(|| {
+            Error::invalid("no aggregator given: pass --aggregator URL or set AICR_AGGREGATOR")
+        })
+}
+
+/// Map a gRPC status onto the exit-code table.
+pub fn status_error(s: Status, what: &str) -> Error {
+    let kind = match s.code() {
+        Code::NotFound => ErrorKind::NotFound,
+        Code::Unauthenticated | Code::PermissionDenied => ErrorKind::Unauthorized,
+        Code::DeadlineExceeded => ErrorKind::Timeout,
+        Code::Unavailable => ErrorKind::Unavailable,
+        Code::ResourceExhausted => ErrorKind::RateLimit,
+        Code::InvalidArgument | Code::FailedPrecondition | Code::OutOfRange => {
+            ErrorKind::InvalidRequest
+        }
+        _ => ErrorKind::Internal,
+    };
+    let msg = s.message().lines().next().unwrap_or_default().to_string();
+    Error::new(kind, format!("{what}: {msg}"))
+}
+
+/// Adds the bearer token to every call.
+#[derive(Clone)]
+pub struct Bearer(Option<MetadataValue<tonic::metadata::Ascii>>);
+
+impl tonic::service::Interceptor for Bearer {
+    fn call(&mut self, mut req: Request<()>) -> std::result::Result<Request<()>, Status> {
+        if let Some(v) = &self.0 {
+            req.metadata_mut().insert("authorization", v.clone());
+        }
+        Ok(req)
+    }
+}
+
+pub type Client = ClusterServiceClient<InterceptedService<Channel, Bearer>>;
+
+fn read(path: &PathBuf, flag: &str) -> Result<Vec<u8>> {
+    std::fs::read(path).map_err(|e| Error::invalid(format!("{flag} {}: {e}", path.display())))
+}
+
+/// Connect to the aggregator at `url`.
+pub async fn connect(url: &str, conn: &Connection) -> Result<Client> {
+    let https = url.starts_with("https://");
+    if !https && !url.starts_with("http://") {
+        return Err(Error::invalid(format!(
+            "--aggregator {url:?} must be an http:// or https:// URL"
+        )));
+    }
+    let mut endpoint = Endpoint::from_shared(url.to_string())
+        .map_err(|e| Error::invalid(format!("--aggregator {url:?}: {e}")))?
+        .connect_timeout(CONNECT_TIMEOUT);
+    if https {
+        let ca = conn.aggregator_ca.as_ref().ok_or_else(|| {
+            Error::invalid(
+                "an https:// aggregator needs --aggregator-ca (the CA that signed its certificate)",
+            )
+        })?;
+        let mut tls = ClientTlsConfig::new()
+            .ca_certificate(Certificate::from_pem(read(ca, "--aggregator-ca")?));
+        if let (Some(cert), Some(key)) = (&conn.client_cert, &conn.client_key) {
+            tls = tls.identity(Identity::from_pem(
+                read(cert, "--client-cert")?,
+                read(key, "--client-key")?,
+            ));
+        }
+        endpoint = endpoint
+            .tls_config(tls)
+            .map_err(|e| Error::invalid(format!("TLS settings: {e}")))?;
+    } else if conn.client_cert.is_some() {
+        return Err(Error::invalid(
+            "--client-cert needs an https:// aggregator URL",
+        ));
+    }
+    let token = match conn
+        .token
+        .as_deref()
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+    {
+        Some(t) => Some(
+            format!("Bearer {t}")
+                .parse()
+                .map_err(|_| Error::invalid("the token has characters a header cannot carry"))?,
+        ),
+        None => None,
+    };
+    let channel = endpoint.connect().await.map_err(|e| {
+        Error::new(
+            ErrorKind::Unavailable,
+            format!("cannot reach the aggregator at {url}: {}", cause(&e)),
+        )
+    })?;
+    Ok(
+        ClusterServiceClient::with_interceptor(channel, Bearer(token))
+            .max_decoding_message_size(MAX_REPLY),
+    )
+}
+
+/// The innermost cause, which says what actually went wrong.
+fn cause(e: &dyn std::error::Error) -> String {
+    let mut last = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        last = c.to_string();
+        cur = c.source();
+    }
+    last
+}
+
+async fn call<T>(
+    what: &str,
+    fut: impl Future<Output = std::result::Result<tonic::Response<T>, Status>>,
+) -> Result<T> {
+    match tokio::time::timeout(CALL_TIMEOUT, fut).await {
+        Ok(Ok(r)) => Ok(r.into_inner()),
+        Ok(Err(s)) => Err(status_error(s, what)),
+        Err(_) => Err(Error::new(
+            ErrorKind::Timeout,
+            format!("{what}: the aggregator did not answer in time"),
+        )),
+    }
+}
+
+/// A node's snapshot (`node` empty: the cluster-level one) from the aggregator.
+pub fn fetch_snapshot(url: Option<&str>, conn: &Connection, node: &str) -> Result<Snapshot> {
+    let url = resolve_url(url)?;
+    let json = k8s::block_on(async {
+        let mut c = connect(&url, conn).await?;
+        let req = GetSnapshotRequest {
+            node_name: node.to_string(),
+        };
+        call(
+            "failed to get the snapshot from the aggregator",
+            c.get_snapshot(req),
+        )
+        .await
+    })??
+    .json;
+    Snapshot::parse(yaml::utf8(&json)?, yaml::Format::Json)
+}
+
+/// `validate --aggregator`: the aggregator judges `recipe` against every
+/// node's live state and returns a CTRF report with one suite per node;
+/// written to `output` like a local report. Check phases are not run.
+pub fn validate_remote(
+    url: Option<&str>,
+    conn: &Connection,
+    recipe: &RecipeResult,
+    output: &str,
+    kubeconfig: Option<&PathBuf>,
+    fail_on_error: bool,
+) -> Result<()> {
+    let url = resolve_url(url)?;
+    let recipe_json = serde_json::to_vec(recipe)
+        .map_err(|e| Error::internal(format!("failed to encode the recipe: {e}")))?;
+    let reply = k8s::block_on(async {
+        let mut c = connect(&url, conn).await?;
+        call(
+            "the aggregator could not validate",
+            c.validate(ValidateRequest { recipe_json }),
+        )
+        .await
+    })??;
+    let report: Report = serde_json::from_slice(&reply.json)
+        .map_err(|e| Error::internal(format!("the aggregator's report is not CTRF: {e}")))?;
+    crate::kubeio::write_destination(
+        output,
+        &reply.json,
+        "report",
+        kubeconfig,
+        OutputFormat::Json,
+    )?;
+    let s = &report.results.summary;
+    tracing::info!(
+        "validation report written: output={} nodes={} tests={} passed={} failed={} skipped={}",
+        if output.is_empty() { "stdout" } else { output },
+        report
+            .tests()
+            .iter()
+            .filter_map(|t| t.suite.get(1))
+            .collect::<std::collections::BTreeSet<_>>()
+            .len(),
+        s.tests,
+        s.passed,
+        s.failed,
+        s.skipped
+    );
+    if fail_on_error && aicr::validate::run_failed(&report) {
+        return Err(Error::internal(format!(
+            "validation failed: {} of {} constraint checks failed across the aggregator's nodes",
+            s.failed + s.other,
+            s.tests
+        )));
+    }
+    Ok(())
+}
+
+// ------------------------------------------------------------------ verbs
+
+#[derive(Debug, Args)]
+pub struct NodesArgs {
+    /// Aggregator gRPC URL, e.g. https://aicr-aggregator.aicr:50051
+    #[arg(long, env = "AICR_AGGREGATOR")]
+    pub aggregator: String,
+    #[command(flatten)]
+    pub conn: Connection,
+    /// Output format: table or json
+    #[arg(long, short = 't', default_value = "table")]
+    pub format: String,
+}
+
+#[derive(Debug, Args)]
+pub struct DriftArgs {
+    /// Aggregator gRPC URL
+    #[arg(long, env = "AICR_AGGREGATOR")]
+    pub aggregator: String,
+    #[command(flatten)]
+    pub conn: Connection,
+    /// Past events (opened, resolved, stale), newest last, instead of what is open now
+    #[arg(long)]
+    pub history: bool,
+    /// Most events to show (default 100)
+    #[arg(long, default_value_t = 0)]
+    pub limit: u32,
+    /// Output format: table or json
+    #[arg(long, short = 't', default_value = "table")]
+    pub format: String,
+}
+
+#[derive(Debug, Args)]
+pub struct WatchArgs {
+    /// Aggregator gRPC URL
+    #[arg(long, env = "AICR_AGGREGATOR")]
+    pub aggregator: String,
+    #[command(flatten)]
+    pub conn: Connection,
+    /// Replay recorded events after this id first
+    #[arg(long, default_value_t = 0)]
+    pub since: u64,
+    /// Exit after this many events (0: run until interrupted)
+    #[arg(long, default_value_t = 0)]
+    pub count: u64,
+    /// Output format: text (one line per event) or json (one object per line)
+    #[arg(long, short = 't', default_value = "text")]
+    pub format: String,
+}
+
+fn table_or_json(format: &str) -> Result<bool> {
+    match format {
+        "table" => Ok(true),
+        "json" => Ok(false),
+        other => Err(Error::invalid(format!(
+            "invalid --format {other:?}: use table or json"
+        ))),
+    }
+}
+
+fn rfc3339(ms: i64) -> String {
+    if ms <= 0 {
+        return String::new();
+    }
+    humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_millis(ms as u64)).to_string()
+}
+
+/// `12s ago`, rounded to what a person reads at a glance.
+fn ago(ms: i64, now: SystemTime) -> String {
+    if ms <= 0 {
+        return "never".into();
+    }
+    let then = UNIX_EPOCH + Duration::from_millis(ms as u64);
+    let secs = now.duration_since(then).unwrap_or_default().as_secs();
+    let text = match secs {
+        0..=119 => format!("{secs}s"),
+        120..=7199 => format!("{}m", secs / 60),
+        7200..=172_799 => format!("{}h", secs / 3600),
+        _ => format!("{}d", secs / 86_400),
+    };
+    format!("{text} ago")
+}
+
+fn table(header: &[&str]) -> Table {
+    let mut t = Table::new();
+    t.load_preset(presets::NOTHING)
+        .set_content_arrangement(comfy_table::ContentArrangement::Disabled)
+        .set_header(header.iter().copied());
+    t
+}
+
+/// The table as text, without the frame's edge padding, so columns start
+/// at the margin and lines carry no trailing blanks.
+fn render(t: &Table) -> String {
+    t.lines()
+        .map(|l| {
+            let l = l.strip_prefix(' ').unwrap_or(&l).trim_end();
+            l.to_string()
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+fn print(text: &str) -> Result<()> {
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "{}", text.trim_end())
+        .and_then(|_| out.flush())
+        .map_err(|e| Error::internal(format!("failed to write output: {e}")))
+}
+
+fn status(n: &NodeInfo) -> &'static str {
+    if n.stale {
+        "stale"
+    } else if n.connected {
+        "connected"
+    } else {
+        "disconnected"
+    }
+}
+
+pub fn nodes_table(nodes: &[NodeInfo], now: SystemTime) -> String {
+    let mut t = table(&["NODE", "AGENT", "LAST SEEN", "STATUS", "VIOLATIONS"]);
+    for n in nodes {
+        t.add_row(vec![
+            n.node_name.clone(),
+            n.agent_version.clone(),
+            ago(n.last_seen_unix_millis, now),
+            status(n).to_string(),
+            n.open_violations.to_string(),
+        ]);
+    }
+    render(&t)
+}
+
+fn node_json(n: &NodeInfo) -> Value {
+    json!({
+        "node": n.node_name,
+        "agentVersion": n.agent_version,
+        "lastSeen": rfc3339(n.last_seen_unix_millis),
+        "status": status(n),
+        "openViolations": n.open_violations,
+        "lastSeq": n.last_seq,
+    })
+}
+
+pub fn run_nodes(a: &NodesArgs) -> Result<()> {
+    let as_table = table_or_json(&a.format)?;
+    let nodes = k8s::block_on(async {
+        let mut c = connect(&a.aggregator, &a.conn).await?;
+        call("failed to list nodes", c.list_nodes(ListNodesRequest {})).await
+    })??
+    .nodes;
+    if as_table {
+        if nodes.is_empty() {
+            tracing::info!("no agent has reported to the aggregator yet");
+            return Ok(());
+        }
+        print(&nodes_table(&nodes, SystemTime::now()))
+    } else {
+        print(&yaml::to_json(
+            &nodes.iter().map(node_json).collect::<Vec<_>>(),
+        )?)
+    }
+}
+
+fn kind_word(ev: &DriftEvent) -> &'static str {
+    match Kind::try_from(ev.kind) {
+        Ok(Kind::Opened) => "OPENED",
+        Ok(Kind::Resolved) => "RESOLVED",
+        Ok(Kind::Stale) => "STALE",
+        _ => "UNKNOWN",
+    }
+}
+
+fn node_label(ev: &DriftEvent) -> String {
+    if ev.node_name.is_empty() {
+        "(cluster)".into()
+    } else {
+        ev.node_name.clone()
+    }
+}
+
+fn constraint_label(ev: &DriftEvent) -> String {
+    if ev.constraint.is_empty() {
+        "(agent)".into()
+    } else {
+        ev.constraint.clone()
+    }
+}
+
+fn event_json(ev: &DriftEvent) -> Value {
+    json!({
+        "id": ev.id,
+        "event": kind_word(ev),
+        "time": rfc3339(ev.unix_millis),
+        "node": ev.node_name,
+        "constraint": ev.constraint,
+        "expected": ev.expected,
+        "actual": ev.actual,
+        "severity": ev.severity,
+        "reason": ev.reason,
+    })
+}
+
+pub fn open_table(events: &[DriftEvent], now: SystemTime) -> String {
+    let mut t = table(&[
+        "NODE",
+        "CONSTRAINT",
+        "EXPECTED",
+        "ACTUAL",
+        "SEVERITY",
+        "SINCE",
+    ]);
+    for ev in events {
+        t.add_row(vec![
+            node_label(ev),
+            constraint_label(ev),
+            ev.expected.clone(),
+            if ev.constraint.is_empty() {
+                "stale".into()
+            } else {
+                ev.actual.clone()
+            },
+            ev.severity.clone(),
+            ago(ev.unix_millis, now),
+        ]);
+    }
+    render(&t)
+}
+
+pub fn history_table(events: &[DriftEvent]) -> String {
+    let mut t = table(&[
+        "ID",
+        "TIME",
+        "EVENT",
+        "NODE",
+        "CONSTRAINT",
+        "EXPECTED",
+        "ACTUAL",
+    ]);
+    for ev in events {
+        t.add_row(vec![
+            ev.id.to_string(),
+            rfc3339(ev.unix_millis),
+            kind_word(ev).to_string(),
+            node_label(ev),
+            constraint_label(ev),
+            ev.expected.clone(),
+            ev.actual.clone(),
+        ]);
+    }
+    render(&t)
+}
+
+pub fn run_drift(a: &DriftArgs) -> Result<()> {
+    let as_table = table_or_json(&a.format)?;
+    let req = ListViolationsRequest {
+        history: a.history,
+        limit: a.limit,
+    };
+    let events = k8s::block_on(async {
+        let mut c = connect(&a.aggregator, &a.conn).await?;
+        call("failed to list drift", c.list_violations(req)).await
+    })??
+    .events;
+    if !as_table {
+        return print(&yaml::to_json(
+            &events.iter().map(event_json).collect::<Vec<_>>(),
+        )?);
+    }
+    if events.is_empty() {
+        tracing::info!(
+            "{}",
+            if a.history {
+                "no drift recorded"
+            } else {
+                "no open drift: every node meets the active recipe"
+            }
+        );
+        return Ok(());
+    }
+    if a.history {
+        print(&history_table(&events))
+    } else {
+        print(&open_table(&events, SystemTime::now()))
+    }
+}
+
+/// One line per event, readable at a glance; `color` adds ANSI colour to
+/// the event word.
+pub fn event_line(ev: &DriftEvent, color: bool) -> String {
+    let word = kind_word(ev);
+    let shown = if color {
+        let code = match Kind::try_from(ev.kind) {
+            Ok(Kind::Opened) => "31",
+            Ok(Kind::Resolved) => "32",
+            Ok(Kind::Stale) => "33",
+            _ => "0",
+        };
+        format!("\x1b[1;{code}m{word:<8}\x1b[0m")
+    } else {
+        format!("{word:<8}")
+    };
+    let detail = match Kind::try_from(ev.kind) {
+        Ok(Kind::Opened) => format!(
+            "{}  expected {:?}, actual {:?}",
+            ev.constraint, ev.expected, ev.actual
+        ),
+        Ok(Kind::Resolved) if ev.constraint.is_empty() => ev.reason.clone(),
+        Ok(Kind::Resolved) => format!("{}  now {:?}", ev.constraint, ev.actual),
+        _ => ev.reason.clone(),
+    };
+    let severity = if ev.severity.is_empty() || ev.kind != Kind::Opened as i32 {
+        String::new()
+    } else {
+        format!("  [{}]", ev.severity)
+    };
+    format!(
+        "{}  {shown}  {}  {detail}{severity}",
+        rfc3339(ev.unix_millis),
+        node_label(ev)
+    )
+}
+
+pub fn run_watch(a: &WatchArgs) -> Result<()> {
+    let json = match a.format.as_str() {
+        "text" => false,
+        "json" => true,
+        other => {
+            return Err(Error::invalid(format!(
+                "invalid --format {other:?}: use text or json"
+            )));
+        }
+    };
+    let color = !json
+        && std::io::stdout().is_terminal()
+        && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
+    k8s::block_on(async {
+        let mut client = connect(&a.aggregator, &a.conn).await?;
+        let mut last = a.since;
+        let mut shown = 0u64;
+        let mut streamed = false;
+        loop {
+            match client
+                .watch_drift(WatchDriftRequest { since_id: last })
+                .await
+            {
+                Ok(s) => {
+                    streamed = true;
+                    let mut stream = s.into_inner();
+                    loop {
+                        match stream.message().await {
+                            Ok(Some(ev)) => {
+                                last = ev.id;
+                                let line = if json {
+                                    event_json(&ev).to_string()
+                                } else {
+                                    event_line(&ev, color)
+                                };
+                                print(&line)?;
+                                shown += 1;
+                                if a.count > 0 && shown >= a.count {
+                                    return Ok(());
+                                }
+                            }
+                            Ok(None) => break,
+                            Err(s) if s.code() == Code::Unavailable => break,
+                            Err(s) => return Err(status_error(s, "drift stream failed")),
+                        }
+                    }
+                }
+                Err(s) if !streamed || s.code() != Code::Unavailable => {
+                    return Err(status_error(s, "failed to watch drift"));
+                }
+                Err(_) => {}
+            }
+            // The aggregator restarted or failed over: resume after the
+            // last event shown, so nothing is missed or repeated.
+            tracing::warn!("lost the aggregator's drift stream; reconnecting");
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            if let Ok(c) = connect(&a.aggregator, &a.conn).await {
+                client = c;
+            }
+        }
+    })?
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ev(kind: Kind, node: &str, constraint: &str) -> DriftEvent {
+        DriftEvent {
+            id: 7,
+            kind: kind as i32,
+            node_name: node.into(),
+            constraint: constraint.into(),
+            expected: "== 24.04".into(),
+            actual: "22.04".into(),
+            severity: "critical".into(),
+            reason: "agent is reporting again".into(),
+            unix_millis: 1_700_000_000_000,
+        }
+    }
+
+    #[test]
+    fn event_lines_read_at_a_glance() {
+        assert_eq!(
+            event_line(&ev(Kind::Opened, "gpu-1", "OS.release.VERSION_ID"), false),
+            "2023-11-14T22:13:20Z  OPENED    gpu-1  OS.release.VERSION_ID  expected \"== 24.04\", actual \"22.04\"  [critical]"
+        );
+        assert_eq!(
+            event_line(&ev(Kind::Resolved, "", "K8s.server.version"), false),
+            "2023-11-14T22:13:20Z  RESOLVED  (cluster)  K8s.server.version  now \"22.04\""
+        );
+        assert_eq!(
+            event_line(&ev(Kind::Resolved, "gpu-1", ""), false),
+            "2023-11-14T22:13:20Z  RESOLVED  gpu-1  agent is reporting again"
+        );
+        let colored = event_line(&ev(Kind::Stale, "gpu-1", ""), true);
+        assert!(colored.contains("\x1b[1;33mSTALE   \x1b[0m"), "{colored:?}");
+    }
+
+    #[test]
+    fn node_tables_start_at_the_margin() {
+        let now = UNIX_EPOCH + Duration::from_secs(1_000);
+        let n = |name: &str, stale, connected, v| NodeInfo {
+            node_name: name.into(),
+            agent_version: "v0.1.0".into(),
+            last_seen_unix_millis: 990_000,
+            stale,
+            open_violations: v,
+            last_seq: 3,
+            connected,
+        };
+        let t = nodes_table(
+            &[n("gpu-1", false, true, 0), n("gpu-22", true, false, 2)],
+            now,
+        );
+        assert_eq!(
+            t,
+            "NODE    AGENT   LAST SEEN  STATUS     VIOLATIONS\n\
+             gpu-1   v0.1.0  10s ago    connected  0\n\
+             gpu-22  v0.1.0  10s ago    stale      2"
+        );
+    }
+
+    #[test]
+    fn statuses_map_onto_exit_codes() {
+        let code = |c: Code| status_error(Status::new(c, "x"), "op").kind().exit_code();
+        assert_eq!(code(Code::NotFound), 3);
+        assert_eq!(code(Code::Unauthenticated), 4);
+        assert_eq!(code(Code::PermissionDenied), 4);
+        assert_eq!(code(Code::DeadlineExceeded), 5);
+        assert_eq!(code(Code::Unavailable), 6);
+        assert_eq!(code(Code::ResourceExhausted), 7);
+        assert_eq!(code(Code::InvalidArgument), 2);
+        assert_eq!(code(Code::Internal), 8);
+    }
+
+    #[test]
+    fn ages_round_like_kubectl() {
+        let now = UNIX_EPOCH + Duration::from_secs(1_000_000);
+        let ms = |s: u64| ((1_000_000 - s) * 1000) as i64;
+        assert_eq!(ago(ms(5), now), "5s ago");
+        assert_eq!(ago(ms(600), now), "10m ago");
+        assert_eq!(ago(ms(3 * 3600), now), "3h ago");
+        assert_eq!(ago(ms(3 * 86_400), now), "3d ago");
+        assert_eq!(ago(0, now), "never");
+    }
+}

@@ -1,0 +1,316 @@
+//! `aicr validate`: a recipe against live state.
+//!
+//! The readiness gate ([`readiness`]) judges the recipe's top-level
+//! constraints against one snapshot per node, in-process and first; then the
+//! selected check phases ([`phases`]: deployment, performance, conformance,
+//! always in that order, later ones skipped after a failure) run the
+//! recipe's checks from the validator catalog ([`checks`]): deployment
+//! readiness read straight from the API server ([`deployment`], with
+//! health-check asserts in [`chainsaw`]), GPU workloads and validator Jobs
+//! ([`workloads`]), platform capabilities ([`conformance`]). The result is
+//! one CTRF report ([`ctrf`]), optionally rendered as CNCF evidence
+//! ([`evidence`]).
+//!
+//! This module owns the order of those steps and what stops them. It must
+//! not parse flags, read input files or print: the CLI loads the documents
+//! and writes the report. Everything up to the cluster is pure; cluster I/O
+//! sits behind [`cluster::Cluster`].
+
+pub mod chainsaw;
+pub mod checks;
+pub mod cluster;
+pub mod conformance;
+pub mod ctrf;
+pub mod deployment;
+pub mod evidence;
+pub mod phases;
+pub mod readiness;
+pub mod workloads;
+
+use std::time::SystemTime;
+
+use crate::catalog::Catalog;
+use crate::error::{Error, Result};
+use crate::model::recipe::RecipeResult;
+
+pub use checks::Settings;
+pub use ctrf::{PhaseStatus, Report};
+pub use phases::{PhaseName, ValidatorCatalog};
+pub use readiness::NodeSnapshot;
+pub use workloads::Scheduling;
+
+/// One validation run's inputs, loaded and checked by the caller.
+pub struct Request<'a> {
+    pub recipe: &'a RecipeResult,
+    /// At least one snapshot.
+    pub nodes: &'a [NodeSnapshot],
+    /// Several nodes: readiness per node, reported in the CTRF document.
+    pub fleet: bool,
+    /// Recipe data for manifests and health-check asserts.
+    pub data: &'a Catalog,
+    pub validators: &'a ValidatorCatalog,
+    pub phases: Vec<PhaseName>,
+    /// No cluster access: every check is reported skipped.
+    pub no_cluster: bool,
+    pub settings: Settings,
+}
+
+/// How a run ended.
+#[derive(Debug)]
+pub enum Outcome {
+    /// A single node failed the gate: nothing else ran and there is no
+    /// report.
+    GateFailed(String),
+    /// The report, and the gate's failure when several nodes were judged
+    /// (phases were then skipped).
+    Finished {
+        report: Box<Report>,
+        gate_failure: Option<String>,
+    },
+}
+
+/// Whether the report fails the run: a check that `failed`, or one that
+/// ended `other` (crash, timeout, OOM), which upstream lets pass.
+pub fn run_failed(report: &Report) -> bool {
+    report
+        .tests()
+        .iter()
+        .any(|t| matches!(t.status, ctrf::Status::Failed | ctrf::Status::Other))
+}
+
+fn log_gate(result: &readiness::NodeResult, fleet: bool) {
+    for r in &result.results {
+        let node = if fleet {
+            format!(" node={}", result.node)
+        } else {
+            String::new()
+        };
+        if r.passed {
+            tracing::info!(
+                "readiness constraint passed:{node} name={} expected={} actual={}",
+                r.name,
+                r.expected.trim(),
+                r.actual.as_deref().unwrap_or("")
+            );
+        } else {
+            tracing::warn!("readiness constraint failed:{node} {}", r.reason);
+        }
+    }
+}
+
+/// Run a validation: gate, then phases (or their skipped stand-ins), then
+/// one merged report.
+pub fn run(req: &Request<'_>) -> Result<Outcome> {
+    let first = req
+        .nodes
+        .first()
+        .ok_or_else(|| Error::invalid("no snapshot to validate"))?;
+    let version = req.settings.version.clone();
+    let plan = phases::Plan {
+        phases: req.phases.clone(),
+        catalog: req.validators,
+        recipe: req.recipe,
+        version: version.clone(),
+    };
+
+    let mut reports = Vec::new();
+    let mut gate_failure = None;
+    if req.fleet {
+        let start = ctrf::epoch_ms(SystemTime::now());
+        let fleet = readiness::Fleet::evaluate(&req.recipe.constraints, req.nodes);
+        for n in &fleet.nodes {
+            log_gate(n, true);
+        }
+        for d in fleet.disagreements() {
+            tracing::warn!("nodes disagree on {}", d.describe());
+        }
+        gate_failure = fleet.failure_summary();
+        tracing::info!(
+            "readiness: {} of {} nodes passed",
+            fleet.nodes.len() - fleet.failed_nodes().len(),
+            fleet.nodes.len()
+        );
+        reports.push(fleet.report(&version, start, SystemTime::now()));
+    } else {
+        let result = readiness::evaluate_node(&req.recipe.constraints, first, true);
+        log_gate(&result, false);
+        if let Some(f) = result.first_failure() {
+            return Ok(Outcome::GateFailed(format!(
+                "readiness check failed: {}",
+                f.reason
+            )));
+        }
+        tracing::info!("readiness: all {} constraints passed", result.results.len());
+    }
+
+    for w in plan.warnings() {
+        tracing::warn!("{w}");
+    }
+    if gate_failure.is_some() {
+        let now = SystemTime::now();
+        reports.extend(
+            plan.phases
+                .iter()
+                .map(|&p| plan.skipped(p, phases::MSG_PREVIOUS_FAILED, now)),
+        );
+    } else if req.no_cluster {
+        tracing::info!("--no-cluster: reporting every check as skipped");
+        reports.extend(plan.no_cluster());
+    } else {
+        reports.extend(run_cluster(req, &plan, first)?);
+    }
+    let report = Report::merge(reports).ok_or_else(|| Error::internal("no phase to report"))?;
+    Ok(Outcome::Finished {
+        report: Box::new(report),
+        gate_failure,
+    })
+}
+
+/// `--cncf-submission`: run the checks that collect CNCF evidence, with no
+/// recipe gate and no phases.
+pub struct Submission<'a> {
+    /// Conformance checks to run, by catalog name.
+    pub checks: Vec<&'static str>,
+    /// Optional: tells checks which components (and namespaces) to expect.
+    pub recipe: Option<&'a RecipeResult>,
+    pub data: &'a Catalog,
+    pub validators: &'a ValidatorCatalog,
+    pub settings: Settings,
+}
+
+/// The whole evidence collection stops after this long.
+pub const SUBMISSION_LIMIT: std::time::Duration = std::time::Duration::from_secs(20 * 60);
+
+/// Run a submission's checks against the cluster; the report holds one
+/// test per check, whatever its outcome.
+pub fn collect_evidence(sub: &Submission<'_>) -> Result<Report> {
+    let bare = RecipeResult {
+        kind: crate::model::recipe::RECIPE_RESULT_KIND.into(),
+        api_version: crate::model::recipe::API_VERSION.into(),
+        metadata: Default::default(),
+        criteria: Default::default(),
+        constraints: Vec::new(),
+        component_refs: Vec::new(),
+        deployment_order: Vec::new(),
+        validation: None,
+    };
+    let recipe = sub.recipe.unwrap_or(&bare);
+    let snapshot = crate::model::snapshot::Snapshot::default();
+    let checks: Vec<&phases::Validator> = sub
+        .checks
+        .iter()
+        .map(|name| {
+            sub.validators
+                .phase(PhaseName::Conformance)
+                .find(|v| v.name == *name)
+                .ok_or_else(|| {
+                    Error::internal(format!("check {name} is not in the validator catalog"))
+                })
+        })
+        .collect::<Result<_>>()?;
+    crate::k8s::block_on(async {
+        let cluster = connect(&sub.settings).await?;
+        let ctx = checks::Ctx::new(
+            cluster,
+            recipe,
+            sub.data,
+            &snapshot,
+            &sub.settings,
+            workloads::new_run_id(),
+        );
+        let mut runner = checks::Runner::new(ctx);
+        let start = ctrf::epoch_ms(SystemTime::now());
+        let mut tests = Vec::new();
+        let work = async {
+            for v in &checks {
+                tests.push(runner.run(v, PhaseName::Conformance).await?);
+            }
+            Ok::<(), Error>(())
+        };
+        let outcome = tokio::select! {
+            r = tokio::time::timeout(SUBMISSION_LIMIT, work) => match r {
+                Ok(r) => r,
+                Err(_) => Err(Error::new(crate::ErrorKind::Internal, format!(
+                    "evidence collection did not finish within {}",
+                    humantime::format_duration(SUBMISSION_LIMIT)
+                ))),
+            },
+            signal = interrupted() => Err(Error::internal(format!("evidence collection cancelled by {signal}"))),
+        };
+        runner.sweep().await;
+        runner.finish().await;
+        outcome?;
+        Ok(Report::build(
+            &sub.settings.version,
+            start,
+            tests,
+            SystemTime::now(),
+        ))
+    })?
+}
+
+/// A client for the settings' kubeconfig, checked to reach the API server.
+async fn connect(settings: &Settings) -> Result<cluster::Cluster> {
+    let client = crate::k8s::client(settings.kubeconfig.as_deref())
+        .await
+        .map_err(|e| {
+            e.wrap(
+                crate::ErrorKind::Internal,
+                "failed to create kubernetes client",
+            )
+        })?;
+    let cluster = cluster::Cluster::new(client);
+    let version = cluster
+        .server_version()
+        .await
+        .map_err(|e| Error::internal(format!("failed to reach the Kubernetes API server: {e}")))?;
+    tracing::info!("connected to cluster {version}");
+    Ok(cluster)
+}
+
+fn run_cluster(
+    req: &Request<'_>,
+    plan: &phases::Plan<'_>,
+    first: &NodeSnapshot,
+) -> Result<Vec<Report>> {
+    crate::k8s::block_on(async {
+        let cluster = connect(&req.settings).await?;
+        let run_id = workloads::new_run_id();
+        tracing::info!("validating: run={run_id}");
+        let ctx = checks::Ctx::new(
+            cluster,
+            req.recipe,
+            req.data,
+            &first.snapshot,
+            &req.settings,
+            run_id,
+        );
+        let mut runner = checks::Runner::new(ctx);
+        let reports = tokio::select! {
+            r = plan.run(&mut runner) => r,
+            signal = interrupted() => {
+                tracing::warn!("{signal}: cancelling validation and removing what it created");
+                runner.sweep().await;
+                Err(Error::internal(format!("validation cancelled by {signal}")))
+            }
+        };
+        runner.finish().await;
+        reports
+    })?
+}
+
+/// Resolves on SIGINT or SIGTERM, naming it.
+async fn interrupted() -> &'static str {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        if let Ok(mut term) = signal(SignalKind::terminate()) {
+            return tokio::select! {
+                _ = tokio::signal::ctrl_c() => "SIGINT",
+                _ = term.recv() => "SIGTERM",
+            };
+        }
+    }
+    let _ = tokio::signal::ctrl_c().await;
+    "SIGINT"
+}

@@ -1967,6 +1967,7 @@ fn nccl_bandwidth_runs_through_kubeflow_trainer() {
     let snap = write(dir.path(), "s.yaml", &good_snapshot());
     let run = || {
         let out = aicr_on(&api)
+            .env("AICR_NCCL_TESTS_IMAGE", "registry.local/nccl-tests:2.16")
             .args([
                 "validate",
                 "--phase",
@@ -2017,6 +2018,23 @@ fn nccl_bandwidth_runs_through_kubeflow_trainer() {
             "status": {"phase": "Succeeded"}}));
         cluster.set_pod_log(&ns, &pod, NCCL_LOG);
     });
+    let out = aicr_on(&api)
+        .env_remove("AICR_NCCL_TESTS_IMAGE")
+        .args([
+            "validate",
+            "--phase",
+            "performance",
+            "-r",
+            s(&r),
+            "-s",
+            s(&snap),
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(
+        message(&stdout_json(&out), "nccl-all-reduce-bw"),
+        "no NCCL benchmark image: set AICR_NCCL_TESTS_IMAGE to an image that provides mpirun and all_reduce_perf (nccl-tests)"
+    );
     let (code, report, err) = run();
     assert_eq!(code, 0, "{err}\n{report}");
     let t = test_named(&report, "nccl-all-reduce-bw");
@@ -2029,6 +2047,12 @@ fn nccl_bandwidth_runs_through_kubeflow_trainer() {
         ]
     );
     let rt = &runtimes.lock().unwrap()[0];
+    let launcher = &rt["spec"]["template"]["spec"]["replicatedJobs"][0]["template"]["spec"]["template"]
+        ["spec"];
+    assert_eq!(
+        launcher["containers"][0]["image"],
+        "registry.local/nccl-tests:2.16"
+    );
     let worker = &rt["spec"]["template"]["spec"]["replicatedJobs"][1]["template"]["spec"]["template"]
         ["spec"];
     assert_eq!(
@@ -2501,4 +2525,64 @@ fn conformance_checks_pass_on_a_healthy_platform() {
                 .contains("Result: **PASSED**")
         );
     }
+}
+
+#[test]
+fn health_checks_beyond_asserts_run_the_chainsaw_binary() {
+    let api = FakeApiServer::start_blocking();
+    api.insert(fixtures::namespace("tools"));
+    let dir = tempfile::tempdir().unwrap();
+    let bin = dir.path().join("bin");
+    let script = write(
+        &bin,
+        "chainsaw",
+        "#!/bin/sh\necho \"ran: chainsaw $1 $2 $(ls \"$3\") $4\"\necho \"kubeconfig set: ${KUBECONFIG:+yes}\"\nexit ${CHAINSAW_EXIT:-1}\n",
+    );
+    use std::os::unix::fs::PermissionsExt;
+    fs::set_permissions(&script, fs::Permissions::from_mode(0o755)).unwrap();
+    let asserts = "apiVersion: chainsaw.kyverno.io/v1alpha1\nkind: Test\nmetadata:\n  name: t\nspec:\n  steps:\n    - try:\n        - script:\n            content: kubectl get pods\n";
+    let r = write(
+        dir.path(),
+        "r.yaml",
+        &recipe(
+            GATE,
+            "validation:\n  deployment:\n    checks: [expected-resources]",
+            &format!(
+                "  - name: my-tool\n    namespace: tools\n    healthCheckAsserts: {}\n",
+                serde_json::to_string(asserts).unwrap()
+            ),
+        ),
+    );
+    let snap = write(dir.path(), "s.yaml", &good_snapshot());
+    let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap());
+    let run = |exit: &str| {
+        let out = aicr_on(&api)
+            .env("PATH", &path)
+            .env("CHAINSAW_EXIT", exit)
+            .args([
+                "validate",
+                "--phase",
+                "deployment",
+                "-r",
+                s(&r),
+                "-s",
+                s(&snap),
+            ])
+            .output()
+            .unwrap();
+        (out.status.code().unwrap(), stdout_json(&out))
+    };
+    let (code, report) = run("1");
+    assert_eq!(code, 8);
+    let m = message(&report, "expected-resources");
+    assert!(
+        m.contains("my-tool: chainsaw health check failed:\nran: chainsaw test --test-dir chainsaw-test.yaml --no-color\nkubeconfig set: yes\nerror: chainsaw exited with exit status: 1"),
+        "{m}"
+    );
+    let (code, report) = run("0");
+    assert_eq!(code, 0, "{report}");
+    assert!(
+        stdout_lines(&report, "expected-resources")
+            .contains(&"  my-tool: chainsaw health check passed".to_string())
+    );
 }

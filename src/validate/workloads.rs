@@ -31,8 +31,9 @@ pub const MAX_LOG_LINES: usize = 1000;
 pub const MAX_LINE_BYTES: usize = 512;
 /// The image the nvidia-smi probe runs.
 pub const CUDA_IMAGE: &str = "nvcr.io/nvidia/cuda:13.0.0-base-ubuntu22.04";
-/// Default NCCL benchmark image; `AICR_NCCL_TESTS_IMAGE` replaces it.
-pub const NCCL_TESTS_IMAGE: &str = "ghcr.io/nvidia/aicr-validators/nccl-tests:latest";
+/// Names the image the NCCL benchmark runs (it must provide `mpirun` and
+/// nccl-tests' `all_reduce_perf`); there is no default we could vouch for.
+pub const NCCL_IMAGE_ENV: &str = "AICR_NCCL_TESTS_IMAGE";
 const VALIDATOR_SA: &str = "aicr-validator";
 
 /// Where inner workloads may run.
@@ -864,6 +865,14 @@ pub async fn nccl_all_reduce_bw(ctx: &Ctx<'_>, out: &mut Out) -> Verdict {
             ));
         }
     }
+    let Some(image) = std::env::var(NCCL_IMAGE_ENV)
+        .ok()
+        .filter(|i| !i.trim().is_empty())
+    else {
+        return Verdict::Skip(format!(
+            "no NCCL benchmark image: set {NCCL_IMAGE_ENV} to an image that provides mpirun and all_reduce_perf (nccl-tests)"
+        ));
+    };
     if let Err(e) = ctx.ensure_namespace().await {
         return Verdict::Fail(e);
     }
@@ -888,8 +897,6 @@ pub async fn nccl_all_reduce_bw(ctx: &Ctx<'_>, out: &mut Out) -> Verdict {
     }
     let ns = ctx.namespace();
     let name = format!("aicr-nccl-{}", &random_hex()[..8]);
-    let image =
-        std::env::var("AICR_NCCL_TESTS_IMAGE").unwrap_or_else(|_| NCCL_TESTS_IMAGE.to_string());
     let mut worker_spec = json!({
         "containers": [{"name": "node", "image": image,
                         "resources": {"limits": {"nvidia.com/gpu": gpus.to_string()}}}],

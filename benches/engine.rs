@@ -6,47 +6,15 @@ use std::hint::black_box;
 use aicr::catalog::{Catalog, DataSource};
 use aicr::engine;
 use aicr::hydrate;
-use aicr::model::criteria::{Criteria, Field};
+use aicr::model::criteria::Criteria;
 use criterion::{Criterion, criterion_group, criterion_main};
-
-/// Every combination of criteria values, `any` included.
-fn leaves() -> Vec<Criteria> {
-    let values = |f: Field| {
-        std::iter::once("any")
-            .chain(f.values().iter().copied())
-            .collect::<Vec<_>>()
-    };
-    let mut out = Vec::new();
-    for s in values(Field::Service) {
-        for a in values(Field::Accelerator) {
-            for i in values(Field::Intent) {
-                for o in values(Field::Os) {
-                    for p in values(Field::Platform) {
-                        let mut q = Criteria::default();
-                        for (f, v) in [
-                            (Field::Service, s),
-                            (Field::Accelerator, a),
-                            (Field::Intent, i),
-                            (Field::Os, o),
-                            (Field::Platform, p),
-                        ] {
-                            q.set(f, v).unwrap();
-                        }
-                        out.push(q);
-                    }
-                }
-            }
-        }
-    }
-    out
-}
 
 fn bench(c: &mut Criterion) {
     c.bench_function("catalog_parse_embedded", |b| {
         b.iter(|| black_box(Catalog::load(&DataSource::Embedded).unwrap()))
     });
     let catalog = Catalog::embedded().unwrap();
-    let all = leaves();
+    let all = Criteria::every_combination();
     c.bench_function(&format!("resolve_all_{}_leaves", all.len()), |b| {
         b.iter(|| {
             for q in &all {

@@ -7,7 +7,7 @@ use std::hint::black_box;
 use aicr::catalog::Catalog;
 use aicr::constraint::{Expr, Path};
 use aicr::engine;
-use aicr::model::criteria::{Criteria, Field};
+use aicr::model::criteria::Criteria;
 use aicr::model::recipe::RecipeResult;
 use aicr::model::snapshot::{Measurement, Snapshot, Subtype};
 use aicr::validate::NodeSnapshot;
@@ -17,37 +17,11 @@ use criterion::{Criterion, criterion_group, criterion_main};
 /// Every leaf of the criteria space resolved; the one with most constraints.
 fn largest_recipe() -> RecipeResult {
     let catalog = Catalog::embedded().unwrap();
-    let values = |f: Field| {
-        std::iter::once("any")
-            .chain(f.values().iter().copied())
-            .collect::<Vec<_>>()
-    };
-    let mut best: Option<RecipeResult> = None;
-    for s in values(Field::Service) {
-        for a in values(Field::Accelerator) {
-            for i in values(Field::Intent) {
-                for o in values(Field::Os) {
-                    let mut q = Criteria::default();
-                    for (f, v) in [
-                        (Field::Service, s),
-                        (Field::Accelerator, a),
-                        (Field::Intent, i),
-                        (Field::Os, o),
-                    ] {
-                        q.set(f, v).unwrap();
-                    }
-                    let r = engine::resolve(catalog, &q, None).unwrap();
-                    if best
-                        .as_ref()
-                        .is_none_or(|b| r.constraints.len() > b.constraints.len())
-                    {
-                        best = Some(r);
-                    }
-                }
-            }
-        }
-    }
-    best.unwrap()
+    Criteria::every_combination()
+        .iter()
+        .map(|q| engine::resolve(catalog, q, None).unwrap())
+        .max_by_key(|r| r.constraints.len())
+        .unwrap()
 }
 
 /// A node that reads, for every constraint, the value it names (so most

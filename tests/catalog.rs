@@ -150,41 +150,16 @@ fn registry_is_consistent() {
 
 #[test]
 fn every_leaf_combination_resolves() {
-    let values = |f: Field| {
-        std::iter::once("any")
-            .chain(f.values().iter().copied())
-            .collect::<Vec<_>>()
-    };
-    let mut n = 0;
-    for s in values(Field::Service) {
-        for a in values(Field::Accelerator) {
-            for i in values(Field::Intent) {
-                for o in values(Field::Os) {
-                    for p in values(Field::Platform) {
-                        let mut q = Criteria::default();
-                        for (f, v) in [
-                            (Field::Service, s),
-                            (Field::Accelerator, a),
-                            (Field::Intent, i),
-                            (Field::Os, o),
-                            (Field::Platform, p),
-                        ] {
-                            q.set(f, v).unwrap();
-                        }
-                        let r = engine::resolve(catalog(), &q, None)
-                            .unwrap_or_else(|e| panic!("{q}: {e}"));
-                        assert_eq!(
-                            r.metadata.applied_overlays[..2],
-                            ["base", "monitoring-hpa"],
-                            "{q}"
-                        );
-                        n += 1;
-                    }
-                }
-            }
-        }
+    let all = Criteria::every_combination();
+    assert_eq!(all.len(), 6 * 6 * 3 * 5 * 3);
+    for q in &all {
+        let r = engine::resolve(catalog(), q, None).unwrap_or_else(|e| panic!("{q}: {e}"));
+        assert_eq!(
+            r.metadata.applied_overlays[..2],
+            ["base", "monitoring-hpa"],
+            "{q}"
+        );
     }
-    assert_eq!(n, 6 * 6 * 3 * 5 * 3);
 }
 
 #[test]

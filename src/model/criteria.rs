@@ -160,6 +160,30 @@ impl Criteria {
     }
 }
 
+impl Criteria {
+    /// Every combination of field values, `any` included, nodes unset: the
+    /// whole query space the catalog must answer (tests and benchmarks).
+    pub fn every_combination() -> Vec<Criteria> {
+        let mut out = vec![Criteria::default()];
+        for f in Field::ALL {
+            let values: Vec<&str> = std::iter::once(ANY)
+                .chain(f.values().iter().copied())
+                .collect();
+            out = out
+                .into_iter()
+                .flat_map(|c| {
+                    values.iter().map(move |v| {
+                        let mut c = c.clone();
+                        *c.slot(f) = v.to_string();
+                        c
+                    })
+                })
+                .collect();
+        }
+        out
+    }
+}
+
 impl fmt::Display for Criteria {
     /// `criteria(service=eks, accelerator=h100)`, or `criteria(any)`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

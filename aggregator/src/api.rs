@@ -294,11 +294,61 @@ impl ClusterService for ClusterApi {
 
     async fn bundle(
         &self,
-        _: Request<BundleRequest>,
+        request: Request<BundleRequest>,
     ) -> Result<Response<Self::BundleStream>, Status> {
-        Err(Status::unimplemented(
-            "the aggregator does not render bundles; run `aicr bundle` with the recipe",
-        ))
+        let req = request.into_inner();
+        let recipe = if req.recipe_json.is_empty() {
+            self.hub.recipe().ok_or_else(|| {
+                Status::failed_precondition(
+                    "no active recipe: pass one, or set it with --recipe / SetRecipe",
+                )
+            })?
+        } else {
+            Arc::new(parse_recipe(&req.recipe_json)?)
+        };
+        let invalid = |e: aicr::Error| Status::invalid_argument(e.message().to_string());
+        let opts = aicr::bundle::Options {
+            deployer: if req.deployer.is_empty() {
+                aicr::bundle::Deployer::Helm
+            } else {
+                aicr::bundle::Deployer::parse(&req.deployer).map_err(invalid)?
+            },
+            set: aicr::bundle::set::SetOverrides::parse(&req.set).map_err(invalid)?,
+            ..Default::default()
+        };
+        // Rendering is CPU-bound and may run kustomize; keep it off the
+        // reactor threads that serve agents.
+        let bundle = tokio::task::spawn_blocking(move || {
+            let catalog = aicr::catalog::Catalog::embedded()?;
+            aicr::bundle::generate(
+                catalog,
+                &recipe,
+                &opts,
+                &aicr::bundle::manifests::ExternalKustomize,
+            )
+        })
+        .await
+        .map_err(internal)?
+        .map_err(|e| match e.kind() {
+            aicr::ErrorKind::InvalidRequest => invalid(e),
+            _ => internal(e),
+        })?;
+        let (tx, rx) = mpsc::channel(16);
+        tokio::spawn(async move {
+            let total = bundle.files.len();
+            for (i, (path, file)) in bundle.files.into_iter().enumerate() {
+                let chunk = FileChunk {
+                    path,
+                    data: file.content,
+                    mode: file.mode,
+                    last: i + 1 == total,
+                };
+                if tx.send(Ok(chunk)).await.is_err() {
+                    break;
+                }
+            }
+        });
+        Ok(Response::new(ReceiverStream::new(rx)))
     }
 
     async fn get_recipe(

@@ -1156,3 +1156,56 @@ fn unsafe_configurations_are_refused() {
             .contains("--cli-token-file")
     );
 }
+
+#[tokio::test]
+async fn bundles_stream_back_as_file_chunks() {
+    let agg = start(config()).await;
+    let mut cli = client(&agg).await;
+    let catalog = aicr::catalog::Catalog::embedded().unwrap();
+    let mut q = aicr::model::Criteria::default();
+    q.service = "eks".into();
+    q.intent = "training".into();
+    let recipe = aicr::engine::resolve(catalog, &q, None).unwrap();
+    let mut stream = cli
+        .bundle(aicr::proto::BundleRequest {
+            recipe_json: serde_json::to_vec(&recipe).unwrap(),
+            deployer: "helm".into(),
+            set: vec!["gpuoperator:driver.version=570.86.16".into()],
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let mut files = std::collections::BTreeMap::new();
+    let mut saw_last = false;
+    while let Some(chunk) = stream.message().await.unwrap() {
+        assert!(!saw_last, "nothing after the last chunk");
+        saw_last = chunk.last;
+        files.insert(chunk.path, chunk.data);
+    }
+    assert!(saw_last);
+    for f in [
+        "deploy.sh",
+        "undeploy.sh",
+        "recipe.yaml",
+        "checksums.txt",
+        "README.md",
+    ] {
+        assert!(files.contains_key(f), "{f} in {:?}", files.keys());
+    }
+    let gpu = files
+        .iter()
+        .find(|(p, _)| p.ends_with("-gpu-operator/values.yaml"))
+        .expect("gpu-operator values");
+    assert!(String::from_utf8_lossy(gpu.1).contains("570.86.16"));
+
+    let bad = cli
+        .bundle(aicr::proto::BundleRequest {
+            recipe_json: serde_json::to_vec(&recipe).unwrap(),
+            deployer: "flux".into(),
+            set: vec![],
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(bad.code(), Code::InvalidArgument);
+    agg.shutdown().await;
+}

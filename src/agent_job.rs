@@ -675,8 +675,11 @@ async fn fetch(client: &kube::Client, cm: &ConfigMapRef) -> Result<String> {
     // The agent should have written it, so its absence is our failure (8),
     // not something the user named that does not exist.
     let obj = api.get(&cm.name).await.map_err(|e| {
-        api_error(e, &format!("failed to get ConfigMap {}/{}", cm.namespace, cm.name))
-            .wrap(ErrorKind::Internal, "failed to retrieve snapshot")
+        api_error(
+            e,
+            &format!("failed to get ConfigMap {}/{}", cm.namespace, cm.name),
+        )
+        .wrap(ErrorKind::Internal, "failed to retrieve snapshot")
     })?;
     obj.data
         .and_then(|mut d| d.remove("snapshot.yaml"))

@@ -12,7 +12,8 @@ use aicr::yaml::{self, Format};
 /// The YAML example of snapshot spec §1.6, read from the shared spec so the
 /// test follows the document.
 fn upstream_example() -> String {
-    let spec = std::fs::read_to_string(aicr_test_support::shared_dir().join("spec/snapshot.md")).unwrap();
+    let spec =
+        std::fs::read_to_string(aicr_test_support::shared_dir().join("spec/snapshot.md")).unwrap();
     let start = spec.find("### 1.6 Example").expect("section 1.6");
     let body = &spec[start..];
     let open = body.find("```yaml\n").unwrap() + "```yaml\n".len();
@@ -37,10 +38,19 @@ fn upstream_snapshots_parse_with_their_encodings() {
         assert_eq!(r("GPU", "smi", "gpu-count"), Reading::Int(8));
         assert_eq!(r("OS", "kmod", "nvidia"), Reading::Bool(true));
         assert_eq!(r("OS", "release", "VERSION_ID").render(), "24.04");
-        assert_eq!(r("OS", "sysctl", "/proc/sys/kernel/printk").render(), "4\t4\t1\t7");
-        assert_eq!(r("OS", "sysctl", "/proc/sys/kernel/core_modes").render(), "file\npipe");
+        assert_eq!(
+            r("OS", "sysctl", "/proc/sys/kernel/printk").render(),
+            "4\t4\t1\t7"
+        );
+        assert_eq!(
+            r("OS", "sysctl", "/proc/sys/kernel/core_modes").render(),
+            "file\npipe"
+        );
         assert_eq!(r("K8s", "policy", "driver.enabled").render(), "true");
-        assert!(matches!(r("K8s", "policy", "driver.enabled"), Reading::Str(_)));
+        assert!(matches!(
+            r("K8s", "policy", "driver.enabled"),
+            Reading::Str(_)
+        ));
         assert!(s.measurement("SystemD").unwrap().subtypes.is_empty());
     }
 }
@@ -57,8 +67,16 @@ fn round_trips_keep_data() {
             assert_eq!(a.kind, b.kind);
             for (x, y) in a.subtypes.iter().zip(&b.subtypes) {
                 assert_eq!(x.subtype, y.subtype);
-                let xr: Vec<(String, String)> = x.data.iter().map(|(k, v)| (k.clone(), v.render())).collect();
-                let yr: Vec<(String, String)> = y.data.iter().map(|(k, v)| (k.clone(), v.render())).collect();
+                let xr: Vec<(String, String)> = x
+                    .data
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.render()))
+                    .collect();
+                let yr: Vec<(String, String)> = y
+                    .data
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.render()))
+                    .collect();
                 assert_eq!(xr, yr, "{}.{}", a.kind, x.subtype);
             }
         }
@@ -69,9 +87,19 @@ fn round_trips_keep_data() {
 fn upstream_snapshot_feeds_recipe() {
     let s = Snapshot::parse(&upstream_example(), Format::Yaml).unwrap();
     let mut c = engine::criteria_from_snapshot(&s);
-    assert_eq!(c.to_string(), "criteria(service=eks, accelerator=h100, os=ubuntu)");
+    assert_eq!(
+        c.to_string(),
+        "criteria(service=eks, accelerator=h100, os=ubuntu)"
+    );
     c.intent = "training".into();
     let r = engine::resolve(Catalog::embedded().unwrap(), &c, Some(&s)).unwrap();
-    assert_eq!(r.metadata.applied_overlays.last().unwrap(), "h100-eks-ubuntu-training");
-    assert!(r.metadata.excluded_overlays.is_empty(), "{:?}", r.metadata.constraint_warnings);
+    assert_eq!(
+        r.metadata.applied_overlays.last().unwrap(),
+        "h100-eks-ubuntu-training"
+    );
+    assert!(
+        r.metadata.excluded_overlays.is_empty(),
+        "{:?}",
+        r.metadata.constraint_warnings
+    );
 }

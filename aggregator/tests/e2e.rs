@@ -1162,9 +1162,11 @@ async fn bundles_stream_back_as_file_chunks() {
     let agg = start(config()).await;
     let mut cli = client(&agg).await;
     let catalog = aicr::catalog::Catalog::embedded().unwrap();
-    let mut q = aicr::model::Criteria::default();
-    q.service = "eks".into();
-    q.intent = "training".into();
+    let q = aicr::model::Criteria {
+        service: "eks".into(),
+        intent: "training".into(),
+        ..Default::default()
+    };
     let recipe = aicr::engine::resolve(catalog, &q, None).unwrap();
     let mut stream = cli
         .bundle(aicr::proto::BundleRequest {

@@ -7,7 +7,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use k8s_openapi::api::core::v1::{Node, Pod};
-use kube::api::{Api, DynamicObject, ListParams};
+use kube::api::{Api, ApiResource, DynamicObject, ListParams};
 use kube::discovery::Discovery;
 use serde_json::Value;
 
@@ -308,10 +308,24 @@ pub async fn collect_k8s(client: Option<&kube::Client>, node_name: Option<&str>)
     }
 }
 
+/// Every served resource of kind `ClusterPolicy`, in any API group
+/// (subresources excluded).
+pub async fn cluster_policy_resources(
+    client: &kube::Client,
+) -> std::result::Result<Vec<ApiResource>, kube::Error> {
+    let discovery = Discovery::new(client.clone()).run().await?;
+    Ok(discovery
+        .groups()
+        .flat_map(|g| g.recommended_resources())
+        .map(|(ar, _)| ar)
+        .filter(|ar| ar.kind == "ClusterPolicy" && !ar.plural.contains('/'))
+        .collect())
+}
+
 async fn collect_policy(client: &kube::Client) -> Subtype {
     let mut st = Subtype::new("policy");
-    let discovery = match Discovery::new(client.clone()).run().await {
-        Ok(d) => d,
+    let resources = match cluster_policy_resources(client).await {
+        Ok(r) => r,
         Err(e) => {
             tracing::warn!(
                 "failed to collect policy - skipping: {}",
@@ -320,23 +334,18 @@ async fn collect_policy(client: &kube::Client) -> Subtype {
             return st;
         }
     };
-    for group in discovery.groups() {
-        for (ar, _) in group.recommended_resources() {
-            if ar.kind != "ClusterPolicy" || ar.plural.contains('/') {
-                continue;
-            }
-            let api: Api<DynamicObject> = Api::all_with(client.clone(), &ar);
-            let Ok(list) = api.list(&ListParams::default()).await else {
-                continue;
-            };
-            for obj in list.items {
-                match obj.data.get("spec") {
-                    Some(spec) => flatten_policy("", spec, &mut st.data),
-                    None => tracing::warn!(
-                        "ClusterPolicy {} has no spec - skipping",
-                        obj.metadata.name.unwrap_or_default()
-                    ),
-                }
+    for ar in resources {
+        let api: Api<DynamicObject> = Api::all_with(client.clone(), &ar);
+        let Ok(list) = api.list(&ListParams::default()).await else {
+            continue;
+        };
+        for obj in list.items {
+            match obj.data.get("spec") {
+                Some(spec) => flatten_policy("", spec, &mut st.data),
+                None => tracing::warn!(
+                    "ClusterPolicy {} has no spec - skipping",
+                    obj.metadata.name.unwrap_or_default()
+                ),
             }
         }
     }

@@ -14,7 +14,9 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use aicr::cluster::{flatten_policy, images_subtype, node_subtype, topology};
+use aicr::cluster::{
+    cluster_policy_resources, flatten_policy, images_subtype, node_subtype, topology,
+};
 use aicr::model::snapshot::Subtype;
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{
@@ -22,8 +24,7 @@ use k8s_openapi::api::core::v1::{
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::Resource;
-use kube::api::{Api, ApiResource, DynamicObject};
-use kube::discovery::Discovery;
+use kube::api::{Api, DynamicObject};
 use kube::runtime::WatchStreamExt;
 use kube::runtime::watcher::{self, Event, watcher};
 use serde_json::Value;
@@ -205,12 +206,24 @@ async fn version(client: kube::Client, hub: Arc<Hub>, poll: Duration, cancel: Ca
     }
 }
 
-async fn nodes(client: kube::Client, hub: Arc<Hub>, cancel: CancellationToken) {
-    let api: Api<Node> = Api::all(client);
+/// Follow one resource kind through a watcher into a [`Mirror`]: every
+/// change goes to `on_step` at once, and `flush` recomputes readings from
+/// the whole (synced) collection at most once per [`DEBOUNCE`].
+async fn follow<K, T>(
+    api: Api<K>,
+    what: &str,
+    strip: impl Fn(K) -> T,
+    cancel: CancellationToken,
+    mut on_step: impl FnMut(&Mirror<T>, &Step),
+    mut flush: impl FnMut(&Mirror<T>),
+) where
+    K: Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug + Send + 'static,
+    T: PartialEq,
+{
     let mut stream = watcher(api, watcher::Config::default().any_semantic())
         .default_backoff()
         .boxed();
-    let mut m: Mirror<Node> = Mirror::default();
+    let mut m: Mirror<T> = Mirror::default();
     let mut dirty = false;
     let mut tick = tokio::time::interval(DEBOUNCE);
     loop {
@@ -219,82 +232,71 @@ async fn nodes(client: kube::Client, hub: Arc<Hub>, cancel: CancellationToken) {
             _ = tick.tick() => {
                 if dirty && m.synced {
                     dirty = false;
-                    let all: Vec<Node> = m.current.values().cloned().collect();
-                    let t = topology(&all, 0);
-                    hub.cluster_update(
-                        t.subtypes
-                            .into_iter()
-                            .map(|s| (format!("NodeTopology.{}", s.subtype), s))
-                            .collect(),
-                    );
+                    flush(&m);
                 }
             }
             ev = stream.next() => match ev {
                 None => return,
-                Some(Err(e)) => tracing::warn!("node watch: {e}"),
-                Some(Ok(ev)) => match m.step(ev, strip_node) {
-                    Step::Nothing => {}
-                    Step::Synced => {
+                Some(Err(e)) => tracing::warn!("{what} watch: {e}"),
+                Some(Ok(ev)) => {
+                    let step = m.step(ev, &strip);
+                    if step != Step::Nothing {
                         dirty = true;
-                        hub.node_objects_synced(
-                            m.current.iter().map(|(k, n)| (k.clone(), node_subtype(k, n))).collect(),
-                        );
+                        on_step(&m, &step);
                     }
-                    Step::Upsert(k) => {
-                        dirty = true;
-                        hub.node_object(&k, m.current.get(&k).map(|n| node_subtype(&k, n)));
-                    }
-                    Step::Removed(k) => {
-                        dirty = true;
-                        hub.node_object(&k, None);
-                    }
-                },
+                }
             },
         }
     }
+}
+
+async fn nodes(client: kube::Client, hub: Arc<Hub>, cancel: CancellationToken) {
+    let on_step = |m: &Mirror<Node>, step: &Step| match step {
+        Step::Nothing => {}
+        Step::Synced => hub.node_objects_synced(
+            m.current
+                .iter()
+                .map(|(k, n)| (k.clone(), node_subtype(k, n)))
+                .collect(),
+        ),
+        Step::Upsert(k) => hub.node_object(k, m.current.get(k).map(|n| node_subtype(k, n))),
+        Step::Removed(k) => hub.node_object(k, None),
+    };
+    let flush = |m: &Mirror<Node>| {
+        let all: Vec<Node> = m.current.values().cloned().collect();
+        let t = topology(&all, 0);
+        hub.cluster_update(
+            t.subtypes
+                .into_iter()
+                .map(|s| (format!("NodeTopology.{}", s.subtype), s))
+                .collect(),
+        );
+    };
+    follow(
+        Api::<Node>::all(client),
+        "node",
+        strip_node,
+        cancel,
+        on_step,
+        flush,
+    )
+    .await;
 }
 
 async fn pods(client: kube::Client, hub: Arc<Hub>, cancel: CancellationToken) {
-    let api: Api<Pod> = Api::all(client);
-    let mut stream = watcher(api, watcher::Config::default().any_semantic())
-        .default_backoff()
-        .boxed();
-    let mut m: Mirror<Pod> = Mirror::default();
-    let mut dirty = false;
-    let mut tick = tokio::time::interval(DEBOUNCE);
-    loop {
-        tokio::select! {
-            _ = cancel.cancelled() => return,
-            _ = tick.tick() => {
-                if dirty && m.synced {
-                    dirty = false;
-                    let all: Vec<Pod> = m.current.values().cloned().collect();
-                    hub.cluster_update(vec![("K8s.image".into(), images_subtype(&all))]);
-                }
-            }
-            ev = stream.next() => match ev {
-                None => return,
-                Some(Err(e)) => tracing::warn!("pod watch: {e}"),
-                Some(Ok(ev)) => {
-                    if m.step(ev, strip_pod) != Step::Nothing {
-                        dirty = true;
-                    }
-                }
-            },
-        }
-    }
-}
-
-async fn find_cluster_policy(client: &kube::Client) -> Result<Option<ApiResource>, kube::Error> {
-    let discovery = Discovery::new(client.clone()).run().await?;
-    for group in discovery.groups() {
-        for (ar, _) in group.recommended_resources() {
-            if ar.kind == "ClusterPolicy" && !ar.plural.contains('/') {
-                return Ok(Some(ar));
-            }
-        }
-    }
-    Ok(None)
+    let flush = |m: &Mirror<Pod>| {
+        let all: Vec<Pod> = m.current.values().cloned().collect();
+        hub.cluster_update(vec![("K8s.image".into(), images_subtype(&all))]);
+    };
+    follow(
+        Api::<Pod>::all(client),
+        "pod",
+        strip_pod,
+        cancel,
+        |_, _| {},
+        flush,
+    )
+    .await;
 }
 
 fn policy_subtype(specs: &BTreeMap<String, Value>) -> Subtype {
@@ -307,7 +309,10 @@ fn policy_subtype(specs: &BTreeMap<String, Value>) -> Subtype {
 
 async fn policy(client: kube::Client, hub: Arc<Hub>, cancel: CancellationToken) {
     let ar = loop {
-        match find_cluster_policy(&client).await {
+        match cluster_policy_resources(&client)
+            .await
+            .map(|r| r.into_iter().next())
+        {
             Ok(Some(ar)) => break ar,
             Ok(None) => {
                 // No CRD, so no ClusterPolicy: a known, empty reading.
@@ -327,33 +332,11 @@ async fn policy(client: kube::Client, hub: Arc<Hub>, cancel: CancellationToken) 
         }
     };
     let api: Api<DynamicObject> = Api::all_with(client, &ar);
-    let mut stream = watcher(api, watcher::Config::default().any_semantic())
-        .default_backoff()
-        .boxed();
-    let mut m: Mirror<Value> = Mirror::default();
-    let mut dirty = false;
-    let mut tick = tokio::time::interval(DEBOUNCE);
     let spec = |o: DynamicObject| o.data.get("spec").cloned().unwrap_or(Value::Null);
-    loop {
-        tokio::select! {
-            _ = cancel.cancelled() => return,
-            _ = tick.tick() => {
-                if dirty && m.synced {
-                    dirty = false;
-                    hub.cluster_update(vec![("K8s.policy".into(), policy_subtype(&m.current))]);
-                }
-            }
-            ev = stream.next() => match ev {
-                None => return,
-                Some(Err(e)) => tracing::warn!("ClusterPolicy watch: {e}"),
-                Some(Ok(ev)) => {
-                    if m.step(ev, spec) != Step::Nothing {
-                        dirty = true;
-                    }
-                }
-            },
-        }
-    }
+    let flush = |m: &Mirror<Value>| {
+        hub.cluster_update(vec![("K8s.policy".into(), policy_subtype(&m.current))]);
+    };
+    follow(api, "ClusterPolicy", spec, cancel, |_, _| {}, flush).await;
 }
 
 #[cfg(test)]

@@ -9,6 +9,7 @@ mod logging;
 mod recipe;
 mod skill;
 mod snapshot;
+mod trust;
 mod validate;
 mod verify;
 
@@ -54,6 +55,11 @@ enum Command {
     Bundle(bundle::BundleArgs),
     /// Verify a bundle's checksums and trust level
     Verify(verify::VerifyArgs),
+    /// Manage the Sigstore trusted root used to verify attestations
+    Trust {
+        #[command(subcommand)]
+        command: trust::TrustCommand,
+    },
     /// Install an agent skill file that teaches a coding agent to use aicr
     Skill(skill::SkillArgs),
     /// List the nodes the aggregator knows: agent version, last seen, violations
@@ -85,6 +91,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Validate(a) => validate::run(&a),
         Command::Bundle(a) => bundle::run(&a),
         Command::Verify(a) => verify::run(&a),
+        Command::Trust { command } => trust::run(&command),
         Command::Skill(a) => skill::run(&a, &Cli::command()),
         Command::Nodes(a) => aggregator::run_nodes(&a),
         Command::Drift(a) => aggregator::run_drift(&a),

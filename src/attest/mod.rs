@@ -6,6 +6,8 @@
 //! - `bundle_json`: the Sigstore bundle v0.3 JSON document and DSSE envelope.
 //! - `trust_root`: the Sigstore `trusted_root.json` (Fulcio CAs, Rekor keys)
 //!   and where it is cached.
+//! - `tuf`: `aicr trust update`, the TUF refresh of that trusted root into
+//!   the cache shared with cosign, and where the cache lives.
 //! - `verifier`: checks a Sigstore bundle against a trusted root: certificate
 //!   chain at the log's integrated time, DSSE signature, transparency-log
 //!   promise and inclusion proof, subject digest and identity policy.
@@ -28,6 +30,7 @@ pub mod rekor;
 pub mod sign;
 pub mod statement;
 pub mod trust_root;
+pub mod tuf;
 pub mod verifier;
 
 /// The binary's own attestation file: the executable path plus this suffix.

@@ -27,12 +27,14 @@ mod patch;
 mod resources;
 mod selectors;
 mod server;
+mod static_http;
 mod status;
 mod store;
 mod validation;
 
 pub use cluster::{FakeCluster, RecordedRequest};
 pub use kubeconfig::{kubeconfig_for, unreachable_kubeconfig};
+pub use static_http::StaticHttp;
 
 use std::net::SocketAddr;
 use std::path::Path;

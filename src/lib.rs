@@ -14,6 +14,7 @@ pub mod cluster;
 pub mod constraint;
 pub mod engine;
 pub mod error;
+pub mod flags;
 pub mod hydrate;
 pub mod k8s;
 pub mod model;

@@ -13,15 +13,6 @@ use aicr_agent::stream::{self, Config, Exit, Target, TlsFiles};
 use clap::Parser;
 use tokio_util::sync::CancellationToken;
 
-fn duration(s: &str) -> Result<Duration, String> {
-    let d =
-        humantime::parse_duration(s.trim()).map_err(|e| format!("{e} (use e.g. 5s, 30s, 5m)"))?;
-    if d < Duration::from_secs(1) {
-        return Err("must be at least 1s".into());
-    }
-    Ok(d)
-}
-
 #[derive(Debug, Parser)]
 #[command(
     name = "aicr-agent",
@@ -40,10 +31,10 @@ struct Flags {
     root: PathBuf,
     /// Collection interval when the aggregator sets none; changes are also
     /// picked up from systemd and GPU events in between
-    #[arg(long, default_value = "30s", value_parser = duration)]
+    #[arg(long, default_value = "30s", value_parser = aicr::flags::interval)]
     interval: Duration,
     /// Heartbeat interval
-    #[arg(long, default_value = "5s", value_parser = duration)]
+    #[arg(long, default_value = "5s", value_parser = aicr::flags::interval)]
     heartbeat: Duration,
     /// CA certificate (PEM) that signed the aggregator's certificate (default: system roots)
     #[arg(long)]

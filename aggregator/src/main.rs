@@ -14,10 +14,6 @@ use aicr_aggregator::leader::Election;
 use aicr_aggregator::{Config, TlsFiles};
 use clap::Parser;
 
-fn duration(s: &str) -> std::result::Result<Duration, String> {
-    humantime::parse_duration(s.trim()).map_err(|e| format!("{e} (use e.g. 3s, 30s, 5m)"))
-}
-
 #[derive(Debug, Parser)]
 #[command(
     name = "aicr-aggregator",
@@ -70,7 +66,7 @@ struct Flags {
     #[arg(long)]
     agent_service_account: Option<String>,
     /// A node whose agent is silent this long is stale
-    #[arg(long, default_value = "30s", value_parser = duration)]
+    #[arg(long, default_value = "30s", value_parser = aicr::flags::duration)]
     stale_after: Duration,
     /// Active/passive replicas: only the holder of the lease serves
     #[arg(long)]
@@ -80,7 +76,7 @@ struct Flags {
     /// Namespace of the lease (default: $POD_NAMESPACE, else default)
     #[arg(long, env = "POD_NAMESPACE", default_value = "default")]
     lease_namespace: String,
-    #[arg(long, default_value = "15s", value_parser = duration)]
+    #[arg(long, default_value = "15s", value_parser = aicr::flags::duration)]
     lease_duration: Duration,
     /// This replica's identity (default: $POD_NAME, else the host name)
     #[arg(long, env = "POD_NAME")]
@@ -98,7 +94,7 @@ struct Flags {
     #[arg(long)]
     alertmanager_url: Option<String>,
     /// How often firing alerts are re-sent to Alertmanager
-    #[arg(long, default_value = "60s", value_parser = duration)]
+    #[arg(long, default_value = "60s", value_parser = aicr::flags::duration)]
     alertmanager_resend: Duration,
     /// Post Kubernetes Events on Nodes (--kube-events=false to stop)
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
@@ -113,7 +109,7 @@ struct Flags {
     #[arg(long, action = clap::ArgAction::Append)]
     systemd_unit: Vec<String>,
     /// How often the server version is polled
-    #[arg(long, default_value = "60s", value_parser = duration)]
+    #[arg(long, default_value = "60s", value_parser = aicr::flags::duration)]
     version_poll: Duration,
     /// JSON log lines
     #[arg(long, env = "AICR_LOG_JSON")]

@@ -57,7 +57,7 @@ pub struct SnapshotArgs {
     #[arg(long, action = clap::ArgAction::Append)]
     pub toleration: Vec<String>,
     /// How long to wait for the agent Job (e.g. 90s, 10m)
-    #[arg(long, default_value = "5m", value_parser = parse_timeout)]
+    #[arg(long, default_value = "5m", value_parser = aicr::flags::timeout)]
     pub timeout: Duration,
     /// Keep the Job and RBAC objects for debugging
     #[arg(long)]
@@ -87,20 +87,6 @@ pub struct SnapshotArgs {
     pub node: Option<String>,
     #[command(flatten)]
     pub connection: crate::aggregator::Connection,
-}
-
-fn parse_timeout(s: &str) -> std::result::Result<Duration, String> {
-    let d = if s.trim() == "0" {
-        Duration::ZERO
-    } else {
-        humantime::parse_duration(s.trim())
-            .map_err(|e| format!("{e} (use e.g. 90s, 10m, 1h30m)"))?
-    };
-    Ok(if d.is_zero() {
-        Duration::from_secs(300)
-    } else {
-        d
-    })
 }
 
 /// Everything validated up front.

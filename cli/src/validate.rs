@@ -97,7 +97,7 @@ pub struct ValidateArgs {
     #[arg(long, default_value = "aicr")]
     pub service_account_name: String,
     /// How long to wait for the agent Job, when no --snapshot is given
-    #[arg(long, default_value = "5m", value_parser = parse_timeout)]
+    #[arg(long, default_value = "5m", value_parser = aicr::flags::timeout)]
     pub timeout: Duration,
     /// The agent must find a GPU, when no --snapshot is given
     #[arg(long, env = "AICR_REQUIRE_GPU")]
@@ -108,16 +108,6 @@ pub struct ValidateArgs {
     pub aggregator: Option<String>,
     #[command(flatten)]
     pub connection: crate::aggregator::Connection,
-}
-
-fn parse_timeout(s: &str) -> std::result::Result<Duration, String> {
-    let d = humantime::parse_duration(s.trim())
-        .map_err(|e| format!("{e} (use e.g. 90s, 10m, 1h30m)"))?;
-    Ok(if d.is_zero() {
-        Duration::from_secs(300)
-    } else {
-        d
-    })
 }
 
 /// Input problems are the user's to fix (exit 2); a cluster or network

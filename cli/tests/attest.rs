@@ -558,6 +558,19 @@ fn wrong_identities_expired_certificates_and_stale_roots() {
         "{v}"
     );
 
+    // Without a cached root the embedded production one is used (nothing is
+    // fetched), and it does not know the test Sigstore.
+    let bare = tempfile::tempdir().unwrap();
+    let v = verify_json(bare.path(), &out, &[], 2);
+    assert_eq!(v["trustLevel"], "unknown");
+    assert!(
+        v["errors"][0]
+            .as_str()
+            .unwrap()
+            .contains("run `aicr trust update`"),
+        "{v}"
+    );
+
     // A binary attestation from a branch build is not the release identity.
     let exe = released_aicr();
     std::fs::write(
@@ -686,7 +699,7 @@ fn attest_fails_early_and_writes_nothing() {
 
 #[test]
 fn corrupting_the_attestation_never_raises_the_level() {
-    use aicr::attest::trust_root::TrustedRoot;
+    use aicr::attest::trust_root;
     use aicr::attest::verifier::Offline;
     use aicr::bundle::verify::{Checks, TrustLevel, inspect};
     use proptest::prelude::*;
@@ -694,10 +707,9 @@ fn corrupting_the_attestation_never_raises_the_level() {
     let h = home(false);
     let t = tempfile::tempdir().unwrap();
     let out = attested_bundle(h.path(), t.path(), false);
-    let root = TrustedRoot::parse(
-        trusted_root_json(&sigstore().ca_chain, &sigstore().log_spki).as_bytes(),
-    )
-    .unwrap();
+    let root =
+        trust_root::parse(trusted_root_json(&sigstore().ca_chain, &sigstore().log_spki).as_bytes())
+            .unwrap();
     let verifier = Offline(&root);
     let checks = Checks {
         verifier: &verifier,

@@ -4,13 +4,12 @@
 //! - `statement`: the in-toto Statement with an SLSA Build Provenance v1
 //!   predicate whose subject is `checksums.txt`.
 //! - `bundle_json`: the Sigstore bundle v0.3 JSON document and DSSE envelope.
-//! - `trust_root`: the Sigstore `trusted_root.json` (Fulcio CAs, Rekor keys)
-//!   and where it is cached.
+//! - `trust_root`: which Sigstore `trusted_root.json` verification uses: the
+//!   cached copy if present, else the one embedded in the binary.
 //! - `tuf`: `aicr trust update`, the TUF refresh of that trusted root into
 //!   the cache shared with cosign, and where the cache lives.
-//! - `verifier`: checks a Sigstore bundle against a trusted root: certificate
-//!   chain at the log's integrated time, DSSE signature, transparency-log
-//!   promise and inclusion proof, subject digest and identity policy.
+//! - `verifier`: checks a Sigstore bundle against a trusted root with
+//!   `sigstore-verify`, then applies the identity policy.
 //! - `identity`: the release identity binary attestations are pinned to and
 //!   the allow-list for `--certificate-identity-regexp`.
 //! - `oidc`: where the signer's OIDC identity token comes from.
@@ -18,8 +17,9 @@
 //!   transparency log.
 //! - `sign`: the keyless signing flow that ties these together.
 //!
-//! All cryptography is `ring` (signatures, digests) and `rustls-webpki`
-//! (certificate paths); this module only wires formats together.
+//! Verification cryptography (certificate paths, SCTs, signatures, log
+//! proofs) is `sigstore-verify`'s, on `aws-lc-rs`; signing uses `ring`. This
+//! module only wires formats and policies together.
 
 pub mod bundle_json;
 pub mod fulcio;

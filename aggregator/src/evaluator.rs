@@ -201,11 +201,28 @@ pub fn diff(
 
 /// Resolve open violations of constraints the active recipe no longer has.
 pub fn retire(node: &str, rules: &Rules, open: &mut OpenSet, now_ms: i64) -> Vec<DriftEvent> {
-    let gone: Vec<String> = open
-        .keys()
-        .filter(|k| !rules.contains(k))
-        .cloned()
-        .collect();
+    resolve(
+        node,
+        open,
+        |name| !rules.contains(name),
+        "constraint no longer in the active recipe",
+        now_ms,
+    )
+}
+
+/// Resolve every open violation of a node that no longer exists.
+pub fn resolve_all(node: &str, open: &mut OpenSet, reason: &str, now_ms: i64) -> Vec<DriftEvent> {
+    resolve(node, open, |_| true, reason, now_ms)
+}
+
+fn resolve(
+    node: &str,
+    open: &mut OpenSet,
+    which: impl Fn(&str) -> bool,
+    reason: &str,
+    now_ms: i64,
+) -> Vec<DriftEvent> {
+    let gone: Vec<String> = open.keys().filter(|k| which(k)).cloned().collect();
     gone.into_iter()
         .filter_map(|name| {
             let was = open.remove(&name)?;
@@ -214,7 +231,7 @@ pub fn retire(node: &str, rules: &Rules, open: &mut OpenSet, now_ms: i64) -> Vec
                 node,
                 &name,
                 &was,
-                "constraint no longer in the active recipe".into(),
+                reason.into(),
                 now_ms,
             ))
         })

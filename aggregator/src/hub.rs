@@ -423,11 +423,53 @@ impl Hub {
     }
 
     pub fn disconnect(&self, s: &Session) {
-        let mut n = lock(&s.node);
-        if n.session == s.id && n.connected {
+        let name = {
+            let mut n = lock(&s.node);
+            if n.session != s.id || !n.connected {
+                return;
+            }
             n.connected = false;
             self.metrics.agents_connected.dec();
+            n.name.clone()
+        };
+        // A drained node's agent goes after its Node object.
+        self.forget_if_deleted(&name);
+    }
+
+    /// Whether the Node watch, synced, lacks `name`.
+    fn node_object_deleted(&self, name: &str) -> bool {
+        let o = read(&self.objects);
+        o.watched && o.synced && !o.by_name.contains_key(name)
+    }
+
+    /// Forget a node whose Node object is gone and whose agent is not
+    /// connected: its violations and stale marker resolve (alerts and
+    /// gauges clear), and it leaves `aicr nodes` and the state store, so
+    /// autoscaled GPU pools do not pile up stale nodes. A connected agent
+    /// keeps its node; the sweep or its disconnect decides later.
+    fn forget_if_deleted(&self, name: &str) {
+        if !self.leading() || !self.node_object_deleted(name) {
+            return;
         }
+        let mut map = write(&self.nodes);
+        let Some(entry) = map.get(name).cloned() else {
+            return;
+        };
+        let mut n = lock(&entry);
+        if n.connected {
+            return;
+        }
+        let now = now_ms();
+        let reason = "node deleted from the cluster";
+        let mut out = evaluator::resolve_all(name, &mut n.open, reason, now);
+        if n.stale {
+            out.push(stale_marker(name, Kind::Resolved, reason.into(), now));
+        }
+        self.emit(out);
+        self.record(Record::ForgetNode(name.to_string()));
+        drop(n);
+        map.remove(name);
+        tracing::info!(node = name, "forgot a deleted node");
     }
 
     pub fn apply_full(
@@ -497,6 +539,12 @@ impl Hub {
         let now = now_ms();
         for entry in self.entries() {
             let mut n = lock(&entry);
+            if !n.connected && self.node_object_deleted(&n.name) {
+                let name = n.name.clone();
+                drop(n);
+                self.forget_if_deleted(&name);
+                continue;
+            }
             let silent = n.last_seen.elapsed();
             if n.stale || silent < self.stale_after {
                 continue;
@@ -607,6 +655,7 @@ impl Hub {
         };
         for name in changed {
             self.rejudge_node_object(&name);
+            self.forget_if_deleted(&name);
         }
     }
 
@@ -627,6 +676,7 @@ impl Hub {
             }
         }
         self.rejudge_node_object(name);
+        self.forget_if_deleted(name);
     }
 
     fn rejudge_node_object(&self, name: &str) {

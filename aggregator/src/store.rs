@@ -42,6 +42,8 @@ pub enum Record {
     /// A drift event; the store assigns its id.
     Event(DriftEvent),
     Node(String, NodeRecord),
+    /// The node left the cluster: a restart must not bring it back.
+    ForgetNode(String),
     Recipe(Vec<u8>),
 }
 
@@ -161,6 +163,11 @@ impl Store {
                         nodes
                             .insert(name.as_str(), bytes.as_slice())
                             .map_err(|e| db_err("write node", e))?;
+                    }
+                    Record::ForgetNode(name) => {
+                        nodes
+                            .remove(name.as_str())
+                            .map_err(|e| db_err("forget node", e))?;
                     }
                     Record::Recipe(json) => {
                         meta.insert(RECIPE_KEY, json.as_slice())
@@ -312,6 +319,8 @@ mod tests {
         assert_eq!(s.recipe().unwrap().as_deref(), Some(&b"{}"[..]));
         let next = s.commit(vec![ev(Kind::Opened, "n3", "x")]).unwrap();
         assert_eq!(next[0].id, 5, "ids continue after a restart");
+        s.commit(vec![Record::ForgetNode("n1".into())]).unwrap();
+        assert!(s.nodes().unwrap().is_empty(), "a forgotten node stays gone");
     }
 
     #[test]

@@ -781,6 +781,54 @@ async fn cluster_level_state_comes_from_the_api_server_watches() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deleted_nodes_are_forgotten_once_their_agents_are_gone() {
+    let api = fake_cluster().await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = config();
+    c.kube = Some(api.client().await);
+    c.recipe = Some(recipe_file(
+        dir.path(),
+        &[("OS.release.VERSION_ID", "== 24.04", "critical")],
+    ));
+    let agg = start(c).await;
+    let mut w = watch(&agg).await;
+    let mut one = connect(&url(&agg), "gpu-1").await;
+    one.full(node_readings("24.04")).await.unwrap();
+    let mut two = connect(&url(&agg), "gpu-2").await;
+    two.full(node_readings("22.04")).await.unwrap();
+    event_where(&mut w, is(Kind::Opened, "gpu-2", "OS.release.VERSION_ID")).await;
+
+    // Deleted while its agent still reports: kept (a drain is in progress).
+    api.delete("nodes", "", "gpu-2");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(nodes(&agg).await.len(), 2);
+
+    // The agent goes too: its violation resolves and the node is forgotten.
+    drop(two);
+    let ev = event_where(&mut w, is(Kind::Resolved, "gpu-2", "OS.release.VERSION_ID")).await;
+    assert_eq!(ev.reason, "node deleted from the cluster");
+    eventually("gpu-2 forgotten", || async {
+        nodes(&agg).await.iter().all(|n| n.node_name != "gpu-2")
+    })
+    .await;
+    let (_, metrics) = http_get(agg.http_addr, "/metrics").await;
+    assert!(!metrics.contains(r#"node="gpu-2""#), "{metrics}");
+
+    // Agent gone first, Node object deleted later: forgotten on the delete.
+    drop(one);
+    eventually("gpu-1 disconnected", || async {
+        nodes(&agg)
+            .await
+            .iter()
+            .any(|n| n.node_name == "gpu-1" && !n.connected)
+    })
+    .await;
+    api.delete("nodes", "", "gpu-1");
+    eventually("gpu-1 forgotten", || async { nodes(&agg).await.is_empty() }).await;
+    agg.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unsynced_watch_is_unknown_not_an_empty_cluster() {
     let api = fake_cluster().await;
     // Pods cannot be listed: the image watch never completes its list.

@@ -1723,6 +1723,7 @@ fn a_custom_image_runs_as_a_validator_job_with_the_orchestrator_rules() {
         "/apis/rbac.authorization.k8s.io/v1/clusterrolebindings/aicr-validator".to_string(),
         format!("/api/v1/namespaces/aicr-validation/configmaps/aicr-snapshot-{run_id}"),
         format!("/api/v1/namespaces/aicr-validation/configmaps/aicr-recipe-{run_id}"),
+        format!("/api/v1/namespaces/aicr-validation/configmaps/aicr-ctrf-{run_id}-deployment"),
     ] {
         assert!(deleted.contains(&path), "{path} not deleted: {deleted:?}");
     }
@@ -1731,6 +1732,37 @@ fn a_custom_image_runs_as_a_validator_job_with_the_orchestrator_rules() {
             .is_none()
     );
     assert!(api.get("namespaces", "", "aicr-validation").is_some());
+}
+
+#[test]
+fn phase_reports_are_published_for_runs_with_validator_jobs() {
+    let api = FakeApiServer::start_blocking();
+    let jobs = kubelet_runs_jobs(&api, 0, false, "ok\n");
+    let (code, report, err) = custom_check_run(&api, &["--no-cleanup"]);
+    assert_eq!(code, 0, "{err}");
+    let run_id = jobs.lock().unwrap()[0]["metadata"]["labels"]["aicr.nvidia.com/run-id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let name = format!("aicr-ctrf-{run_id}-deployment");
+    let cm = api
+        .get("configmaps", "aicr-validation", &name)
+        .expect("the phase report ConfigMap is kept with --no-cleanup");
+    let labels = &cm["metadata"]["labels"];
+    assert_eq!(labels["aicr.nvidia.com/phase"], "deployment");
+    assert_eq!(labels["aicr.nvidia.com/report-type"], "ctrf");
+    assert_eq!(labels["aicr.nvidia.com/run-id"], run_id.as_str());
+    assert_eq!(labels["app.kubernetes.io/managed-by"], "aicr");
+    let stored = cm["data"]["report.json"].as_str().unwrap();
+    assert!(!stored.ends_with('\n'));
+    let stored: Value = serde_json::from_str(stored).unwrap();
+    assert_eq!(stored["results"]["tests"], report["results"]["tests"]);
+    let applied = api.requests().into_iter().any(|q| {
+        q.method == "PATCH"
+            && q.path.ends_with(&format!("/configmaps/{name}"))
+            && q.param("fieldManager").as_deref() == Some("aicr-validator")
+    });
+    assert!(applied, "server-side applied by aicr-validator");
 }
 
 #[test]

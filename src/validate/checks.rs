@@ -20,7 +20,7 @@ use crate::model::recipe::RecipeResult;
 use crate::model::snapshot::Snapshot;
 
 use super::cluster::{self, Cluster};
-use super::ctrf::{Status, Test};
+use super::ctrf::{Report, Status, Test};
 use super::phases::{PhaseName, Validator};
 use super::workloads::{Scheduling, ValidatorJobs};
 use super::{conformance, deployment, workloads};
@@ -399,6 +399,11 @@ impl<'a> Runner<'a> {
             message,
             stdout,
         })
+    }
+
+    /// Publish finished phases' reports where validator Jobs can read them.
+    pub async fn publish_reports(&mut self, reports: &[(PhaseName, &Report)]) {
+        self.jobs.publish_reports(&self.ctx, reports).await;
     }
 
     /// Remove what the run created for validator Jobs (unless told to keep it).

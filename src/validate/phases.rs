@@ -358,6 +358,9 @@ impl Plan<'_> {
             tracing::info!("phase {phase} finished: status={status:?}");
             blocked = status == PhaseStatus::Failed;
             reports.push(report);
+            let done: Vec<(PhaseName, &Report)> =
+                self.phases.iter().copied().zip(reports.iter()).collect();
+            runner.publish_reports(&done).await;
         }
         Ok(reports)
     }

@@ -23,7 +23,7 @@ use crate::scheduling;
 
 use super::checks::{Ctx, Out, Verdict};
 use super::cluster::{self, gpu_nodes, name_of, quantity_count, str_at};
-use super::ctrf::Status;
+use super::ctrf::{Report, Status};
 use super::phases::{PhaseName, Validator};
 
 /// Log lines kept per check, and bytes per line.
@@ -262,6 +262,8 @@ pub fn resolve_image(image: &str, registry: Option<&str>, tag: Option<&str>) -> 
 #[derive(Debug, Default)]
 pub struct ValidatorJobs {
     prepared: bool,
+    /// Phases whose CTRF report ConfigMap this run wrote.
+    published: Vec<PhaseName>,
 }
 
 impl ValidatorJobs {
@@ -327,6 +329,55 @@ impl ValidatorJobs {
         }
         self.prepared = true;
         Ok(())
+    }
+
+    fn report_configmap(ctx: &Ctx<'_>, phase: PhaseName) -> String {
+        format!("aicr-ctrf-{}-{}", ctx.run_id, phase.as_str())
+    }
+
+    /// §5.3: each finished phase's CTRF as ConfigMap
+    /// `aicr-ctrf-<run>-<phase>`, for validator Jobs and for `--no-cleanup`
+    /// inspection. Only once the run has created its validator objects: a
+    /// run of in-process checks alone (the deployment phase) stays
+    /// read-only, as the seed promises. Reports of earlier phases are
+    /// written then too. A failed write is a warning.
+    pub async fn publish_reports(&mut self, ctx: &Ctx<'_>, reports: &[(PhaseName, &Report)]) {
+        if !self.prepared {
+            return;
+        }
+        let ns = ctx.namespace();
+        for (phase, report) in reports {
+            if self.published.contains(phase) {
+                continue;
+            }
+            let name = Self::report_configmap(ctx, *phase);
+            let text = match report.to_json() {
+                Ok(t) => t.trim_end_matches('\n').to_string(),
+                Err(e) => {
+                    tracing::warn!("CTRF report of phase {phase} not published: {e}");
+                    continue;
+                }
+            };
+            let mut labels = ctx.labels("");
+            if let Some(m) = labels.as_object_mut() {
+                m.remove("aicr.nvidia.com/validator");
+                m.insert("aicr.nvidia.com/phase".into(), phase.as_str().into());
+                m.insert("aicr.nvidia.com/report-type".into(), "ctrf".into());
+            }
+            let cm = json!({
+                "apiVersion": "v1", "kind": "ConfigMap",
+                "metadata": {"name": name, "namespace": ns, "labels": labels},
+                "data": {"report.json": text},
+            });
+            match ctx
+                .cluster
+                .apply(&cluster::CONFIG_MAP, ns, &name, cm, "aicr-validator")
+                .await
+            {
+                Ok(_) => self.published.push(*phase),
+                Err(e) => tracing::warn!("failed to write CTRF report ConfigMap {ns}/{name}: {e}"),
+            }
+        }
     }
 
     fn job(ctx: &Ctx<'_>, v: &Validator, phase: PhaseName, name: &str) -> Value {
@@ -598,6 +649,10 @@ impl ValidatorJobs {
             ),
         ];
         for cm in Self::data_configmaps(ctx) {
+            steps.push((&cluster::CONFIG_MAP, ns.to_string(), cm));
+        }
+        for phase in &self.published {
+            let cm = Self::report_configmap(ctx, *phase);
             steps.push((&cluster::CONFIG_MAP, ns.to_string(), cm));
         }
         for (res, ns, name) in steps {

@@ -1,6 +1,6 @@
 //! `aicr bundle`: flag wiring, `--config` (`spec.bundle`) precedence,
-//! loading the recipe, and the summary printed after the bundle is written.
-//! Generation and writing are `aicr::bundle`.
+//! loading the recipe, and the summary printed after the bundle is written
+//! or pushed. Generation, writing and pushing are `aicr::bundle`.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -14,6 +14,7 @@ use aicr::attest::{
 };
 use aicr::bundle::checksums;
 use aicr::bundle::manifests::ExternalKustomize;
+use aicr::bundle::oci;
 use aicr::bundle::set::{DynamicPaths, SetOverrides};
 use aicr::bundle::values::Scheduling;
 use aicr::bundle::{self, Deployer, Options};
@@ -164,10 +165,22 @@ fn tolerations(
     scheduling::parse_tolerations(&list).map_err(|e| e.context(flag))
 }
 
+/// Where the bundle goes, settled before any work so a bad reference
+/// fails fast.
+enum Output {
+    /// Absolute.
+    Dir(PathBuf),
+    Oci {
+        target: oci::Target,
+        push: oci::PushOptions,
+        image_refs: Option<String>,
+    },
+}
+
 /// Everything resolved from flags and config.
 struct Resolved {
     recipe: String,
-    output: String,
+    output: Output,
     data: Option<PathBuf>,
     opts: Options,
     attest: Option<AttestPlan>,
@@ -246,6 +259,9 @@ fn resolve(a: &BundleArgs) -> Result<Resolved> {
         &sec.output.target,
     )
     .unwrap_or_else(|| ".".into());
+    let target = oci::is_oci(&output)
+        .then(|| oci::Target::parse(&output).map_err(opt_err))
+        .transpose()?;
     let deployer = pick(
         "--deployer",
         "spec.bundle.deployment.deployer",
@@ -362,24 +378,35 @@ fn resolve(a: &BundleArgs) -> Result<Resolved> {
         a.image_refs.as_deref(),
         &sec.output.image_refs,
     );
-    if output.starts_with("oci://") {
-        return Err(Error::invalid(format!(
-            "pushing bundles to an OCI registry ({output}) is not supported by this build; write the bundle to a directory and push it with helm push or oras"
-        )));
-    }
-    let oci_only = [
-        (
-            "--insecure-tls",
-            a.insecure_tls || sec.registry.insecure_tls,
-        ),
-        ("--plain-http", a.plain_http || sec.registry.plain_http),
-        ("--image-refs", image_refs.is_some()),
-    ];
-    for (flag, set) in oci_only {
-        if set {
-            tracing::warn!("{flag} only applies to oci:// output and is ignored for a directory");
-        }
-    }
+    let push = oci::PushOptions {
+        insecure_tls: a.insecure_tls || sec.registry.insecure_tls,
+        plain_http: a.plain_http || sec.registry.plain_http,
+    };
+    let output =
+        match target {
+            Some(target) => Output::Oci {
+                target,
+                push,
+                image_refs,
+            },
+            None => {
+                let oci_only = [
+                    ("--insecure-tls", push.insecure_tls),
+                    ("--plain-http", push.plain_http),
+                    ("--image-refs", image_refs.is_some()),
+                ];
+                for (flag, set) in oci_only {
+                    if set {
+                        tracing::warn!(
+                            "{flag} only applies to oci:// output and is ignored for a directory"
+                        );
+                    }
+                }
+                Output::Dir(std::path::absolute(&output).map_err(|e| {
+                    Error::invalid(format!("invalid output directory {output:?}: {e}"))
+                })?)
+            }
+        };
     let data = a
         .data
         .clone()
@@ -420,6 +447,29 @@ fn load_recipe(uri: &str, kubeconfig: Option<&PathBuf>) -> Result<RecipeResult> 
     Ok(recipe)
 }
 
+fn append_notes(s: &mut String, b: &bundle::Bundle) {
+    if !b.notes.is_empty() {
+        s.push_str("\nNote:\n");
+        for n in &b.notes {
+            s.push_str(&format!("  ⚠ {n}\n"));
+        }
+    }
+}
+
+/// The lines printed to stdout after a bundle was pushed; deployment steps
+/// name local paths, so they are left out.
+fn oci_summary(b: &bundle::Bundle, target: &oci::Target, pushed: &oci::Pushed) -> String {
+    let mut s = format!(
+        "\n{} pushed successfully!\nReference: {target}\nDigest: {}\nPinned reference: {}\nFiles packed: {}\n",
+        b.deployer.describe(),
+        pushed.digest,
+        pushed.digest_ref,
+        b.files.len()
+    );
+    append_notes(&mut s, b);
+    s
+}
+
 /// The lines printed to stdout after a successful bundle.
 fn summary(b: &bundle::Bundle, dir: &Path, files: usize) -> String {
     let dir = dir.display().to_string();
@@ -427,12 +477,7 @@ fn summary(b: &bundle::Bundle, dir: &Path, files: usize) -> String {
         "\n{} generated successfully!\nOutput directory: {dir}\nFiles generated: {files}\n",
         b.deployer.describe()
     );
-    if !b.notes.is_empty() {
-        s.push_str("\nNote:\n");
-        for n in &b.notes {
-            s.push_str(&format!("  ⚠ {n}\n"));
-        }
-    }
+    append_notes(&mut s, b);
     s.push_str("\nTo deploy:\n");
     for (i, step) in b.deployer.steps(&dir).iter().enumerate() {
         s.push_str(&format!("  {}. {step}\n", i + 1));
@@ -446,7 +491,7 @@ fn sign_bundle(
     b: &mut bundle::Bundle,
     plan: &AttestPlan,
     signer: &Keyless,
-    out_dir: &Path,
+    output: &str,
     started_on: std::time::SystemTime,
 ) -> Result<()> {
     let Some(sums) = b.files.get(checksums::FILE) else {
@@ -487,7 +532,7 @@ fn sign_bundle(
             .iter()
             .map(|c| c.name.clone())
             .collect(),
-        output_dir: out_dir.display().to_string(),
+        output_dir: output.to_string(),
         tool_version: aicr::VERSION.to_string(),
         binary_path: plan.exe.display().to_string(),
         binary_sha256,
@@ -529,23 +574,51 @@ pub fn run(a: &BundleArgs) -> Result<()> {
         .transpose()?;
     let recipe = load_recipe(&r.recipe, a.kubeconfig.as_ref())?;
     let catalog = crate::recipe::open_catalog(r.data.clone(), false)?;
-    let out_dir = std::path::absolute(&r.output)
-        .map_err(|e| Error::invalid(format!("invalid output directory {:?}: {e}", r.output)))?;
+    // What the provenance and the log name as the bundle's destination.
+    let destination = match &r.output {
+        Output::Dir(d) => d.display().to_string(),
+        Output::Oci { target, .. } => format!("{}{target}", oci::SCHEME),
+    };
     tracing::info!(
-        "generating bundle: deployer={} components={} output={}",
+        "generating bundle: deployer={} components={} output={destination}",
         r.opts.deployer.name(),
         recipe.component_refs.len(),
-        out_dir.display()
     );
     let mut b = bundle::generate(&catalog, &recipe, &r.opts, &ExternalKustomize)?;
     if let (Some(plan), Some(signer)) = (&r.attest, &signer) {
-        sign_bundle(&mut b, plan, signer, &out_dir, started_on)?;
+        sign_bundle(&mut b, plan, signer, &destination, started_on)?;
     }
-    let files = bundle::write::write_tree(&b.files, &out_dir)?;
+    let (target, push, image_refs) = match &r.output {
+        Output::Dir(out_dir) => {
+            let files = bundle::write::write_tree(&b.files, out_dir)?;
+            tracing::info!(
+                "bundle generated: deployer={} components={} files={files}",
+                r.opts.deployer.name(),
+                b.recipe.component_refs.len()
+            );
+            return aicr::sink::write_local("-", summary(&b, out_dir, files).as_bytes());
+        }
+        Output::Oci {
+            target,
+            push,
+            image_refs,
+        } => (target, *push, image_refs),
+    };
+    let credentials = oci::Credentials::from_docker_config(&target.registry);
+    let pushed = oci::push(&b.files, target, push, &credentials)?;
     tracing::info!(
-        "bundle generated: deployer={} components={} files={files}",
+        "bundle pushed: deployer={} components={} files={} digest={}",
         r.opts.deployer.name(),
-        b.recipe.component_refs.len()
+        b.recipe.component_refs.len(),
+        b.files.len(),
+        pushed.digest
     );
-    aicr::sink::write_local("-", summary(&b, &out_dir, files).as_bytes())
+    if let Some(path) = image_refs {
+        aicr::sink::write_file_atomic(
+            Path::new(path),
+            format!("{}\n", pushed.digest_ref).as_bytes(),
+        )
+        .map_err(|e| e.context("failed to write --image-refs"))?;
+    }
+    aicr::sink::write_local("-", oci_summary(&b, target, &pushed).as_bytes())
 }

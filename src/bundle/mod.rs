@@ -13,6 +13,7 @@ pub mod checksums;
 pub mod gotmpl;
 pub mod layout;
 pub mod manifests;
+pub mod oci;
 pub mod set;
 pub mod validations;
 pub mod values;

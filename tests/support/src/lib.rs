@@ -23,6 +23,7 @@ mod cluster;
 mod discovery;
 pub mod fixtures;
 mod kubeconfig;
+mod oci_registry;
 mod patch;
 mod resources;
 mod selectors;
@@ -34,6 +35,7 @@ mod validation;
 
 pub use cluster::{FakeCluster, RecordedRequest};
 pub use kubeconfig::{kubeconfig_for, unreachable_kubeconfig};
+pub use oci_registry::{FakeOciRegistry, StoredManifest};
 pub use static_http::StaticHttp;
 
 use std::net::SocketAddr;

@@ -265,7 +265,7 @@ fn digest_of(bytes: &[u8]) -> String {
 
 /// The manifest bytes exactly as pushed, for a packed layer.
 pub fn manifest(layer: &[u8], repository: &str) -> Result<Vec<u8>> {
-    let mut annotations = BTreeMap::from([
+    let annotations = BTreeMap::from([
         (ANN_CREATED.to_string(), CREATED.to_string()),
         (ANN_VERSION.to_string(), crate::VERSION.to_string()),
         (ANN_VENDOR.to_string(), vendor().to_string()),

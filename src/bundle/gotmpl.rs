@@ -308,11 +308,26 @@ fn lex(name: &str, line: usize, body: &str) -> Result<Vec<(Tok, bool)>> {
     Ok(out)
 }
 
+/// How deep parentheses and blocks may nest. Templates come from `--data`
+/// too, and the parser recurses: without a bound, hostile nesting would
+/// overflow the stack instead of failing. Real charts nest a handful deep.
+const MAX_DEPTH: usize = 100;
+
+fn too_deep(name: &str, line: usize) -> Error {
+    err(
+        name,
+        line,
+        format!("nesting deeper than {MAX_DEPTH} levels"),
+    )
+}
+
 struct PipeParser<'a> {
     name: &'a str,
     line: usize,
     toks: Vec<(Tok, bool)>,
     pos: usize,
+    /// Open parentheses around the current position.
+    depth: usize,
 }
 
 impl PipeParser<'_> {
@@ -398,7 +413,12 @@ impl PipeParser<'_> {
                 Operand::Func(name)
             }
             Tok::Open => {
+                self.depth += 1;
+                if self.depth > MAX_DEPTH {
+                    return Err(too_deep(self.name, self.line));
+                }
                 let inner = self.pipeline(false)?;
+                self.depth -= 1;
                 if self.peek() != Some(&Tok::Close) {
                     return Err(self.err("unclosed left paren"));
                 }
@@ -451,6 +471,7 @@ fn classify(name: &str, body: &str, line: usize) -> Result<Act> {
         line,
         toks,
         pos: 0,
+        depth: 0,
     };
     Ok(match keyword.as_str() {
         "if" => Act::If(p.whole(1, false)?),
@@ -477,6 +498,9 @@ fn classify(name: &str, body: &str, line: usize) -> Result<Act> {
 struct TreeBuilder<'a> {
     name: &'a str,
     segs: std::vec::IntoIter<Segment>,
+    /// Blocks (`if`, `with`, `range`, `else with`) open around the list
+    /// being built.
+    depth: usize,
 }
 
 /// How a list of nodes ended.
@@ -490,6 +514,13 @@ enum Stop {
 
 impl TreeBuilder<'_> {
     fn list(&mut self) -> Result<(Vec<Node>, Stop, usize)> {
+        self.depth += 1;
+        let listed = self.list_inner();
+        self.depth -= 1;
+        listed
+    }
+
+    fn list_inner(&mut self) -> Result<(Vec<Node>, Stop, usize)> {
         let mut nodes = Vec::new();
         while let Some(seg) = self.segs.next() {
             let (body, line) = match seg {
@@ -501,6 +532,9 @@ impl TreeBuilder<'_> {
                 }
                 Segment::Action(b, l) => (b, l),
             };
+            if self.depth > MAX_DEPTH {
+                return Err(too_deep(self.name, line));
+            }
             match classify(self.name, &body, line)? {
                 Act::Pipe(p) => nodes.push(Node::Action(p)),
                 Act::End => return Ok((nodes, Stop::End, line)),
@@ -596,6 +630,7 @@ impl Template {
         let mut b = TreeBuilder {
             name,
             segs: segment(name, src)?.into_iter(),
+            depth: 0,
         };
         let (nodes, stop, line) = b.list()?;
         if !matches!(stop, Stop::Eof) {

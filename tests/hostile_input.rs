@@ -190,3 +190,11 @@ fn deep_json_snapshots() {
     let json_doc = format!("{}{}", "[".repeat(DEEP), "]".repeat(DEEP));
     assert!(Snapshot::parse(&json_doc, Format::Json).is_err());
 }
+
+#[test]
+fn deep_yaml_values() {
+    let doc = format!("{}1{}", "{a: ".repeat(DEEP), "}".repeat(DEEP));
+    assert!(aicr::yaml::from_yaml::<serde_json::Value>(&doc).is_err());
+    let doc = format!("{}1{}", "[".repeat(DEEP), "]".repeat(DEEP));
+    assert!(aicr::yaml::from_yaml::<serde_json::Value>(&doc).is_err());
+}

@@ -18,6 +18,7 @@ pub mod flags;
 pub mod hydrate;
 pub mod k8s;
 pub mod model;
+pub mod parts;
 pub mod scheduling;
 pub mod sink;
 pub mod snapshot_io;

@@ -153,7 +153,7 @@ fn nested_go_template(depth: usize) -> [String; 2] {
 #[test]
 fn deep_go_templates_fail_instead_of_overflowing_the_stack() {
     for src in nested_go_template(DEEP) {
-        let e = Template::parse("deep", &src).err().expect("refused");
+        let e = Template::parse("deep", &src).expect_err("refused");
         assert!(
             e.message().contains("nesting deeper than 100 levels"),
             "{e}"

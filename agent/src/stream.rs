@@ -278,14 +278,31 @@ fn status_text(s: &tonic::Status) -> String {
     out
 }
 
-async fn send(tx: &Outbound, body: Body) -> Result<(), End> {
-    let m = AgentMessage { body: Some(body) };
-    tx.send_timeout(m, SEND_TIMEOUT).await.map_err(|e| {
-        End::Lost(match e {
-            SendTimeoutError::Timeout(_) => "the aggregator stopped reading the stream".into(),
-            SendTimeoutError::Closed(_) => "the stream closed".into(),
-        })
-    })
+/// The sending half of a session. Messages larger than the aggregator's
+/// part size go as Parts (`aicr::parts`).
+struct Wire {
+    tx: Outbound,
+    part_bytes: u32,
+}
+
+impl Wire {
+    async fn send(&self, body: Body) -> Result<(), End> {
+        let m = AgentMessage { body: Some(body) };
+        for piece in aicr::parts::split(m, self.part_bytes) {
+            self.tx
+                .send_timeout(piece, SEND_TIMEOUT)
+                .await
+                .map_err(|e| {
+                    End::Lost(match e {
+                        SendTimeoutError::Timeout(_) => {
+                            "the aggregator stopped reading the stream".into()
+                        }
+                        SendTimeoutError::Closed(_) => "the stream closed".into(),
+                    })
+                })?;
+        }
+        Ok(())
+    }
 }
 
 impl Agent {
@@ -328,7 +345,7 @@ impl Agent {
         Ok(states)
     }
 
-    async fn send_changes(&self, s: &mut Session, tx: &Outbound) -> Result<(), End> {
+    async fn send_changes(&self, s: &mut Session, tx: &Wire) -> Result<(), End> {
         let current = self.collect().await?;
         if let Some(update) = s.update(&current) {
             tracing::debug!(
@@ -337,12 +354,12 @@ impl Agent {
                 removed = update.removed.len(),
                 "sending update"
             );
-            send(tx, Body::Update(update)).await?;
+            tx.send(Body::Update(update)).await?;
         }
         Ok(())
     }
 
-    async fn send_full(&self, s: &mut Session, tx: &Outbound) -> Result<(), End> {
+    async fn send_full(&self, s: &mut Session, tx: &Wire) -> Result<(), End> {
         let current = self.collect().await?;
         let full = s.full(&current);
         tracing::debug!(
@@ -350,7 +367,7 @@ impl Agent {
             subtypes = full.subtypes.len(),
             "sending full snapshot"
         );
-        send(tx, Body::Full(full)).await
+        tx.send(Body::Full(full)).await
     }
 
     async fn open(&self) -> Result<(Outbound, tonic::Streaming<AggregatorMessage>), End> {
@@ -366,7 +383,12 @@ impl Agent {
             boot_id: self.cfg.boot_id.clone(),
             identity_token: self.token(),
         };
-        send(&tx, Body::Hello(hello)).await?;
+        Wire {
+            tx: tx.clone(),
+            part_bytes: 0,
+        }
+        .send(Body::Hello(hello))
+        .await?;
         let inbound = AgentServiceClient::new(channel)
             .session(ReceiverStream::new(rx))
             .await
@@ -384,6 +406,25 @@ impl Agent {
             _ = shutdown.cancelled() => return Err(End::Exit(Exit::Shutdown)),
             opened = self.open() => opened?,
         };
+        // The aggregator answers Hello with its settings; they say how large
+        // a message may be before it must go in Parts.
+        let settings = tokio::select! {
+            _ = shutdown.cancelled() => return Err(End::Exit(Exit::Shutdown)),
+            m = tokio::time::timeout(SEND_TIMEOUT, inbound.message()) => match m {
+                Ok(Ok(Some(AggregatorMessage { body: Some(Reply::Settings(cs)) }))) => cs,
+                Ok(Ok(Some(other))) => {
+                    return Err(End::Lost(format!("expected settings after Hello, got {other:?}")));
+                }
+                Ok(Ok(None)) => return Err(End::Lost("the aggregator ended the session".into())),
+                Ok(Err(status)) => return Err(End::Lost(status_text(&status))),
+                Err(_) => return Err(End::Lost("no answer to Hello".into())),
+            },
+        };
+        let tx = Wire {
+            tx,
+            part_bytes: settings.part_bytes,
+        };
+        self.apply(settings);
         let mut s = Session::new();
         self.send_full(&mut s, &tx).await?;
         let first_full = s.seq();
@@ -393,7 +434,7 @@ impl Agent {
         loop {
             tokio::select! {
                 _ = shutdown.cancelled() => {
-                    drop(tx);
+                    drop(tx.tx);
                     let _ = tokio::time::timeout(CLOSE_GRACE, inbound.message()).await;
                     return Err(End::Exit(Exit::Shutdown));
                 }
@@ -442,7 +483,7 @@ impl Agent {
                     due = None;
                     self.send_changes(&mut s, &tx).await?;
                 }
-                _ = heartbeat.tick() => send(&tx, Body::Heartbeat(s.heartbeat(unix_millis()))).await?,
+                _ = heartbeat.tick() => tx.send(Body::Heartbeat(s.heartbeat(unix_millis()))).await?,
             }
         }
     }

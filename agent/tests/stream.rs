@@ -141,9 +141,17 @@ impl Drop for Agent {
 struct Seen {
     inbound: Streaming<AgentMessage>,
     reply: mpsc::Sender<Result<AggregatorMessage, Status>>,
+    parts: aicr::parts::Assembler,
+    /// Part messages received so far.
+    parts_seen: usize,
 }
 
-struct Recorder(mpsc::Sender<Seen>);
+/// Hands sessions to the test; answers each with settings first, as the
+/// aggregator does, asking for Parts above `part_bytes` (0: never).
+struct Recorder {
+    sessions: mpsc::Sender<Seen>,
+    part_bytes: u32,
+}
 
 #[tonic::async_trait]
 impl AgentService for Recorder {
@@ -154,11 +162,23 @@ impl AgentService for Recorder {
         request: Request<Streaming<AgentMessage>>,
     ) -> Result<Response<Self::SessionStream>, Status> {
         let (reply, rx) = mpsc::channel(16);
+        let settings = aicr::proto::CollectionSettings {
+            part_bytes: self.part_bytes,
+            ..Default::default()
+        };
+        reply
+            .send(Ok(AggregatorMessage {
+                body: Some(Reply::Settings(settings)),
+            }))
+            .await
+            .map_err(|_| Status::unavailable("test over"))?;
         let seen = Seen {
             inbound: request.into_inner(),
             reply,
+            parts: aicr::parts::Assembler::default(),
+            parts_seen: 0,
         };
-        self.0
+        self.sessions
             .send(seen)
             .await
             .map_err(|_| Status::unavailable("test over"))?;
@@ -168,12 +188,19 @@ impl AgentService for Recorder {
 
 /// A fake aggregator that hands every session to the test.
 async fn fake_aggregator() -> (String, mpsc::Receiver<Seen>) {
+    fake_aggregator_with_parts(0).await
+}
+
+async fn fake_aggregator_with_parts(part_bytes: u32) -> (String, mpsc::Receiver<Seen>) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
     let (tx, rx) = mpsc::channel(4);
     tokio::spawn(
         tonic::transport::Server::builder()
-            .add_service(AgentServiceServer::new(Recorder(tx)))
+            .add_service(AgentServiceServer::new(Recorder {
+                sessions: tx,
+                part_bytes,
+            }))
             .serve_with_incoming(TcpIncoming::from(listener)),
     );
     (url, rx)
@@ -187,13 +214,21 @@ async fn next_session(sessions: &mut mpsc::Receiver<Seen>) -> Seen {
 }
 
 impl Seen {
+    /// The next whole message (Parts put back together).
     async fn next(&mut self) -> Body {
-        let m = tokio::time::timeout(WAIT, self.inbound.message())
-            .await
-            .expect("the agent sends something in time")
-            .expect("the stream is healthy")
-            .expect("the stream stays open");
-        m.body.expect("a message has a body")
+        loop {
+            let m = tokio::time::timeout(WAIT, self.inbound.message())
+                .await
+                .expect("the agent sends something in time")
+                .expect("the stream is healthy")
+                .expect("the stream stays open");
+            if matches!(m.body, Some(Body::Part(_))) {
+                self.parts_seen += 1;
+            }
+            if let Some(whole) = self.parts.push(m, 4 << 20).expect("well-formed parts") {
+                return whole.body.expect("a message has a body");
+            }
+        }
     }
 
     /// The next message that is not a heartbeat; heartbeats seen on the
@@ -365,7 +400,7 @@ async fn pushed_settings_change_the_interval() {
     assert_eq!(full(s.next().await).seq, 1);
     s.send(Reply::Settings(aicr::proto::CollectionSettings {
         interval_seconds: 1,
-        systemd_units: Vec::new(),
+        ..Default::default()
     }))
     .await;
     // Give the agent a moment to take the settings before the change.
@@ -375,6 +410,25 @@ async fn pushed_settings_change_the_interval() {
     assert_eq!(
         (u.seq, scopes(&u.changed)),
         (2, vec!["OS.release".to_string()])
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn big_messages_go_in_parts_when_the_aggregator_asks() {
+    let host = Host::new();
+    let (url, mut sessions) = fake_aggregator_with_parts(1024).await;
+    let _agent = Agent::start(&host, &url, &["--node-name", "node-p", "--heartbeat", "1h"]);
+    let mut s = next_session(&mut sessions).await;
+    assert!(matches!(s.next().await, Body::Hello(_)));
+    assert_eq!(s.parts_seen, 0, "Hello goes whole, before settings arrive");
+    let f = full(s.next().await);
+    assert_eq!(f.seq, 1);
+    assert!(scopes(&f.subtypes).contains(&"OS.release".to_string()));
+    let json: usize = f.subtypes.iter().map(|st| st.subtype_json.len()).sum();
+    assert!(
+        s.parts_seen > json / 1024,
+        "{json} bytes of readings in {} parts of at most 1 KiB",
+        s.parts_seen
     );
 }
 

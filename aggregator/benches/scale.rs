@@ -13,7 +13,9 @@
 //! Settings (environment): `AICR_BENCH_AGENTS` (10000),
 //! `AICR_BENCH_AGENTS_PER_CONN` (1), `AICR_BENCH_CHANGES` (1000, half
 //! opening and half resolving a violation), `AICR_BENCH_CHANGE_RATE`
-//! (changes per second, 100), `AICR_BENCH_HEARTBEAT` (seconds, 10).
+//! (changes per second, 100), `AICR_BENCH_HEARTBEAT` (seconds, 10),
+//! `AICR_BENCH_PART_BYTES` (the agents' part size, as the aggregator asks;
+//! 0 sends every message whole).
 //!
 //! `cargo bench -p aicr-aggregator --bench scale`
 
@@ -268,6 +270,7 @@ async fn agent(
     i: usize,
     channel: Channel,
     heartbeat: Duration,
+    part_bytes: u32,
     mut ctl: mpsc::Receiver<Cmd>,
     synced: mpsc::UnboundedSender<Synced>,
 ) {
@@ -276,11 +279,13 @@ async fn agent(
     let mut seq = 0u64;
     let mut backoff = Duration::from_millis(100);
     loop {
-        let (tx, rx) = mpsc::channel(16);
+        // Room for Hello and every part of the full snapshot: they are
+        // queued before the session starts reading.
+        let (tx, rx) = mpsc::channel(64);
         seq += 1;
         let full_seq = seq;
         let _ = tx.send(message(Body::Hello(hello(&node, "")))).await;
-        let _ = tx.send(full(i, full_seq, version)).await;
+        send_parts(&tx, full(i, full_seq, version), part_bytes).await;
         let mut client = AgentServiceClient::new(channel.clone());
         let mut replies = match client.session(ReceiverStream::new(rx)).await {
             Ok(r) => r.into_inner(),
@@ -304,7 +309,7 @@ async fn agent(
                         }
                         Some(Reply::Resync(_)) => {
                             seq += 1;
-                            let _ = tx.send(full(i, seq, version)).await;
+                            send_parts(&tx, full(i, seq, version), part_bytes).await;
                         }
                         _ => {}
                     },
@@ -328,6 +333,14 @@ async fn agent(
             }
         }
         tokio::time::sleep(jitter(i, Duration::from_secs(1))).await;
+    }
+}
+
+/// What the real agent does with the part size the aggregator's settings
+/// name (`aicr::parts::PART_BYTES`; `AICR_BENCH_PART_BYTES=0` sends whole).
+async fn send_parts(tx: &mpsc::Sender<AgentMessage>, m: AgentMessage, part_bytes: u32) {
+    for piece in aicr::parts::split(m, part_bytes) {
+        let _ = tx.send(piece).await;
     }
 }
 
@@ -394,13 +407,14 @@ async fn bench() {
     let changes: usize = env("AICR_BENCH_CHANGES", 1000);
     let rate: f64 = env("AICR_BENCH_CHANGE_RATE", 100.0);
     let heartbeat = Duration::from_secs(env("AICR_BENCH_HEARTBEAT", 10));
+    let part_bytes: u32 = env("AICR_BENCH_PART_BYTES", aicr::parts::PART_BYTES);
     let dir = tempfile::tempdir().unwrap();
     let mut agg = Aggregator::new(dir.path());
     agg.start();
     agg.wait_ready().await;
     let url = format!("http://{}", agg.grpc);
     println!(
-        "scale: {agents} agents, {} TCP connections ({per_conn} agent(s) per connection), heartbeat every {}s, {} constraints",
+        "scale: {agents} agents, {} TCP connections ({per_conn} agent(s) per connection), heartbeat every {}s, {} constraints, messages over {part_bytes} bytes in parts",
         agents.div_ceil(per_conn),
         heartbeat.as_secs(),
         6
@@ -439,6 +453,7 @@ async fn bench() {
             i,
             channel.clone().unwrap(),
             heartbeat,
+            part_bytes,
             rx,
             synced_tx.clone(),
         ));

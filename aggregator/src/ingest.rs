@@ -90,6 +90,8 @@ pub struct Ingest {
     /// Agents must present a client certificate (mTLS is configured).
     pub require_client_cert: bool,
     pub settings: CollectionSettings,
+    /// The largest agent message, whole or reassembled from Parts.
+    pub max_message_bytes: usize,
     pub shutdown: CancellationToken,
     /// Where readings common to many nodes are held once.
     pub pool: Pool,
@@ -310,6 +312,7 @@ impl Ingest {
         tx: &Tx,
     ) -> Option<Status> {
         let mut bucket = Bucket::new(self.limits.rate, self.limits.burst);
+        let mut parts = aicr::parts::Assembler::default();
         loop {
             let next = tokio::select! {
                 _ = session.cancel.cancelled() => {
@@ -325,6 +328,20 @@ impl Ingest {
                     self.reject("stream_error");
                     tracing::debug!("agent stream failed: {status}");
                     return Some(status);
+                }
+            };
+            // The rate limit counts whole messages; a parted one is bounded
+            // by its size instead.
+            let message = match parts.push(message, self.max_message_bytes) {
+                Ok(Some(m)) => m,
+                Ok(None) => continue,
+                Err(e @ aicr::parts::PartsError::TooLarge(_)) => {
+                    self.reject("invalid");
+                    return Some(Status::out_of_range(e.to_string()));
+                }
+                Err(e) => {
+                    self.reject("invalid");
+                    return Some(Status::invalid_argument(e.to_string()));
                 }
             };
             if let Some(wait) = bucket.take(Instant::now()) {
@@ -356,6 +373,10 @@ impl Ingest {
                 }
                 Some(Body::Hello(_)) => (
                     Err(Refusal::Invalid("Hello sent twice in one session".into())),
+                    0,
+                ),
+                Some(Body::Part(_)) => (
+                    Err(Refusal::Invalid("a Part outside a parted message".into())),
                     0,
                 ),
                 None => (Err(Refusal::Invalid("empty AgentMessage".into())), 0),

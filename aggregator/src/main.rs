@@ -191,6 +191,8 @@ async fn config(flags: Flags) -> Result<Config> {
         settings: CollectionSettings {
             interval_seconds: flags.collection_interval,
             systemd_units: flags.systemd_unit,
+            // The transport's to choose; the server sets it.
+            part_bytes: 0,
         },
         version_poll: flags.version_poll,
         instance: identity,

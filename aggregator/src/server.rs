@@ -359,7 +359,11 @@ pub async fn start(config: Config) -> Result<Running> {
         identity,
         limits: config.limits.clone(),
         require_client_cert: client_ca,
-        settings: config.settings.clone(),
+        settings: CollectionSettings {
+            part_bytes: aicr::parts::PART_BYTES,
+            ..config.settings.clone()
+        },
+        max_message_bytes: config.max_message_bytes,
         shutdown: cancel.clone(),
         pool: Pool::default(),
     });

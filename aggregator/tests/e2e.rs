@@ -445,9 +445,86 @@ async fn junk_on_the_wire_and_malformed_documents_harm_no_one() {
     assert_eq!(err.code(), Code::InvalidArgument);
     assert!(err.message().contains("not a Subtype"), "{err}");
 
+    // Parts that break the protocol end only their own session.
+    let part = |chunk: &[u8], last| {
+        message(Body::Part(aicr::proto::Part {
+            chunk: chunk.to_vec(),
+            last,
+        }))
+    };
+    for (name, msgs, want) in [
+        (
+            "garbled",
+            vec![part(b"\xff\xff\xff", true)],
+            "do not decode",
+        ),
+        (
+            "interleaved",
+            vec![
+                part(b"\x12", false),
+                message(Body::Heartbeat(Default::default())),
+            ],
+            "between the parts",
+        ),
+        (
+            "endless",
+            vec![
+                part(&vec![0; 3 << 20], false),
+                part(&vec![0; 2 << 20], false),
+            ],
+            "exceeds",
+        ),
+    ] {
+        let mut a = connect(&url(&agg), name).await;
+        for m in msgs {
+            a.send(m).await;
+        }
+        let err = a.next().await.unwrap().unwrap_err();
+        assert!(
+            matches!(err.code(), Code::InvalidArgument | Code::OutOfRange),
+            "{name}: {err}"
+        );
+        assert!(err.message().contains(want), "{name}: {err}");
+    }
+
     good.update("OS", release("24.10")).await.unwrap();
     assert_eq!(http_get(agg.http_addr, "/healthz").await.0, 200);
-    assert_eq!(nodes(&agg).await.len(), 2);
+    assert_eq!(nodes(&agg).await.len(), 5);
+    agg.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn big_snapshots_arrive_in_parts_and_apply_whole() {
+    let agg = start(config()).await;
+    let mut a = connect(&url(&agg), "big").await;
+    let mut readings = node_readings("24.04");
+    let mut sysctl = Subtype::new("sysctl");
+    for i in 0..3000 {
+        sysctl.data.insert(
+            format!("/proc/sys/net/ipv4/neigh/eth{i}/gc_stale_time"),
+            "60".into(),
+        );
+    }
+    readings.retain(|(_, st)| st.subtype != "sysctl");
+    readings.push(("OS".into(), sysctl));
+    // ~200 KiB of readings: dozens of parts of at most 8 KiB each.
+    a.full(readings).await.unwrap();
+    let json = client(&agg)
+        .await
+        .get_snapshot(GetSnapshotRequest {
+            node_name: "big".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .json;
+    let snap: Snapshot = serde_json::from_slice(&json).unwrap();
+    let got = snap
+        .measurement("OS")
+        .and_then(|m| m.subtype("sysctl"))
+        .unwrap();
+    assert_eq!(got.data.len(), 3000);
+    a.update("OS", release("22.04")).await.unwrap();
     agg.shutdown().await;
 }
 

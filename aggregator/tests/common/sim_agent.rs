@@ -129,6 +129,8 @@ pub struct SimAgent {
     replies: Streaming<AggregatorMessage>,
     pub seq: u64,
     readings: BTreeMap<(String, String), Subtype>,
+    /// From the aggregator's settings: bigger messages go in Parts.
+    part_bytes: u32,
 }
 
 impl SimAgent {
@@ -153,6 +155,7 @@ impl SimAgent {
             replies,
             seq: 0,
             readings: BTreeMap::new(),
+            part_bytes: 0,
         })
     }
 
@@ -166,8 +169,11 @@ impl SimAgent {
         .await?;
         match a.next().await {
             Some(Ok(AggregatorMessage {
-                body: Some(Reply::Settings(_)),
-            })) => Ok(a),
+                body: Some(Reply::Settings(cs)),
+            })) => {
+                a.part_bytes = cs.part_bytes;
+                Ok(a)
+            }
             Some(Ok(other)) => Err(Status::internal(format!(
                 "expected settings, got {other:?}"
             ))),
@@ -180,6 +186,14 @@ impl SimAgent {
     pub async fn send(&mut self, m: AgentMessage) {
         // A closed stream shows up as the next reply's error.
         let _ = self.tx.send(m).await;
+    }
+
+    /// Send a message as the real agent does: in Parts when it is larger
+    /// than the aggregator asked for.
+    pub async fn send_whole(&mut self, m: AgentMessage) {
+        for piece in aicr::parts::split(m, self.part_bytes) {
+            self.send(piece).await;
+        }
     }
 
     pub async fn next(&mut self) -> Option<Result<AggregatorMessage, Status>> {
@@ -220,7 +234,7 @@ impl SimAgent {
             .iter()
             .map(|((k, _), s)| state(k, s))
             .collect();
-        self.send(message(Body::Full(FullSnapshot {
+        self.send_whole(message(Body::Full(FullSnapshot {
             seq: self.seq,
             subtypes,
         })))
@@ -243,7 +257,7 @@ impl SimAgent {
         self.seq += 1;
         let changed = vec![state(kind, &st)];
         self.readings.insert((kind.into(), st.subtype.clone()), st);
-        self.send(message(Body::Update(SubtypeUpdate {
+        self.send_whole(message(Body::Update(SubtypeUpdate {
             seq: self.seq,
             changed,
             removed: Vec::new(),

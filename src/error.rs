@@ -134,6 +134,24 @@ impl<T> ResultExt<T> for Result<T> {
     }
 }
 
+/// A foreign error and its causes on one line, `outer: inner: ...`. Many
+/// libraries' top-level text ("transport error", "error sending request")
+/// hides the cause that tells the user what to fix; a cause whose text the
+/// line already holds is not repeated.
+pub fn chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        let text = c.to_string();
+        if !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        cause = c.source();
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -162,5 +180,29 @@ mod tests {
         let e = e.wrap(ErrorKind::Internal, "outer");
         assert_eq!(e.kind(), ErrorKind::Internal);
         assert_eq!(e.to_string(), "outer: loading x: missing");
+    }
+
+    #[test]
+    fn chains_name_every_new_cause_once() {
+        #[derive(Debug)]
+        struct E(&'static str, Option<Box<E>>);
+        impl fmt::Display for E {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(self.0)
+            }
+        }
+        impl std::error::Error for E {
+            fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+                self.1.as_deref().map(|e| e as _)
+            }
+        }
+        let e = E(
+            "transport error",
+            Some(Box::new(E(
+                "connection refused",
+                Some(Box::new(E("refused", None))),
+            ))),
+        );
+        assert_eq!(chain(&e), "transport error: connection refused");
     }
 }

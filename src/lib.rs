@@ -36,3 +36,12 @@ pub mod proto {
 
 /// The version every document we write carries.
 pub const VERSION: &str = concat!("v", env!("CARGO_PKG_VERSION"));
+
+/// Make ring the process's rustls provider before building a reqwest client.
+/// The reqwest inside sigstore-tuf and oci-client is built without a
+/// provider so the process keeps the single one ureq, kube and tonic use
+/// here; without a default, building the client panics. Calling it again
+/// is harmless.
+pub fn install_tls_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}

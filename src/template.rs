@@ -62,13 +62,7 @@ pub struct Template {
 const NAME: &str = "snapshot";
 
 fn chain(e: &tera::Error) -> String {
-    let mut parts = vec![e.to_string()];
-    let mut cur: Option<&dyn std::error::Error> = std::error::Error::source(e);
-    while let Some(c) = cur {
-        parts.push(c.to_string());
-        cur = c.source();
-    }
-    parts.join(": ").replace('\n', " ")
+    crate::error::chain(e).replace('\n', " ")
 }
 
 impl Template {

@@ -148,7 +148,7 @@ impl Target {
         }
         endpoint
             .tls_config(tls)
-            .map_err(|e| format!("TLS set-up: {}", chain(&e)))
+            .map_err(|e| format!("TLS set-up: {}", aicr::error::chain(&e)))
     }
 }
 
@@ -250,30 +250,12 @@ fn unix_millis() -> i64 {
         .unwrap_or_default()
 }
 
-/// An error with its sources; tonic's own text is often just "transport
-/// error". Layers that repeat the text below them are shown once.
-fn chain(e: &dyn std::error::Error) -> String {
-    let mut last = e.to_string();
-    let mut out = last.clone();
-    let mut cur = e.source();
-    while let Some(s) = cur {
-        let text = s.to_string();
-        if text != last {
-            out.push_str(": ");
-            out.push_str(&text);
-        }
-        last = text;
-        cur = s.source();
-    }
-    out
-}
-
 fn status_text(s: &tonic::Status) -> String {
     use std::error::Error;
     let mut out = format!("{:?}: {}", s.code(), s.message());
     if let Some(src) = s.source() {
         out.push_str(": ");
-        out.push_str(&chain(src));
+        out.push_str(&aicr::error::chain(src));
     }
     out
 }
@@ -375,7 +357,7 @@ impl Agent {
         let channel = endpoint
             .connect()
             .await
-            .map_err(|e| End::Lost(format!("cannot connect: {}", chain(&e))))?;
+            .map_err(|e| End::Lost(format!("cannot connect: {}", aicr::error::chain(&e))))?;
         let (tx, rx) = mpsc::channel(OUTBOUND);
         let hello = Hello {
             node_name: self.cfg.node_name.clone(),

@@ -148,10 +148,7 @@ pub fn update() -> Result<Updated> {
     check_mirror(&mirror)?;
     let root = bootstrap_root(&mirror)?;
     let cache = cache_dir();
-    // sigstore-tuf's reqwest client is built without a crypto provider so the
-    // process keeps one: ring, as everywhere else here. Already installed is
-    // fine.
-    let _ = rustls::crypto::ring::default_provider().install_default();
+    crate::install_tls_provider();
     let config = sigstore_trust_root::TufConfig::custom(
         mirror.clone(),
         sigstore_trust_root::TufBootstrap::trusted(root),

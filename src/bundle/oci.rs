@@ -372,17 +372,7 @@ impl Credentials {
 
 /// Cause chain on one line; reqwest's own message omits the root cause.
 fn chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        let m = c.to_string();
-        if !s.contains(&m) {
-            s.push_str(": ");
-            s.push_str(&m);
-        }
-        cur = c.source();
-    }
-    s.replace(['\n', '\r'], " ")
+    crate::error::chain(e).replace(['\n', '\r'], " ")
 }
 
 /// The useful part of an error body: an OCI error envelope's first message,
@@ -514,9 +504,7 @@ fn push_error(e: OciDistributionError, target: &Target, o: PushOptions, anonymou
 }
 
 fn client(o: PushOptions) -> Client {
-    // reqwest is built without a provider so the process keeps one: ring,
-    // as everywhere else here. Already installed is fine.
-    let _ = rustls::crypto::ring::default_provider().install_default();
+    crate::install_tls_provider();
     Client::new(ClientConfig {
         protocol: if o.plain_http {
             ClientProtocol::Http

@@ -141,13 +141,10 @@ fn engine() -> &'static Mutex<Tera> {
 }
 
 fn tera_error(what: &str, e: &tera::Error) -> Error {
-    let mut msg = e.to_string();
-    let mut src = std::error::Error::source(e);
-    while let Some(s) = src {
-        msg.push_str(&format!(": {s}"));
-        src = s.source();
-    }
-    Error::internal(format!("failed to render {what}: {msg}"))
+    Error::internal(format!(
+        "failed to render {what}: {}",
+        crate::error::chain(e)
+    ))
 }
 
 /// Render template `name` (one of the embedded files, without `.tera`).

@@ -214,12 +214,7 @@ impl From<kube::Error> for ApiError {
                 }
             }
             other => {
-                let mut text = other.to_string();
-                let mut cause = std::error::Error::source(other);
-                while let Some(c) = cause {
-                    text = format!("{text}: {c}");
-                    cause = c.source();
-                }
+                let text = crate::error::chain(other);
                 ApiError {
                     code: None,
                     text: text.lines().next().unwrap_or_default().to_string(),

@@ -27,6 +27,7 @@ mod oci_registry;
 mod patch;
 mod resources;
 mod selectors;
+mod serve;
 mod server;
 mod static_http;
 mod status;
@@ -38,7 +39,6 @@ pub use kubeconfig::{kubeconfig_for, unreachable_kubeconfig};
 pub use oci_registry::{FakeOciRegistry, StoredManifest};
 pub use static_http::StaticHttp;
 
-use std::net::SocketAddr;
 use std::path::Path;
 use tempfile::NamedTempFile;
 
@@ -57,10 +57,8 @@ pub fn shared_dir() -> std::path::PathBuf {
 /// stops the server and ends open watches.
 pub struct FakeApiServer {
     cluster: FakeCluster,
-    address: SocketAddr,
+    served: serve::Served,
     kubeconfig: NamedTempFile,
-    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
-    thread: Option<std::thread::JoinHandle<()>>,
 }
 
 impl FakeApiServer {
@@ -72,48 +70,18 @@ impl FakeApiServer {
 
     /// Starts a server from synchronous code.
     pub fn start_blocking() -> Self {
-        let listener =
-            std::net::TcpListener::bind("127.0.0.1:0").expect("a local port can be bound");
-        listener
-            .set_nonblocking(true)
-            .expect("the listener can be made non-blocking");
-        let address = listener
-            .local_addr()
-            .expect("a bound listener has an address");
         let cluster = FakeCluster::new();
-        let router = server::router(cluster.clone());
-        let (shutdown, stopped) = tokio::sync::oneshot::channel::<()>();
-        let thread = std::thread::Builder::new()
-            .name(format!("fake-apiserver-{}", address.port()))
-            .spawn(move || {
-                let runtime = tokio::runtime::Builder::new_multi_thread()
-                    .worker_threads(2)
-                    .enable_all()
-                    .build()
-                    .expect("the fake API server's runtime can be built");
-                runtime.block_on(async move {
-                    let listener =
-                        tokio::net::TcpListener::from_std(listener).expect("the listener joins the runtime");
-                    tokio::select! {
-                        served = axum::serve(listener, router) => served.expect("the fake API server runs"),
-                        _ = stopped => {}
-                    }
-                });
-                // Dropping the runtime here cancels open connections and watches.
-            })
-            .expect("the fake API server's thread can start");
+        let served = serve::Served::start("fake-apiserver", server::router(cluster.clone()));
         FakeApiServer {
-            kubeconfig: kubeconfig_for(&format!("http://{address}")),
+            kubeconfig: kubeconfig_for(&format!("http://{}", served.address)),
             cluster,
-            address,
-            shutdown: Some(shutdown),
-            thread: Some(thread),
+            served,
         }
     }
 
     /// `http://127.0.0.1:PORT`.
     pub fn url(&self) -> String {
-        format!("http://{}", self.address)
+        format!("http://{}", self.served.address)
     }
 
     /// A kubeconfig whose current context reaches this server.
@@ -146,17 +114,5 @@ impl std::ops::Deref for FakeApiServer {
 
     fn deref(&self) -> &FakeCluster {
         &self.cluster
-    }
-}
-
-impl Drop for FakeApiServer {
-    fn drop(&mut self) {
-        if let Some(shutdown) = self.shutdown.take() {
-            // The server thread may already be gone; either way it stops.
-            let _ = shutdown.send(());
-        }
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
     }
 }

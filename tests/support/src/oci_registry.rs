@@ -5,7 +5,6 @@
 //! config credential path is exercised end to end.
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -15,6 +14,8 @@ use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
 use sha2::{Digest, Sha256};
+
+use crate::serve::Served;
 
 /// A manifest as the registry stored it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -38,10 +39,8 @@ struct Registry {
 
 /// Serves on its own thread and runtime until dropped.
 pub struct FakeOciRegistry {
-    address: SocketAddr,
+    served: Served,
     registry: Arc<Registry>,
-    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
-    thread: Option<std::thread::JoinHandle<()>>,
 }
 
 fn sha256_digest(bytes: &[u8]) -> String {
@@ -68,49 +67,20 @@ impl FakeOciRegistry {
     }
 
     fn serve(registry: Registry) -> Self {
-        let listener =
-            std::net::TcpListener::bind("127.0.0.1:0").expect("a local port can be bound");
-        listener
-            .set_nonblocking(true)
-            .expect("the listener can be made non-blocking");
-        let address = listener
-            .local_addr()
-            .expect("a bound listener has an address");
         let registry = Arc::new(registry);
         let router = axum::Router::new()
             .fallback(handle)
             .layer(DefaultBodyLimit::disable())
             .with_state(registry.clone());
-        let (shutdown, stopped) = tokio::sync::oneshot::channel::<()>();
-        let thread = std::thread::Builder::new()
-            .name(format!("fake-oci-registry-{}", address.port()))
-            .spawn(move || {
-                let runtime = tokio::runtime::Builder::new_multi_thread()
-                    .worker_threads(2)
-                    .enable_all()
-                    .build()
-                    .expect("the fake registry's runtime can be built");
-                runtime.block_on(async move {
-                    let listener = tokio::net::TcpListener::from_std(listener)
-                        .expect("the listener joins the runtime");
-                    tokio::select! {
-                        served = axum::serve(listener, router) => served.expect("the fake registry runs"),
-                        _ = stopped => {}
-                    }
-                });
-            })
-            .expect("the fake registry's thread can start");
         FakeOciRegistry {
-            address,
+            served: Served::start("fake-oci-registry", router),
             registry,
-            shutdown: Some(shutdown),
-            thread: Some(thread),
         }
     }
 
     /// `127.0.0.1:PORT`, the registry part of a reference.
     pub fn host(&self) -> String {
-        self.address.to_string()
+        self.served.address.to_string()
     }
 
     /// The manifest stored under `reference` (a tag or a digest).
@@ -150,17 +120,6 @@ impl FakeOciRegistry {
     /// `METHOD /path` of every request so far, in order.
     pub fn requests(&self) -> Vec<String> {
         self.registry.requests.lock().unwrap().clone()
-    }
-}
-
-impl Drop for FakeOciRegistry {
-    fn drop(&mut self) {
-        if let Some(shutdown) = self.shutdown.take() {
-            let _ = shutdown.send(());
-        }
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
     }
 }
 

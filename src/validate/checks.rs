@@ -54,6 +54,17 @@ pub enum Verdict {
     Other(String),
 }
 
+impl Verdict {
+    /// Pass when `problems` is empty, else one failure naming them all.
+    pub fn from_problems(what: &str, problems: &[String]) -> Verdict {
+        if problems.is_empty() {
+            Verdict::Pass
+        } else {
+            Verdict::Fail(format!("{what}: {}", problems.join("; ")))
+        }
+    }
+}
+
 /// A check's evidence lines and its deadline.
 #[derive(Debug)]
 pub struct Out {

@@ -219,7 +219,7 @@ pub async fn dra_support(ctx: &Ctx<'_>, out: &mut Out) -> Verdict {
         Err(e) => problems.push(format!("failed to list DaemonSets in {ns}: {e}")),
     }
     if !problems.is_empty() {
-        return Verdict::Fail(format!("DRA driver not ready: {}", problems.join("; ")));
+        return Verdict::from_problems("DRA driver not ready", &problems);
     }
     let slices = match ctx.cluster.list(&cluster::RESOURCE_SLICE, "", "").await {
         Ok(s) => s,
@@ -339,7 +339,7 @@ pub async fn gang_scheduling(ctx: &Ctx<'_>, out: &mut Out) -> Verdict {
         }
     }
     if !problems.is_empty() {
-        return Verdict::Fail(format!("KAI scheduler not ready: {}", problems.join("; ")));
+        return Verdict::from_problems("KAI scheduler not ready", &problems);
     }
     let slices = ctx.cluster.list(&cluster::RESOURCE_SLICE, "", "").await;
     let claims = ctx.cluster.list(&cluster::RESOURCE_CLAIM, "", "").await;
@@ -625,14 +625,7 @@ pub async fn inference_gateway(ctx: &Ctx<'_>, out: &mut Out) -> Verdict {
         }
         Err(e) => problems.push(format!("failed to list EndpointSlices in {gns}: {e}")),
     }
-    if problems.is_empty() {
-        Verdict::Pass
-    } else {
-        Verdict::Fail(format!(
-            "inference gateway not ready: {}",
-            problems.join("; ")
-        ))
-    }
+    Verdict::from_problems("inference gateway not ready", &problems)
 }
 
 /// `pod-autoscaling`: GPU metrics reach the metrics APIs, and an HPA on a
@@ -987,11 +980,7 @@ pub async fn robust_controller(ctx: &Ctx<'_>, out: &mut Out) -> Verdict {
             "failed to list ValidatingWebhookConfigurations: {e}"
         )),
     }
-    if problems.is_empty() {
-        Verdict::Pass
-    } else {
-        Verdict::Fail(format!("controller not robust: {}", problems.join("; ")))
-    }
+    Verdict::from_problems("controller not robust", &problems)
 }
 
 /// What makes a pod's GPU access other than through its claim.
@@ -1112,13 +1101,8 @@ async fn run_isolation(ctx: &Ctx<'_>, out: &mut Out, ns: &str, node: &str) -> Ve
     }
     if problems.is_empty() {
         out.say("GPU reached only through the DRA claim: no nvidia.com/gpu resources, no /dev host mounts");
-        Verdict::Pass
-    } else {
-        Verdict::Fail(format!(
-            "GPU access is not isolated: {}",
-            problems.join("; ")
-        ))
     }
+    Verdict::from_problems("GPU access is not isolated", &problems)
 }
 
 #[cfg(test)]

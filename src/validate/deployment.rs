@@ -699,11 +699,7 @@ pub async fn gpu_operator_health(ctx: &Ctx<'_>, out: &mut Out) -> Verdict {
             "failed to get DaemonSet {ns}/nvidia-dcgm-exporter: {e}"
         )),
     }
-    if problems.is_empty() {
-        Verdict::Pass
-    } else {
-        Verdict::Fail(format!("GPU Operator not healthy: {}", problems.join("; ")))
-    }
+    Verdict::from_problems("GPU Operator not healthy", &problems)
 }
 
 #[cfg(test)]

@@ -7,7 +7,8 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use aicr_test_support::{FakeApiServer, fixtures};
+use aicr_test_support::FakeApiServer;
+use aicr_test_support::fixtures::{self, EKS_TRAINING};
 use assert_cmd::Command;
 use predicates::prelude::*;
 use serde_json::Value;
@@ -24,17 +25,6 @@ fn aicr() -> Command {
 fn yaml(text: &str) -> Value {
     serde_saphyr::from_str(text).unwrap_or_else(|e| panic!("not YAML: {e}\n{text}"))
 }
-
-const EKS_TRAINING: [&str; 8] = [
-    "--service",
-    "eks",
-    "--accelerator",
-    "h100",
-    "--intent",
-    "training",
-    "--os",
-    "ubuntu",
-];
 
 const EKS_DYNAMO: [&str; 10] = [
     "--service",

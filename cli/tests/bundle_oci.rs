@@ -10,21 +10,11 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use aicr_test_support::FakeOciRegistry;
+use aicr_test_support::fixtures::EKS_TRAINING;
 use assert_cmd::Command;
 use base64::Engine;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
-
-const EKS_TRAINING: [&str; 8] = [
-    "--service",
-    "eks",
-    "--accelerator",
-    "h100",
-    "--intent",
-    "training",
-    "--os",
-    "ubuntu",
-];
 
 const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
 

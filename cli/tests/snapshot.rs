@@ -356,31 +356,6 @@ fn local_snapshot_with_a_cluster() {
     );
 }
 
-/// Plays the kubelet: when the agent Job appears, run "the agent" by
-/// writing the snapshot ConfigMap and marking the Job complete.
-fn kubelet_completes_jobs(api: &FakeApiServer, snapshot: &'static str) {
-    api.on_create("jobs", move |cluster, job| {
-        let ns = job["metadata"]["namespace"].as_str().unwrap().to_string();
-        let args = job["spec"]["template"]["spec"]["containers"][0]["args"].clone();
-        let uri = args
-            .as_array()
-            .unwrap()
-            .last()
-            .unwrap()
-            .as_str()
-            .unwrap()
-            .to_string();
-        let (cm_ns, cm_name) = uri.trim_start_matches("cm://").split_once('/').unwrap();
-        cluster.insert(fixtures::config_map(
-            cm_ns,
-            cm_name,
-            &[("snapshot.yaml", snapshot), ("format", "yaml")],
-        ));
-        let name = job["metadata"]["name"].as_str().unwrap().to_string();
-        cluster.update_status("jobs", &ns, &name, fixtures::job_complete_status());
-    });
-}
-
 const AGENT_SNAPSHOT: &str = "kind: Snapshot\napiVersion: aicr.nvidia.com/v1alpha1\nmetadata:\n    source-node: gpu-1\nmeasurements:\n    - type: OS\n      subtypes:\n        - subtype: release\n          data:\n            ID: ubuntu\n";
 
 fn aicr_cluster(api: &FakeApiServer) -> Command {
@@ -394,7 +369,7 @@ fn aicr_cluster(api: &FakeApiServer) -> Command {
 #[test]
 fn agent_job_deploys_waits_fetches_and_cleans_up() {
     let api = FakeApiServer::start_blocking();
-    kubelet_completes_jobs(&api, AGENT_SNAPSHOT);
+    api.agent_jobs_write(AGENT_SNAPSHOT);
     // A service account that existed before the run is not ours to delete.
     api.insert(json!({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "aicr", "namespace": "default"}}));
     let out = aicr_cluster(&api)
@@ -457,7 +432,7 @@ fn agent_job_deploys_waits_fetches_and_cleans_up() {
 #[test]
 fn agent_job_spec_follows_the_flags() {
     let api = FakeApiServer::start_blocking();
-    kubelet_completes_jobs(&api, AGENT_SNAPSHOT);
+    api.agent_jobs_write(AGENT_SNAPSHOT);
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("s.json");
     aicr_cluster(&api)

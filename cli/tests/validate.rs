@@ -2100,28 +2100,7 @@ fn nccl_bandwidth_runs_through_kubeflow_trainer() {
 #[test]
 fn without_a_snapshot_the_agent_job_captures_one() {
     let api = FakeApiServer::start_blocking();
-    let snapshot_yaml = good_snapshot();
-    let snapshot_static: &'static str = Box::leak(snapshot_yaml.into_boxed_str());
-    api.on_create("jobs", move |cluster, job| {
-        let ns = job["metadata"]["namespace"].as_str().unwrap().to_string();
-        let args = job["spec"]["template"]["spec"]["containers"][0]["args"].clone();
-        let uri = args
-            .as_array()
-            .unwrap()
-            .last()
-            .unwrap()
-            .as_str()
-            .unwrap()
-            .to_string();
-        let (cm_ns, cm_name) = uri.trim_start_matches("cm://").split_once('/').unwrap();
-        cluster.insert(fixtures::config_map(
-            cm_ns,
-            cm_name,
-            &[("snapshot.yaml", snapshot_static), ("format", "yaml")],
-        ));
-        let name = job["metadata"]["name"].as_str().unwrap().to_string();
-        cluster.update_status("jobs", &ns, &name, fixtures::job_complete_status());
-    });
+    api.agent_jobs_write(good_snapshot());
     let out = aicr_on(&api)
         .args(["validate", "--phase", "deployment", "-r"])
         .arg(upstream_recipe("kind.yaml"))

@@ -321,6 +321,32 @@ impl FakeCluster {
         });
     }
 
+    /// Plays the kubelet for `aicr`'s snapshot agent Jobs: when one is
+    /// created, "the agent" writes `snapshot` (YAML) to the `cm://` URI that
+    /// is the Job's last argument and the Job completes.
+    pub fn agent_jobs_write(&self, snapshot: impl Into<String>) {
+        let snapshot: String = snapshot.into();
+        self.on_create("jobs", move |cluster, job| {
+            let ns = job["metadata"]["namespace"].as_str().unwrap_or_default();
+            let name = job["metadata"]["name"].as_str().unwrap_or_default();
+            let uri = job["spec"]["template"]["spec"]["containers"][0]["args"]
+                .as_array()
+                .and_then(|a| a.last())
+                .and_then(Value::as_str)
+                .expect("the agent Job's last argument is its output URI");
+            let (cm_ns, cm_name) = uri
+                .trim_start_matches("cm://")
+                .split_once('/')
+                .expect("the output URI is cm://NAMESPACE/NAME");
+            cluster.insert(crate::fixtures::config_map(
+                cm_ns,
+                cm_name,
+                &[("snapshot.yaml", &snapshot), ("format", "yaml")],
+            ));
+            cluster.update_status("jobs", ns, name, crate::fixtures::job_complete_status());
+        });
+    }
+
     /// Runs `hook` after each object of `resource` is created, by a client
     /// or by the test, with the object as stored. Hooks play the controllers
     /// and kubelet the fake lacks (complete a Job, start its pod). A hook

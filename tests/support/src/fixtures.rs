@@ -16,6 +16,19 @@ pub fn namespace(name: &str) -> Value {
     })
 }
 
+/// The criteria flags of the README's example recipe (EKS, H100,
+/// training, Ubuntu), which the bundle tests render.
+pub const EKS_TRAINING: [&str; 8] = [
+    "--service",
+    "eks",
+    "--accelerator",
+    "h100",
+    "--intent",
+    "training",
+    "--os",
+    "ubuntu",
+];
+
 pub fn config_map(namespace: &str, name: &str, data: &[(&str, &str)]) -> Value {
     let data: serde_json::Map<String, Value> = data
         .iter()

@@ -92,21 +92,34 @@ pub fn to_yaml<T: Serialize>(value: &T) -> Result<String> {
     to_yaml_indent(value, 2)
 }
 
-/// Pretty JSON, two-space indent, HTML-safe escaping like upstream, newline
-/// at the end. `<`, `>` and `&` can only occur inside JSON strings, so
-/// replacing them in the text is exact.
-pub fn to_json<T: Serialize + ?Sized>(value: &T) -> Result<String> {
-    let s = serde_json::to_string_pretty(value)
+/// Compact JSON with Go's HTML-safe escaping, as Helm's `toJson` writes it.
+pub fn to_json_compact<T: Serialize + ?Sized>(value: &T) -> Result<String> {
+    let s = serde_json::to_string(value)
         .map_err(|e| Error::internal(format!("failed to encode JSON: {e}")))?;
+    Ok(html_safe(&s))
+}
+
+/// `<`, `>` and `&` can only occur inside JSON strings, so replacing them
+/// in the text is exact.
+fn html_safe(s: &str) -> String {
     let mut out = String::with_capacity(s.len() + 1);
     for c in s.chars() {
         match c {
             '<' => out.push_str("\\u003c"),
             '>' => out.push_str("\\u003e"),
             '&' => out.push_str("\\u0026"),
-            _ => out.push(c),
+            c => out.push(c),
         }
     }
+    out
+}
+
+/// Pretty JSON, two-space indent, HTML-safe escaping like upstream, newline
+/// at the end.
+pub fn to_json<T: Serialize + ?Sized>(value: &T) -> Result<String> {
+    let s = serde_json::to_string_pretty(value)
+        .map_err(|e| Error::internal(format!("failed to encode JSON: {e}")))?;
+    let mut out = html_safe(&s);
     out.push('\n');
     Ok(out)
 }

@@ -1,24 +1,35 @@
 //! Snapshots as the upstream tool writes them parse, round-trip through our
 //! YAML and JSON writers without changing data, and feed recipe
-//! generation. The documents come from the snapshot spec's example (taken
-//! from upstream output), both as written and re-indented the way the
-//! upstream agent stores them in ConfigMaps.
+//! generation. The document is the snapshot spec's example (taken from
+//! upstream output, kept as a fixture), both as written and re-indented the
+//! way the upstream agent stores them in ConfigMaps.
 
 use aicr::catalog::Catalog;
 use aicr::engine;
 use aicr::model::snapshot::{Reading, Snapshot};
 use aicr::yaml::{self, Format};
 
-/// The YAML example of snapshot spec §1.6, read from the shared spec so the
-/// test follows the document.
+/// A snapshot as the upstream tool writes it: the example of snapshot spec
+/// §1.6 (taken from upstream output), kept in the repository.
 fn upstream_example() -> String {
-    let spec =
-        std::fs::read_to_string(aicr_test_support::shared_dir().join("spec/snapshot.md")).unwrap();
+    std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/upstream-snapshot.yaml"
+    ))
+    .unwrap()
+}
+
+#[test]
+fn the_fixture_is_the_spec_example() {
+    let Some(shared) = aicr_test_support::tools::corpus("snapshot spec example") else {
+        return;
+    };
+    let spec = std::fs::read_to_string(shared.join("spec/snapshot.md")).unwrap();
     let start = spec.find("### 1.6 Example").expect("section 1.6");
     let body = &spec[start..];
     let open = body.find("```yaml\n").unwrap() + "```yaml\n".len();
     let close = body[open..].find("```").unwrap();
-    body[open..open + close].to_string()
+    assert_eq!(upstream_example(), &body[open..open + close]);
 }
 
 /// The same document with four-space indentation (upstream's ConfigMap form).

@@ -8,7 +8,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use aicr_test_support::{FakeApiServer, fixtures, shared_dir, unreachable_kubeconfig};
+use aicr_test_support::{FakeApiServer, fixtures, tools, unreachable_kubeconfig};
 use assert_cmd::Command;
 use serde_json::{Value, json};
 
@@ -42,13 +42,12 @@ fn s(p: &Path) -> &str {
     p.to_str().unwrap()
 }
 
-fn upstream_recipe(name: &str) -> PathBuf {
-    shared_dir()
-        .join("reference/aicr-v0.11.1/examples/recipes")
-        .join(name)
+/// Our GB200 EKS training recipe with deployment and performance
+/// validation (see the fixture's header).
+fn gb200_recipe() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/eks-gb200-ubuntu-training-with-validation.yaml")
 }
-
-const GB200_RECIPE: &str = "eks-gb200-ubuntu-training-with-validation.yaml";
 
 /// A snapshot as upstream writes it (spec snapshot §1.6), with the readings
 /// validation reads; `os_release` and `kubelet` vary per test.
@@ -211,7 +210,7 @@ fn no_cluster_report_matches_the_reference_output_exactly() {
     let snap = write(dir.path(), "snapshot.yaml", &good_snapshot());
     let out = aicr()
         .args(["validate", "--no-cluster", "--phase", "deployment", "-r"])
-        .arg(upstream_recipe(GB200_RECIPE))
+        .arg(gb200_recipe())
         .args(["-s", s(&snap)])
         .output()
         .unwrap();
@@ -248,7 +247,7 @@ fn no_cluster_all_phases_golden() {
     let snap = write(dir.path(), "snapshot.yaml", &good_snapshot());
     let out = aicr()
         .args(["validate", "--no-cluster", "-r"])
-        .arg(upstream_recipe(GB200_RECIPE))
+        .arg(gb200_recipe())
         .args(["-s", s(&snap)])
         .output()
         .unwrap();
@@ -256,11 +255,39 @@ fn no_cluster_all_phases_golden() {
     insta::assert_snapshot!("no_cluster_all_phases", normalized(&text(&out)));
 }
 
+/// The fixture stands in for upstream's example with validation: on the
+/// same snapshot both yield the same report in every phase.
+#[test]
+fn the_gb200_fixture_validates_as_the_upstream_example_does() {
+    let Some(shared) = tools::corpus("upstream GB200 example with validation") else {
+        return;
+    };
+    let upstream = shared.join(
+        "reference/aicr-v0.11.1/examples/recipes/eks-gb200-ubuntu-training-with-validation.yaml",
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let snap = write(dir.path(), "snapshot.yaml", &good_snapshot());
+    let report = |recipe: &Path| {
+        let out = aicr()
+            .args(["validate", "--no-cluster", "-r"])
+            .arg(recipe)
+            .args(["-s", s(&snap)])
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+        normalized(&text(&out))
+    };
+    assert_eq!(report(&gb200_recipe()), report(&upstream));
+}
+
 #[test]
 fn every_upstream_example_recipe_passes_the_gate_on_a_matching_snapshot() {
     let dir = tempfile::tempdir().unwrap();
     let snap = write(dir.path(), "snapshot.yaml", &good_snapshot());
-    let examples = shared_dir().join("reference/aicr-v0.11.1/examples/recipes");
+    let Some(shared) = tools::corpus("upstream example recipes") else {
+        return;
+    };
+    let examples = shared.join("reference/aicr-v0.11.1/examples/recipes");
     let mut seen = 0;
     for entry in fs::read_dir(examples).unwrap() {
         let path = entry.unwrap().path();
@@ -299,7 +326,7 @@ fn a_failed_constraint_stops_everything_and_writes_nothing() {
     let report = dir.path().join("report.json");
     let out = aicr()
         .args(["validate", "--no-cluster", "-r"])
-        .arg(upstream_recipe(GB200_RECIPE))
+        .arg(gb200_recipe())
         .args(["-s", s(&snap), "-o", s(&report)])
         .output()
         .unwrap();
@@ -323,7 +350,7 @@ fn fail_on_error_false_does_not_hide_a_failed_gate() {
     );
     let out = aicr()
         .args(["validate", "--no-cluster", "--fail-on-error=false", "-r"])
-        .arg(upstream_recipe(GB200_RECIPE))
+        .arg(gb200_recipe())
         .args(["-s", s(&snap)])
         .output()
         .unwrap();
@@ -340,7 +367,7 @@ fn a_missing_measurement_fails_closed_naming_its_path() {
     );
     let out = aicr()
         .args(["validate", "--no-cluster", "-r"])
-        .arg(upstream_recipe(GB200_RECIPE))
+        .arg(gb200_recipe())
         .args(["-s", s(&snap)])
         .output()
         .unwrap();
@@ -536,7 +563,7 @@ fn assert_bad_input(args: &[&str], want: &str) {
 fn bad_input_is_rejected_before_anything_is_written() {
     let dir = tempfile::tempdir().unwrap();
     let snap = write(dir.path(), "snapshot.yaml", &good_snapshot());
-    let recipe_ok = upstream_recipe(GB200_RECIPE);
+    let recipe_ok = gb200_recipe();
     let recipe_ok = s(&recipe_ok);
     let no_constraints = write(dir.path(), "nc.yaml", &recipe("  []", "", "  []"));
     let malformed = write(
@@ -647,7 +674,7 @@ fn output_directory_must_exist_before_the_run() {
     let snap = write(dir.path(), "snapshot.yaml", &good_snapshot());
     let out = aicr()
         .args(["validate", "--no-cluster", "-r"])
-        .arg(upstream_recipe(GB200_RECIPE))
+        .arg(gb200_recipe())
         .args(["-s", s(&snap), "-o", "/nonexistent/dir/report.json"])
         .output()
         .unwrap();
@@ -662,7 +689,7 @@ fn report_goes_to_a_file_atomically_and_is_json_whatever_the_extension() {
     let report = dir.path().join("report.yaml");
     let out = aicr()
         .args(["validate", "--no-cluster", "-r"])
-        .arg(upstream_recipe(GB200_RECIPE))
+        .arg(gb200_recipe())
         .args(["-s", s(&snap), "-o", s(&report)])
         .output()
         .unwrap();
@@ -687,7 +714,7 @@ fn evidence_dir_is_created_and_left_empty_when_nothing_ran() {
     let evidence = dir.path().join("evidence");
     let out = aicr()
         .args(["validate", "--no-cluster", "--phase", "conformance", "-r"])
-        .arg(upstream_recipe(GB200_RECIPE))
+        .arg(gb200_recipe())
         .args(["-s", s(&snap), "--evidence-dir", s(&evidence)])
         .output()
         .unwrap();
@@ -705,7 +732,7 @@ fn an_unreachable_cluster_is_an_infrastructure_failure_without_a_report() {
         .env("KUBECONFIG", kc.path())
         .env("AICR_KUBE_TIMEOUT", "2s")
         .args(["validate", "--phase", "deployment", "-r"])
-        .arg(upstream_recipe(GB200_RECIPE))
+        .arg(gb200_recipe())
         .args(["-s", s(&snap)])
         .output()
         .unwrap();
@@ -1523,7 +1550,7 @@ fn a_failed_phase_skips_the_later_ones() {
     let run = |extra: &[&str]| {
         aicr_on(&api)
             .args(["validate", "-r"])
-            .arg(upstream_recipe(GB200_RECIPE))
+            .arg(gb200_recipe())
             .args(["-s", s(&snap), "--data", s(&data)])
             .args(extra)
             .output()
@@ -2101,9 +2128,11 @@ fn nccl_bandwidth_runs_through_kubeflow_trainer() {
 fn without_a_snapshot_the_agent_job_captures_one() {
     let api = FakeApiServer::start_blocking();
     api.agent_jobs_write(good_snapshot());
+    let dir = tempfile::tempdir().unwrap();
+    let gate_only = write(dir.path(), "r.yaml", &recipe(GATE, "", "  []"));
     let out = aicr_on(&api)
         .args(["validate", "--phase", "deployment", "-r"])
-        .arg(upstream_recipe("kind.yaml"))
+        .arg(&gate_only)
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
@@ -2138,7 +2167,7 @@ fn report_can_go_to_a_configmap() {
     let snap = write(dir.path(), "s.yaml", &good_snapshot());
     let out = aicr_on(&api)
         .args(["validate", "--no-cluster", "--phase", "deployment", "-r"])
-        .arg(upstream_recipe(GB200_RECIPE))
+        .arg(gb200_recipe())
         .args(["-s", s(&snap), "-o", "cm://reports/validation"])
         .output()
         .unwrap();

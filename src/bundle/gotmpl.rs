@@ -5,11 +5,20 @@
 //! the built-ins (`and`, `or` short-circuit, `not`, `eq`, `ne`, `lt`, `le`,
 //! `gt`, `ge`, `len`, `index`, `print`) and the Helm helpers `toYaml`,
 //! `toJson`, `toString`, `nindent`, `indent`, `default`, `empty`, `quote`,
-//! `required`.
+//! `required`, and Sprig's conversions `int`, `int64` and `float64`.
 //!
-//! Data is a `serde_json::Value`. As in Helm, a missing map key yields nil
-//! (printed as nothing), while a field of nil is an error. It owns template
-//! syntax only; what data a manifest sees is `manifests`' business.
+//! Data is a `serde_json::Value`, read the way Helm reads values: Helm
+//! decodes values through JSON, so every number in the data is a Go
+//! `float64`, while number literals in the template are `int` (`3`) or
+//! `float64` (`3.0`). Go refuses to compare the two kinds, so
+//! `gt .Values.replicas 1` fails here as it fails in Helm, and
+//! `gt (int .Values.replicas) 1` works in both. A missing map key yields nil
+//! (printed as nothing), while a field of nil is an error. Helm's engine is
+//! the judge of all of this: the test suite renders the catalog's manifests
+//! and a generated corpus through both and requires the same output.
+//!
+//! It owns template syntax only; what data a manifest sees is `manifests`'
+//! business.
 
 use serde_json::{Map, Value};
 
@@ -644,13 +653,16 @@ impl Template {
 
     /// Execute against `data` (the template's `.` and `$`).
     pub fn render(&self, data: &Value) -> Result<String> {
+        let data = as_helm_reads(data);
         let mut ex = Exec {
             name: &self.name,
             vars: vec![("$".to_string(), data.clone())],
             out: String::new(),
         };
-        ex.walk(data, &self.nodes)?;
-        Ok(ex.out)
+        ex.walk(&data, &self.nodes)?;
+        // Helm prints a missing value as "<no value>" and then deletes that
+        // text wherever it appears, template text included.
+        Ok(ex.out.replace("<no value>", ""))
     }
 }
 
@@ -658,6 +670,51 @@ struct Exec<'a> {
     name: &'a str,
     vars: Vec<(String, Value)>,
     out: String,
+}
+
+/// `data` as Helm's engine sees it: every number a `float64`.
+fn as_helm_reads(data: &Value) -> Value {
+    match data {
+        Value::Number(n) => n
+            .as_f64()
+            .and_then(serde_json::Number::from_f64)
+            .map_or(Value::Null, Value::Number),
+        Value::Array(a) => Value::Array(a.iter().map(as_helm_reads).collect()),
+        Value::Object(m) => Value::Object(
+            m.iter()
+                .map(|(k, v)| (k.clone(), as_helm_reads(v)))
+                .collect(),
+        ),
+        other => other.clone(),
+    }
+}
+
+/// Go's kinds of number: a template literal without a point (and `len`,
+/// `int`) is an `int`; data and literals with a point are `float64`.
+fn is_int(n: &serde_json::Number) -> bool {
+    !n.is_f64()
+}
+
+/// A value as Go's `encoding/json` writes it inside `toJson`/`toYaml`:
+/// integral floats below 1e21 are written without a fraction.
+fn go_json_numbers(v: &Value) -> Value {
+    match v {
+        Value::Number(n) if n.is_f64() => {
+            let f = n.as_f64().unwrap_or_default();
+            if f.fract() == 0.0 && f.abs() < 1e21 && f.abs() <= i64::MAX as f64 {
+                Value::from(f as i64)
+            } else {
+                v.clone()
+            }
+        }
+        Value::Array(a) => Value::Array(a.iter().map(go_json_numbers).collect()),
+        Value::Object(m) => Value::Object(
+            m.iter()
+                .map(|(k, v)| (k.clone(), go_json_numbers(v)))
+                .collect(),
+        ),
+        other => other.clone(),
+    }
 }
 
 /// Go's notion of "empty": false, 0, nil, "" and empty collections.
@@ -701,7 +758,8 @@ fn type_name(v: &Value) -> &'static str {
     match v {
         Value::Null => "nil",
         Value::Bool(_) => "bool",
-        Value::Number(_) => "number",
+        Value::Number(n) if is_int(n) => "int",
+        Value::Number(_) => "float64",
         Value::String(_) => "string",
         Value::Array(_) => "[]interface {}",
         Value::Object(_) => "map[string]interface {}",
@@ -784,6 +842,10 @@ impl Exec<'_> {
                 .map(|(k, x)| (Value::String(k.clone()), x.clone()))
                 .collect(),
             Value::Null => Vec::new(),
+            // Go 1.22 ranges over an int n as 0..n, one variable only.
+            Value::Number(n) if is_int(n) && pipe.decl.len() < 2 => (0..n.as_i64().unwrap_or(0))
+                .map(|i| (Value::from(i), Value::from(i)))
+                .collect(),
             other => {
                 return Err(self.err(
                     pipe.line,
@@ -887,6 +949,7 @@ impl Exec<'_> {
     ) -> Result<Value> {
         match &cmd[0] {
             Operand::Func(name) => self.call(dot, name, &cmd[1..], piped, line),
+            Operand::Lit(Value::Null) => Err(self.err(line, "nil is not a command")),
             first => {
                 if cmd.len() > 1 || piped.is_some() {
                     return Err(self.err(line, "can't give argument to non-function"));
@@ -936,50 +999,101 @@ fn arity(args: &[Value], n: usize) -> std::result::Result<(), String> {
     }
 }
 
+/// Go's ordering: numbers of one kind or strings; anything else is
+/// refused, as `text/template` refuses it.
 fn compare(a: &Value, b: &Value) -> std::result::Result<std::cmp::Ordering, String> {
+    let incompatible = || {
+        format!(
+            "incompatible types for comparison: {} and {}",
+            type_name(a),
+            type_name(b)
+        )
+    };
     match (a, b) {
+        (Value::Number(x), Value::Number(y)) if is_int(x) != is_int(y) => Err(incompatible()),
+        (Value::Number(x), Value::Number(y)) if is_int(x) => match (x.as_i64(), y.as_i64()) {
+            (Some(x), Some(y)) => Ok(x.cmp(&y)),
+            _ => Ok(x.as_u64().cmp(&y.as_u64())),
+        },
         (Value::Number(x), Value::Number(y)) => x
             .as_f64()
             .partial_cmp(&y.as_f64())
             .ok_or_else(|| "incomparable numbers".to_string()),
         (Value::String(x), Value::String(y)) => Ok(x.cmp(y)),
-        _ => Err(format!(
-            "incompatible types for comparison: {} and {}",
-            type_name(a),
-            type_name(b)
-        )),
+        (Value::Bool(_), Value::Bool(_)) | (Value::Null, Value::Null) => {
+            Err("invalid type for comparison".into())
+        }
+        _ => Err(incompatible()),
     }
 }
 
 fn equal(a: &Value, b: &Value) -> std::result::Result<bool, String> {
     match (a, b) {
+        (Value::Null, _) | (_, Value::Null) => Ok(a == b),
         (Value::Array(_) | Value::Object(_), _) | (_, Value::Array(_) | Value::Object(_)) => {
             Err("non-comparable type".into())
         }
-        (Value::Null, _) | (_, Value::Null) => Ok(a == b),
         (Value::Bool(x), Value::Bool(y)) => Ok(x == y),
         _ => compare(a, b).map(|o| o.is_eq()),
     }
 }
 
-fn int_arg(v: &Value) -> std::result::Result<usize, String> {
-    v.as_u64()
-        .or_else(|| {
-            v.as_f64()
-                .filter(|f| f.fract() == 0.0 && *f >= 0.0)
-                .map(|f| f as u64)
-        })
-        .map(|u| u as usize)
-        .ok_or_else(|| {
-            format!(
-                "expected a non-negative integer, got {}",
-                print_value(v, "<nil>")
-            )
-        })
+/// An argument Go passes to an `int` parameter: only an `int` will do.
+fn int_arg(v: &Value) -> std::result::Result<i64, String> {
+    match v {
+        Value::Number(n) if is_int(n) => n.as_i64().ok_or_else(|| "integer overflow".into()),
+        Value::Null => Err("invalid value; expected int".into()),
+        other => Err(format!(
+            "wrong type for value; expected int; got {}",
+            type_name(other)
+        )),
+    }
 }
 
-fn indent_text(n: usize, s: &str) -> String {
-    let pad = " ".repeat(n);
+/// An argument Go passes to a `string` parameter.
+fn str_arg(v: &Value) -> std::result::Result<&str, String> {
+    match v {
+        Value::String(s) => Ok(s),
+        Value::Null => Err("invalid value; expected string".into()),
+        other => Err(format!(
+            "wrong type for value; expected string; got {}",
+            type_name(other)
+        )),
+    }
+}
+
+/// Sprig's `int`/`int64` (spf13/cast): numbers truncate, booleans are 0 or
+/// 1, decimal strings parse, anything else is 0.
+fn to_int(v: &Value) -> i64 {
+    match v {
+        Value::Number(n) => n
+            .as_i64()
+            .unwrap_or_else(|| n.as_f64().unwrap_or_default() as i64),
+        Value::Bool(b) => i64::from(*b),
+        Value::String(s) => {
+            // cast drops a fraction of zeros ("3.00") before parsing.
+            let whole = match s.split_once('.') {
+                Some((w, f)) if f.bytes().all(|b| b == b'0') => w,
+                _ => s,
+            };
+            whole.parse().unwrap_or(0)
+        }
+        _ => 0,
+    }
+}
+
+/// Sprig's `float64`.
+fn to_float(v: &Value) -> f64 {
+    match v {
+        Value::Number(n) => n.as_f64().unwrap_or_default(),
+        Value::Bool(b) => f64::from(u8::from(*b)),
+        Value::String(s) => s.parse().unwrap_or(0.0),
+        _ => 0.0,
+    }
+}
+
+fn indent_text(n: i64, s: &str) -> String {
+    let pad = " ".repeat(usize::try_from(n).unwrap_or(0));
     format!("{pad}{}", s.replace('\n', &format!("\n{pad}")))
 }
 
@@ -1035,11 +1149,23 @@ fn builtin(name: &str, a: &[Value]) -> std::result::Result<Value, String> {
                         m.remove(key).unwrap_or(Value::Null)
                     }
                     (Value::Array(mut l), idx) => {
-                        let i = int_arg(idx)?;
-                        if i >= l.len() {
-                            return Err(format!("index out of range: {i}"));
-                        }
+                        let i = int_arg(idx).map_err(|_| {
+                            format!("cannot index slice/array with type {}", type_name(idx))
+                        })?;
+                        let i = usize::try_from(i)
+                            .ok()
+                            .filter(|i| *i < l.len())
+                            .ok_or_else(|| format!("index out of range: {i}"))?;
                         l.swap_remove(i)
+                    }
+                    (Value::String(text), idx) => {
+                        // Go indexes a string's bytes.
+                        let i = int_arg(idx)?;
+                        let byte = usize::try_from(i)
+                            .ok()
+                            .and_then(|i| text.as_bytes().get(i))
+                            .ok_or_else(|| format!("index out of range: {i}"))?;
+                        Value::from(*byte)
                     }
                     (Value::Null, _) => return Err("index of untyped nil".into()),
                     (other, _) => {
@@ -1065,20 +1191,29 @@ fn builtin(name: &str, a: &[Value]) -> std::result::Result<Value, String> {
         }
         "toYaml" => {
             arity(a, 1)?;
-            let text = yaml::to_yaml(&a[0]).map_err(|e| e.to_string())?;
-            s(text.trim_end_matches('\n').to_string())
+            let text = super::goyaml::to_yaml(&a[0])?;
+            s(text.strip_suffix('\n').unwrap_or(&text).to_string())
         }
         "toJson" => {
             arity(a, 1)?;
-            serde_json::to_string(&a[0])
+            yaml::to_json_compact(&go_json_numbers(&a[0]))
                 .map(Value::String)
                 .map_err(|e| e.to_string())
+        }
+        "int" | "int64" => {
+            arity(a, 1)?;
+            Ok(Value::from(to_int(&a[0])))
+        }
+        "float64" => {
+            arity(a, 1)?;
+            let f = to_float(&a[0]);
+            Ok(serde_json::Number::from_f64(f).map_or(Value::Null, Value::Number))
         }
         "indent" | "nindent" => {
             arity(a, 2)?;
             let n = int_arg(&a[0])?;
-            let text = print_value(&a[1], "<nil>");
-            let body = indent_text(n, &text);
+            let text = str_arg(&a[1])?;
+            let body = indent_text(n, text);
             s(if name == "nindent" {
                 format!("\n{body}")
             } else {
@@ -1104,9 +1239,10 @@ fn builtin(name: &str, a: &[Value]) -> std::result::Result<Value, String> {
         }
         "required" => {
             arity(a, 2)?;
+            let warn = str_arg(&a[0])?;
             match &a[1] {
-                Value::Null => Err(print_value(&a[0], "")),
-                Value::String(x) if x.is_empty() => Err(print_value(&a[0], "")),
+                Value::Null => Err(warn.to_string()),
+                Value::String(x) if x.is_empty() => Err(warn.to_string()),
                 v => Ok(v.clone()),
             }
         }
@@ -1211,6 +1347,53 @@ mod tests {
                 .unwrap_err()
                 .to_string()
                 .contains("need x")
+        );
+    }
+
+    #[test]
+    fn numbers_are_typed_as_helm_types_them() {
+        let d = json!({"Values": {"replicas": 2, "big": 1234567, "s": "3"}});
+        let e = render("{{ gt .Values.replicas 1 }}", d.clone()).unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("incompatible types for comparison: float64 and int"),
+            "{e}"
+        );
+        assert_eq!(
+            render(
+                "{{ gt (int .Values.replicas) 1 }} {{ gt .Values.replicas 1.0 }}",
+                d.clone()
+            )
+            .unwrap(),
+            "true true"
+        );
+        assert_eq!(
+            render(
+                "{{ .Values.big }} {{ int .Values.s }} {{ toJson .Values.replicas }}",
+                d
+            )
+            .unwrap(),
+            "1.234567e+06 3 2"
+        );
+        assert_eq!(
+            render("{{ range 3 }}{{ . }}{{ end }}", json!({})).unwrap(),
+            "012"
+        );
+        assert_eq!(render("{{ index \"ab\" 1 }}", json!({})).unwrap(), "98");
+        assert!(render("{{ nindent 2 1.5 }}", json!({})).is_err());
+        assert!(render("{{ nil }}", json!({})).is_err());
+        assert_eq!(
+            render("{{ if false }}{{ nil }}{{ end }}", json!({})).unwrap(),
+            ""
+        );
+    }
+
+    #[test]
+    fn to_yaml_is_go_yaml() {
+        let d = json!({"v": {"tolerations": [{"key": "a", "operator": "Exists"}], "on": "yes"}});
+        assert_eq!(
+            render("{{ toYaml .v }}", d).unwrap(),
+            "\"on\": \"yes\"\ntolerations:\n- key: a\n  operator: Exists"
         );
     }
 

@@ -22,6 +22,34 @@ pub fn chart_version(version: &str) -> String {
     }
 }
 
+/// The text of one of `c`'s manifest files in the catalog.
+pub fn source<'c>(catalog: &'c Catalog, path: &str, c: &ComponentRef) -> Result<&'c str> {
+    let bytes = catalog.file(path).ok_or_else(|| {
+        Error::internal(format!(
+            "manifest file {path:?} of component {:?} not found in the catalog",
+            c.name
+        ))
+    })?;
+    yaml::utf8(bytes).map_err(|e| e.context(format!("manifest {path:?}")))
+}
+
+/// The data a manifest of `c` sees, as Helm would give it to a chart named
+/// after the component and installed as `release`.
+pub fn data(c: &ComponentRef, release: &str, values: &Value) -> Value {
+    let mut vals = Map::new();
+    vals.insert(c.name.clone(), values.clone());
+    let chart = if c.chart.is_empty() {
+        &c.name
+    } else {
+        &c.chart
+    };
+    serde_json::json!({
+        "Values": vals,
+        "Release": {"Namespace": c.namespace, "Service": "Helm", "Name": release},
+        "Chart": {"Name": chart, "Version": chart_version(&c.version)},
+    })
+}
+
 /// Render one manifest file of `c` with its final values. `None` when the
 /// output holds no YAML object.
 pub fn render(
@@ -31,31 +59,15 @@ pub fn render(
     release: &str,
     values: &Value,
 ) -> Result<Option<String>> {
-    let bytes = catalog.file(path).ok_or_else(|| {
-        Error::internal(format!(
-            "manifest file {path:?} of component {:?} not found in the catalog",
-            c.name
-        ))
-    })?;
-    let text = yaml::utf8(bytes).map_err(|e| e.context(format!("manifest {path:?}")))?;
-    let mut vals = Map::new();
-    vals.insert(c.name.clone(), values.clone());
-    let chart = if c.chart.is_empty() {
-        &c.name
-    } else {
-        &c.chart
-    };
-    let data = serde_json::json!({
-        "Values": vals,
-        "Release": {"Namespace": c.namespace, "Service": "Helm", "Name": release},
-        "Chart": {"Name": chart, "Version": chart_version(&c.version)},
-    });
-    let out = Template::parse(path, text)?.render(&data).map_err(|e| {
-        e.context(format!(
-            "failed to render manifest for component {:?}",
-            c.name
-        ))
-    })?;
+    let text = source(catalog, path, c)?;
+    let out = Template::parse(path, text)?
+        .render(&data(c, release, values))
+        .map_err(|e| {
+            e.context(format!(
+                "failed to render manifest for component {:?}",
+                c.name
+            ))
+        })?;
     if !has_object(&out) {
         return Ok(None);
     }

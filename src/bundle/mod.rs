@@ -11,6 +11,7 @@
 
 pub mod checksums;
 pub mod gotmpl;
+mod goyaml;
 pub mod layout;
 pub mod manifests;
 pub mod oci;
@@ -285,13 +286,16 @@ fn resolve_dynamic(
     Ok(out)
 }
 
-/// Render the bundle for `recipe` in memory.
-pub fn generate(
-    catalog: &Catalog,
-    recipe: &RecipeResult,
-    opts: &Options,
-    kustomize: &dyn Kustomize,
-) -> Result<Bundle> {
+/// What every use of a recipe's bundle plan starts from: the recipe after
+/// component filtering, its folders and each component's final values.
+struct Prepared {
+    recipe: RecipeResult,
+    folders: Vec<Folder>,
+    /// By component index of `recipe`.
+    values: Vec<ComponentValues>,
+}
+
+fn prepare(catalog: &Catalog, recipe: &RecipeResult, opts: &Options) -> Result<Prepared> {
     if recipe.component_refs.is_empty() {
         return Err(Error::invalid(
             "recipe must contain at least one component reference",
@@ -341,6 +345,64 @@ pub fn generate(
             )
         })
         .collect();
+    Ok(Prepared {
+        recipe: filtered,
+        folders,
+        values,
+    })
+}
+
+/// One catalog manifest as bundle generation renders it.
+#[derive(Debug, Clone)]
+pub struct ManifestInput {
+    pub component: String,
+    /// Catalog path of the template.
+    pub path: String,
+    pub template: String,
+    /// The `.Values`/`.Release`/`.Chart` data it is rendered with.
+    pub data: Value,
+}
+
+/// Every catalog manifest [`generate`] renders for `recipe` and `opts`,
+/// with its data, unrendered. The test suite hands these to Helm's engine
+/// to judge `gotmpl` against it.
+pub fn manifest_inputs(
+    catalog: &Catalog,
+    recipe: &RecipeResult,
+    opts: &Options,
+) -> Result<Vec<ManifestInput>> {
+    let p = prepare(catalog, recipe, opts)?;
+    let mut out = Vec::new();
+    for f in &p.folders {
+        if f.kind == FolderKind::UpstreamHelm || f.content != LocalContent::Manifests {
+            continue;
+        }
+        let c = &p.recipe.component_refs[f.component];
+        for path in &c.manifest_files {
+            out.push(ManifestInput {
+                component: c.name.clone(),
+                path: path.clone(),
+                template: manifests::source(catalog, path, c)?.to_string(),
+                data: manifests::data(c, &f.name, &p.values[f.component].full),
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// Render the bundle for `recipe` in memory.
+pub fn generate(
+    catalog: &Catalog,
+    recipe: &RecipeResult,
+    opts: &Options,
+    kustomize: &dyn Kustomize,
+) -> Result<Bundle> {
+    let registry = catalog.registry();
+    let Prepared {
+        recipe: filtered,
+        folders,
+        values,
+    } = prepare(catalog, recipe, opts)?;
 
     let names: Vec<&str> = layout::order(&filtered)
         .into_iter()

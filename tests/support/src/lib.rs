@@ -32,6 +32,7 @@ mod server;
 mod static_http;
 mod status;
 mod store;
+pub mod tools;
 mod validation;
 
 pub use cluster::{FakeCluster, RecordedRequest};
@@ -41,12 +42,6 @@ pub use static_http::StaticHttp;
 
 use std::path::Path;
 use tempfile::NamedTempFile;
-
-/// Absolute path of the repository's `shared/` reference directory, which CI
-/// and developers keep beside the checkout.
-pub fn shared_dir() -> std::path::PathBuf {
-    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared")
-}
 
 /// A fake API server listening on `127.0.0.1` at a random port, with a
 /// kubeconfig pointing at it. It dereferences to [`FakeCluster`] for seeding,

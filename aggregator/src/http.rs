@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use axum::Router;
 use axum::extract::State;
-use axum::http::{StatusCode, header};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::get;
 
@@ -29,14 +29,12 @@ pub fn router(hub: Arc<Hub>, healthy: Arc<AtomicBool>) -> Router {
         .with_state(Shared { hub, healthy })
 }
 
-async fn metrics(State(s): State<Shared>) -> impl IntoResponse {
-    (
-        [(
-            header::CONTENT_TYPE,
-            "application/openmetrics-text; version=1.0.0; charset=utf-8",
-        )],
-        s.hub.metrics().encode(),
-    )
+/// OpenMetrics for scrapers that accept it, the classic text format for
+/// the rest (`promtool check metrics`, `curl`).
+async fn metrics(State(s): State<Shared>, headers: HeaderMap) -> impl IntoResponse {
+    let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok());
+    let (content_type, body) = s.hub.metrics().exposition(accept);
+    ([(header::CONTENT_TYPE, content_type)], body)
 }
 
 async fn healthz(State(s): State<Shared>) -> impl IntoResponse {

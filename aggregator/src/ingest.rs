@@ -193,12 +193,14 @@ impl Ingest {
             .inc();
     }
 
-    fn ingested(&self, kind: &'static str) {
-        self.hub
-            .metrics()
-            .ingested
-            .get_or_create(&KindLabel { kind })
-            .inc();
+    fn ingested(&self, kind: &'static str, took: Duration) {
+        let metrics = self.hub.metrics();
+        let kind = KindLabel { kind };
+        metrics.ingested.get_or_create(&kind).inc();
+        metrics
+            .ingest_seconds
+            .get_or_create(&kind)
+            .observe(took.as_secs_f64());
     }
 
     /// Wait for Hello; other messages get Resync until the strikes run out.
@@ -289,6 +291,14 @@ impl Ingest {
         let session = self
             .hub
             .register(&hello.node_name, &hello.agent_version, &hello.boot_id);
+        let reconnect = session
+            .node
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .reported;
+        if reconnect {
+            self.hub.metrics().agent_reconnects.inc();
+        }
         tracing::debug!(
             "agent connected: node={} version={}",
             hello.node_name,
@@ -351,6 +361,7 @@ impl Ingest {
                     _ = tokio::time::sleep(wait) => {}
                 }
             }
+            let applying = Instant::now();
             let (outcome, ack) = match message.body {
                 Some(Body::Full(f)) => match decode_all(&self.pool, f.subtypes) {
                     Ok(r) => (
@@ -383,7 +394,7 @@ impl Ingest {
             };
             match outcome {
                 Ok(kind) => {
-                    self.ingested(kind);
+                    self.ingested(kind, applying.elapsed());
                     if kind != "heartbeat" && !reply(tx, msg(Reply::Ack(Ack { seq: ack }))).await {
                         return None;
                     }

@@ -136,6 +136,12 @@ impl Sinks {
 
     /// Post events on their Node (`events.k8s.io/v1`). Cluster-level events
     /// have no Node and stay out of it.
+    ///
+    /// One recorder per constraint: a recorder folds an event into the
+    /// series of an earlier one with the same node, type and reason,
+    /// whatever its note says, so with one recorder a second constraint
+    /// violated on a node would only bump the count of the first one's
+    /// Event. Repeats of one constraint still form a series.
     pub fn start_kube_events(
         &mut self,
         client: kube::Client,
@@ -145,13 +151,11 @@ impl Sinks {
         let (tx, mut rx) = mpsc::channel::<DriftEvent>(QUEUE);
         self.kube = Some(tx);
         let metrics = self.metrics.clone();
-        let recorder = Recorder::new(
-            client,
-            Reporter {
-                controller: "aicr-aggregator".into(),
-                instance: Some(instance),
-            },
-        );
+        let reporter = Reporter {
+            controller: "aicr-aggregator".into(),
+            instance: Some(instance),
+        };
+        let mut recorders: HashMap<String, Recorder> = HashMap::new();
         tokio::spawn(async move {
             loop {
                 let ev = tokio::select! {
@@ -167,6 +171,9 @@ impl Sinks {
                     name: Some(ev.node_name.clone()),
                     ..Default::default()
                 };
+                let recorder = recorders
+                    .entry(ev.constraint.clone())
+                    .or_insert_with(|| Recorder::new(client.clone(), reporter.clone()));
                 if let Err(e) = recorder.publish(&node_event(&ev), &reference).await {
                     metrics
                         .sink_dropped
@@ -200,6 +207,21 @@ impl Sinks {
     }
 }
 
+/// The API server refuses an Event whose note is longer, in bytes.
+const NOTE_LIMIT: usize = 1024;
+
+/// `s` cut to at most `max` bytes, on a character boundary.
+fn cut(mut s: String, max: usize) -> String {
+    if s.len() > max {
+        let mut end = max;
+        while !s.is_char_boundary(end) {
+            end -= 1;
+        }
+        s.truncate(end);
+    }
+    s
+}
+
 fn node_event(ev: &DriftEvent) -> Event {
     let (type_, reason, note) = match Kind::try_from(ev.kind) {
         Ok(Kind::Opened) => (
@@ -223,7 +245,7 @@ fn node_event(ev: &DriftEvent) -> Event {
     Event {
         type_,
         reason: reason.into(),
-        note: Some(note.chars().take(1000).collect()),
+        note: Some(cut(note, NOTE_LIMIT)),
         action: "EvaluateRecipe".into(),
         secondary: None,
     }
@@ -356,6 +378,19 @@ pub fn now_ms() -> i64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn notes_are_cut_to_the_api_servers_limit_in_bytes() {
+        assert_eq!(cut("short".into(), NOTE_LIMIT), "short");
+        let ascii = cut("a".repeat(2000), NOTE_LIMIT);
+        assert_eq!(ascii.len(), NOTE_LIMIT);
+        // Two-byte characters: 512 of them fill the limit exactly; three-byte
+        // ones leave one byte unused rather than split a character.
+        assert_eq!(cut("é".repeat(1000), NOTE_LIMIT).len(), 1024);
+        let cjk = cut("界".repeat(1000), NOTE_LIMIT);
+        assert_eq!(cjk.len(), 1023);
+        assert!(cjk.chars().all(|c| c == '界'));
+    }
 
     #[test]
     fn resolving_removes_the_series_opened_even_if_severity_changed() {

@@ -133,14 +133,15 @@ impl<'a> Ctx<'a> {
         &self.settings.namespace
     }
 
-    /// Labels on every object the run creates.
+    /// Labels on every object the run creates. The check's name is made a
+    /// legal label value: catalog names are free text.
     pub fn labels(&self, check: &str) -> Value {
         json!({
             "app.kubernetes.io/name": "aicr",
             "app.kubernetes.io/component": "validation",
             "app.kubernetes.io/managed-by": "aicr",
             "aicr.nvidia.com/run-id": self.run_id,
-            "aicr.nvidia.com/validator": check,
+            "aicr.nvidia.com/validator": workloads::label_value(check),
         })
     }
 

@@ -234,6 +234,25 @@ pub fn dns_label(text: &str, max: usize) -> String {
     s.trim_matches('-').to_string()
 }
 
+/// A Kubernetes label value from arbitrary text (a validator's name):
+/// `[A-Za-z0-9._-]`, at most 63 bytes, starting and ending alphanumeric;
+/// empty stays empty. The API server refuses any other value.
+pub fn label_value(text: &str) -> String {
+    let mut s: String = text
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.') {
+                c
+            } else {
+                '-'
+            }
+        })
+        .collect();
+    s.truncate(63);
+    s.trim_matches(|c: char| !c.is_ascii_alphanumeric())
+        .to_string()
+}
+
 /// `AICR_VALIDATOR_IMAGE_REGISTRY` replaces the registry part (two segments
 /// for `host/org/rest`, one for `host/rest`); `AICR_VALIDATOR_IMAGE_TAG`
 /// replaces a `:latest` tag.
@@ -431,7 +450,7 @@ impl ValidatorJobs {
                     "metadata": {"labels": {
                         "app.kubernetes.io/name": "aicr",
                         "app.kubernetes.io/component": "validation",
-                        "aicr.nvidia.com/validator": v.name,
+                        "aicr.nvidia.com/validator": label_value(&v.name),
                     }},
                     "spec": {
                         "serviceAccountName": VALIDATOR_SA,
@@ -1146,6 +1165,14 @@ mod tests {
             "ip-10-0-1-12-ec2-internal"
         );
         assert_eq!(dns_label("-x-", 63), "x");
+        assert_eq!(label_value("nccl-all-reduce-bw"), "nccl-all-reduce-bw");
+        assert_eq!(
+            label_value("Team GPU burn-in (nightly)"),
+            "Team-GPU-burn-in--nightly"
+        );
+        assert_eq!(label_value(&format!("{}_x", "a".repeat(70))).len(), 63);
+        assert_eq!(label_value("é"), "");
+        assert_eq!(label_value(""), "");
     }
 
     #[test]

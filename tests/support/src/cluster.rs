@@ -82,9 +82,16 @@ pub struct RecordedRequest {
     /// The raw query string, empty when there was none.
     pub query: String,
     pub content_type: Option<String>,
+    /// The request body as sent (UTF-8, lossily); empty when there was none.
+    pub body: String,
 }
 
 impl RecordedRequest {
+    /// The body parsed as JSON, when it is JSON.
+    pub fn json(&self) -> Option<Value> {
+        serde_json::from_str(&self.body).ok()
+    }
+
     /// A decoded query parameter.
     pub fn param(&self, key: &str) -> Option<String> {
         form_urlencoded::parse(self.query.as_bytes())

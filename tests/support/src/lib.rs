@@ -19,6 +19,7 @@
 //! # }
 //! ```
 
+pub mod api_objects;
 mod cluster;
 mod discovery;
 pub mod fixtures;

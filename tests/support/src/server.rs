@@ -53,6 +53,7 @@ async fn handle(
         path: uri.path().to_string(),
         query: uri.query().unwrap_or_default().to_string(),
         content_type: (!content_type.is_empty()).then(|| content_type.clone()),
+        body: String::from_utf8_lossy(&body).into_owned(),
     });
     let latency = cluster.latency();
     if !latency.is_zero() {

@@ -81,6 +81,19 @@ fn is_kustomize(c: &ComponentRef) -> bool {
     !c.tag.is_empty() || !c.path.is_empty()
 }
 
+/// Folders numbered and waved by their position, after some were dropped.
+pub fn renumber(folders: Vec<Folder>) -> Vec<Folder> {
+    folders
+        .into_iter()
+        .enumerate()
+        .map(|(wave, f)| Folder {
+            dir: format!("{:03}-{}", wave + 1, f.name),
+            wave,
+            ..f
+        })
+        .collect()
+}
+
 /// Plan the folders for the (already filtered) recipe.
 pub fn plan(recipe: &RecipeResult) -> Result<Vec<Folder>> {
     let refs = &recipe.component_refs;

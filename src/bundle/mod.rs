@@ -423,6 +423,25 @@ pub fn generate(
     for f in &folders {
         templates.push(local_templates(catalog, &filtered, f, &values, kustomize)?);
     }
+    // A chart with no templates is one Helm refuses to lint and installs as
+    // nothing; manifests that render no object under these values get no
+    // folder at all.
+    let mut skipped = Vec::new();
+    let (folders, templates): (Vec<Folder>, Vec<_>) = folders
+        .into_iter()
+        .zip(templates)
+        .filter(|(f, t)| {
+            let empty = f.content == LocalContent::Manifests && t.is_empty();
+            if empty {
+                skipped.push(format!(
+                    "{}: its manifests render no object with these values; no folder is written",
+                    f.name
+                ));
+            }
+            !empty
+        })
+        .unzip();
+    let folders = layout::renumber(folders);
 
     let plan = Plan {
         recipe: &filtered,
@@ -443,6 +462,7 @@ pub fn generate(
         Deployer::ArgoCd => argocd::build(&plan, &mut bundle)?,
         Deployer::ArgoCdHelm => argocd::build_chart(&plan, &mut bundle)?,
     }
+    bundle.notes.extend(skipped);
     bundle.notes.extend(warnings);
 
     for path in catalog.paths().filter(|p| catalog.is_external(p)) {
@@ -560,6 +580,40 @@ mod tests {
             "CHART='oci://ghcr.io/nvidia/kai-scheduler/kai-scheduler'\nREPO=''\nVERSION='v0.13.0'\n"
         );
         assert_eq!(b.notes.len(), 2, "{:?}", b.notes);
+    }
+
+    #[test]
+    fn manifests_that_render_nothing_get_no_folder() {
+        let mut c = Criteria::default();
+        for (f, v) in [
+            (Field::Service, "kind"),
+            (Field::Accelerator, "h100"),
+            (Field::Intent, "training"),
+        ] {
+            c.set(f, v).unwrap();
+        }
+        let r = engine::resolve(Catalog::embedded().unwrap(), &c, None).unwrap();
+        let b = build_bundle(&r, &Options::default()).unwrap();
+        assert!(
+            b.files.keys().all(|k| !k.contains("gpu-operator-post")),
+            "{:?}",
+            b.files.keys()
+        );
+        assert!(
+            b.notes
+                .iter()
+                .any(|n| n.starts_with("gpu-operator-post: its manifests render no object")),
+            "{:?}",
+            b.notes
+        );
+        let dirs: BTreeSet<&str> = b
+            .files
+            .keys()
+            .filter_map(|k| k.split_once('/').map(|(d, _)| d))
+            .filter(|d| d.as_bytes()[0].is_ascii_digit())
+            .collect();
+        let numbers: Vec<usize> = dirs.iter().map(|d| d[..3].parse().unwrap()).collect();
+        assert_eq!(numbers, (1..=dirs.len()).collect::<Vec<_>>(), "{dirs:?}");
     }
 
     #[test]

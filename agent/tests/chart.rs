@@ -71,17 +71,52 @@ fn all_features() -> Value {
 /// Each optional feature switched on alone, by name.
 fn each_feature_alone() -> Vec<(&'static str, Value)> {
     vec![
-        ("recipe.content", with(json!({"recipe": {"content": "kind: RecipeResult\napiVersion: aicr.nvidia.com/v1alpha1\n"}}))),
-        ("recipe.existingConfigMap", with(json!({"recipe": {"existingConfigMap": "my-recipe"}}))),
-        ("tls.clientAuth", with(json!({"tls": {"clientAuth": {"enabled": true}}}))),
-        ("tls.certManager", with(json!({"tls": {"certManager": {"enabled": true}}}))),
-        ("serviceMonitor", with(json!({"serviceMonitor": {"enabled": true}}))),
-        ("prometheusRule", with(json!({"prometheusRule": {"enabled": true}}))),
-        ("networkPolicy", with(json!({"networkPolicy": {"enabled": true}}))),
-        ("grafanaDashboard", with(json!({"grafanaDashboard": {"enabled": true}}))),
-        ("aggregator.alertmanagerUrl", with(json!({"aggregator": {"alertmanagerUrl": "http://am:9093"}}))),
-        ("agent.runtimeClassName", with(json!({"agent": {"runtimeClassName": "nvidia"}}))),
-        ("single aggregator", with(json!({"aggregator": {"replicas": 1, "leaderElection": {"enabled": false}}}))),
+        (
+            "recipe.content",
+            with(
+                json!({"recipe": {"content": "kind: RecipeResult\napiVersion: aicr.nvidia.com/v1alpha1\n"}}),
+            ),
+        ),
+        (
+            "recipe.existingConfigMap",
+            with(json!({"recipe": {"existingConfigMap": "my-recipe"}})),
+        ),
+        (
+            "tls.clientAuth",
+            with(json!({"tls": {"clientAuth": {"enabled": true}}})),
+        ),
+        (
+            "tls.certManager",
+            with(json!({"tls": {"certManager": {"enabled": true}}})),
+        ),
+        (
+            "serviceMonitor",
+            with(json!({"serviceMonitor": {"enabled": true}})),
+        ),
+        (
+            "prometheusRule",
+            with(json!({"prometheusRule": {"enabled": true}})),
+        ),
+        (
+            "networkPolicy",
+            with(json!({"networkPolicy": {"enabled": true}})),
+        ),
+        (
+            "grafanaDashboard",
+            with(json!({"grafanaDashboard": {"enabled": true}})),
+        ),
+        (
+            "aggregator.alertmanagerUrl",
+            with(json!({"aggregator": {"alertmanagerUrl": "http://am:9093"}})),
+        ),
+        (
+            "agent.runtimeClassName",
+            with(json!({"agent": {"runtimeClassName": "nvidia"}})),
+        ),
+        (
+            "single aggregator",
+            with(json!({"aggregator": {"replicas": 1, "leaderElection": {"enabled": false}}})),
+        ),
     ]
 }
 
@@ -91,9 +126,9 @@ fn render(helm: &Judge, values: &Value) -> Result<Vec<(String, String)>, String>
     let mut docs = Vec::new();
     for (file, text) in helm.helm_render(&chart(), Some(values), RELEASE, NAMESPACE)? {
         for doc in text.split("\n---\n") {
-            let meaningful = doc
-                .lines()
-                .any(|l| !l.trim().is_empty() && !l.trim_start().starts_with('#') && l.trim() != "---");
+            let meaningful = doc.lines().any(|l| {
+                !l.trim().is_empty() && !l.trim_start().starts_with('#') && l.trim() != "---"
+            });
             if meaningful {
                 docs.push((file.clone(), doc.to_string()));
             }
@@ -162,7 +197,11 @@ fn check_schemas(helm: &Judge, objects: &Objects) {
         &[OLDEST_KUBERNETES, tools::NEWEST_KUBERNETES],
         &tools::crd_fixtures(),
     );
-    assert!(findings.is_empty(), "schema findings:\n{}", findings.join("\n"));
+    assert!(
+        findings.is_empty(),
+        "schema findings:\n{}",
+        findings.join("\n")
+    );
     for ((kind, _), v) in &objects.0 {
         match kind.as_str() {
             "ServiceMonitor" => {

@@ -265,7 +265,7 @@ pub fn alert(ev: &DriftEvent, ends_at: Option<i64>) -> Value {
         &ev.severity
     };
     let mut labels = json!({
-        "alertname": if stale { "AICRAgentStale" } else { "AICRConstraintViolation" },
+        "alertname": if stale { "AICRNodeStale" } else { "AICRConstraintViolated" },
         "node": ev.node_name,
         "severity": severity,
     });
@@ -430,7 +430,7 @@ mod tests {
             ..Default::default()
         };
         let a = alert(&ev, None);
-        assert_eq!(a["labels"]["alertname"], "AICRConstraintViolation");
+        assert_eq!(a["labels"]["alertname"], "AICRConstraintViolated");
         assert_eq!(a["labels"]["severity"], "warning");
         assert_eq!(a["labels"]["constraint"], "OS.release.VERSION_ID");
         assert_eq!(a["startsAt"], "2023-11-14T22:13:20.000Z");
@@ -442,6 +442,6 @@ mod tests {
             node_name: "gpu-1".into(),
             ..Default::default()
         };
-        assert_eq!(alert(&stale, None)["labels"]["alertname"], "AICRAgentStale");
+        assert_eq!(alert(&stale, None)["labels"]["alertname"], "AICRNodeStale");
     }
 }

@@ -1214,7 +1214,7 @@ async fn alertmanager_receives_firing_and_resolved_alerts() {
     let mut a = connect(&url(&agg), "gpu-1").await;
     a.full(node_readings("22.04")).await.unwrap();
     let firing = |v: &Value| {
-        v["labels"]["alertname"] == "AICRConstraintViolation" && v["labels"]["node"] == "gpu-1"
+        v["labels"]["alertname"] == "AICRConstraintViolated" && v["labels"]["node"] == "gpu-1"
     };
     eventually("a firing alert", || async {
         received

@@ -8,52 +8,29 @@
 //! schemas (strict) at the recipe's own oldest Kubernetes and the newest,
 //! or its published CRD schema.
 
+mod common;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
 use aicr::bundle::manifests::ExternalKustomize;
 use aicr::bundle::set::DynamicPaths;
-use aicr::bundle::values::Scheduling;
 use aicr::bundle::{self, Deployer, Options};
 use aicr::catalog::Catalog;
 use aicr::engine;
 use aicr::model::criteria::Criteria;
 use aicr::model::recipe::RecipeResult;
-use aicr::scheduling;
 use aicr_test_support::tools::{self, Judge};
 use serde_json::{Value, json};
 
-fn strings(v: &[&str]) -> Vec<String> {
-    v.iter().map(|s| s.to_string()).collect()
-}
-
 fn option_sets() -> Vec<(&'static str, Options)> {
-    let scheduled = Scheduling {
-        system_selector: scheduling::parse_node_selectors(&strings(&["nodeGroup=system"])).unwrap(),
-        system_tolerations: scheduling::parse_tolerations(&strings(&[
-            "dedicated=system:NoSchedule",
-        ]))
-        .unwrap(),
-        accelerated_selector: scheduling::parse_node_selectors(&strings(&["nodeGroup=gpu"]))
-            .unwrap(),
-        accelerated_tolerations: scheduling::parse_tolerations(&strings(&[
-            "nvidia.com/gpu=present:NoSchedule",
-        ]))
-        .unwrap(),
-        workload_selector: scheduling::parse_node_selectors(&strings(&["workload=ml"])).unwrap(),
-        workload_gate: Some(
-            scheduling::parse_taint("aicr.nvidia.com/gate=pending:NoSchedule").unwrap(),
-        ),
-        nodes: 8,
-        storage_class: Some("gp3".into()),
-    };
     let dynamic = DynamicPaths::parse(&["gpuoperator:driver.version"]).unwrap();
     vec![
         ("helm", Options::default()),
         (
             "helm, scheduling flags",
             Options {
-                scheduling: scheduled,
+                scheduling: common::scheduled(),
                 ..Options::default()
             },
         ),

@@ -5,15 +5,15 @@
 //! the syntax and functions gotmpl supports. The outputs must be identical,
 //! or both must fail.
 
+mod common;
+
 use std::collections::BTreeSet;
 
 use aicr::bundle::gotmpl::Template;
-use aicr::bundle::values::Scheduling;
 use aicr::bundle::{self, Options};
 use aicr::catalog::Catalog;
 use aicr::engine;
 use aicr::model::criteria::Criteria;
-use aicr::scheduling;
 use aicr_test_support::tools::Judge;
 use proptest::prelude::*;
 use proptest::strategy::ValueTree;
@@ -22,30 +22,12 @@ use serde_json::{Value, json};
 
 /// Bundle options a user commonly passes that change manifest data.
 fn option_sets() -> Vec<(&'static str, Options)> {
-    let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
-    let scheduled = Scheduling {
-        system_selector: scheduling::parse_node_selectors(&s(&["nodeGroup=system"])).unwrap(),
-        system_tolerations: scheduling::parse_tolerations(&s(&["dedicated=system:NoSchedule"]))
-            .unwrap(),
-        accelerated_selector: scheduling::parse_node_selectors(&s(&["nodeGroup=gpu-worker"]))
-            .unwrap(),
-        accelerated_tolerations: scheduling::parse_tolerations(&s(&[
-            "nvidia.com/gpu=present:NoSchedule",
-        ]))
-        .unwrap(),
-        workload_selector: scheduling::parse_node_selectors(&s(&["workload=ml"])).unwrap(),
-        workload_gate: Some(
-            scheduling::parse_taint("aicr.nvidia.com/gate=pending:NoSchedule").unwrap(),
-        ),
-        nodes: 8,
-        storage_class: Some("gp3".into()),
-    };
     vec![
         ("defaults", Options::default()),
         (
             "scheduling flags",
             Options {
-                scheduling: scheduled,
+                scheduling: common::scheduled(),
                 ..Options::default()
             },
         ),

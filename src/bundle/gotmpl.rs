@@ -672,21 +672,27 @@ struct Exec<'a> {
     out: String,
 }
 
-/// `data` as Helm's engine sees it: every number a `float64`.
-fn as_helm_reads(data: &Value) -> Value {
-    match data {
-        Value::Number(n) => n
-            .as_f64()
-            .and_then(serde_json::Number::from_f64)
-            .map_or(Value::Null, Value::Number),
-        Value::Array(a) => Value::Array(a.iter().map(as_helm_reads).collect()),
+/// `v` with every number replaced by `f(number)`.
+fn map_numbers(v: &Value, f: &impl Fn(&serde_json::Number) -> Value) -> Value {
+    match v {
+        Value::Number(n) => f(n),
+        Value::Array(a) => Value::Array(a.iter().map(|x| map_numbers(x, f)).collect()),
         Value::Object(m) => Value::Object(
             m.iter()
-                .map(|(k, v)| (k.clone(), as_helm_reads(v)))
+                .map(|(k, x)| (k.clone(), map_numbers(x, f)))
                 .collect(),
         ),
         other => other.clone(),
     }
+}
+
+/// `data` as Helm's engine sees it: every number a `float64`.
+fn as_helm_reads(data: &Value) -> Value {
+    map_numbers(data, &|n| {
+        n.as_f64()
+            .and_then(serde_json::Number::from_f64)
+            .map_or(Value::Null, Value::Number)
+    })
 }
 
 /// Go's kinds of number: a template literal without a point (and `len`,
@@ -695,26 +701,17 @@ fn is_int(n: &serde_json::Number) -> bool {
     !n.is_f64()
 }
 
-/// A value as Go's `encoding/json` writes it inside `toJson`/`toYaml`:
-/// integral floats below 1e21 are written without a fraction.
+/// A value as Go's `encoding/json` writes it inside `toJson`: integral
+/// floats below 1e21 are written without a fraction.
 fn go_json_numbers(v: &Value) -> Value {
-    match v {
-        Value::Number(n) if n.is_f64() => {
-            let f = n.as_f64().unwrap_or_default();
-            if f.fract() == 0.0 && f.abs() < 1e21 && f.abs() <= i64::MAX as f64 {
-                Value::from(f as i64)
-            } else {
-                v.clone()
-            }
+    map_numbers(v, &|n| {
+        let f = n.as_f64().unwrap_or_default();
+        if n.is_f64() && f.fract() == 0.0 && f.abs() <= i64::MAX as f64 {
+            Value::from(f as i64)
+        } else {
+            Value::Number(n.clone())
         }
-        Value::Array(a) => Value::Array(a.iter().map(go_json_numbers).collect()),
-        Value::Object(m) => Value::Object(
-            m.iter()
-                .map(|(k, v)| (k.clone(), go_json_numbers(v)))
-                .collect(),
-        ),
-        other => other.clone(),
-    }
+    })
 }
 
 /// Go's notion of "empty": false, 0, nil, "" and empty collections.

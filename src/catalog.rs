@@ -75,9 +75,17 @@ impl Catalog {
                     "initializing external data provider: directory={}",
                     d.display()
                 );
-                let files = read_external(d)
-                    .wrap(ErrorKind::Internal, "failed to initialize external data")
-                    .wrap(ErrorKind::Internal, "failed to initialize data provider")?;
+                // A missing directory stays not found (3), as every missing
+                // input does; what is wrong inside one is internal (8).
+                let files = read_external(d).map_err(|e| {
+                    let what =
+                        "failed to initialize data provider: failed to initialize external data";
+                    if e.kind() == ErrorKind::NotFound {
+                        e.context(what)
+                    } else {
+                        e.wrap(ErrorKind::Internal, what)
+                    }
+                })?;
                 (files, Some(d))
             }
         };
@@ -94,6 +102,22 @@ impl Catalog {
             );
         }
 
+        // With --data, say where every file comes from (for --debug).
+        if dir.is_some() {
+            let embedded_names: BTreeSet<&str> = embedded.iter().map(|(p, _)| p.as_str()).collect();
+            for (path, _) in &external {
+                if embedded_names.contains(path.as_str()) {
+                    tracing::debug!(
+                        "file source resolved: path={path} source=external (replaces the embedded file)"
+                    );
+                } else {
+                    tracing::debug!("file source resolved: path={path} source=external");
+                }
+            }
+            for (path, _) in embedded.iter().filter(|(p, _)| !external_names.contains(p)) {
+                tracing::debug!("file source resolved: path={path} source=embedded");
+            }
+        }
         // External files are visited first; an embedded file at the same path
         // is hidden. Overlays are then indexed by name in visit order, so an
         // embedded overlay visited later wins a name clash at another path.
@@ -121,6 +145,19 @@ impl Catalog {
                     .wrap(ErrorKind::Internal, "failed to parse external registry")
                     .wrap(ErrorKind::Internal, "failed to initialize data provider")?;
                 let (e, x) = (registry.components.len(), ext.components.len());
+                for comp in &ext.components {
+                    if registry.components.iter().any(|c| c.name == comp.name) {
+                        tracing::debug!(
+                            "registry component overridden by external data: name={}",
+                            comp.name
+                        );
+                    } else {
+                        tracing::debug!(
+                            "registry component added by external data: name={}",
+                            comp.name
+                        );
+                    }
+                }
                 if registry.api_version.is_empty() {
                     registry.api_version = ext.api_version.clone();
                     registry.kind = ext.kind.clone();

@@ -108,6 +108,23 @@ impl Error {
     /// Prefix the message and re-classify, for wrappers whose kind the
     /// exit-code table fixes regardless of the cause (e.g. every `--data`
     /// problem is INTERNAL).
+    /// Something the user handed us could not be used: theirs to fix
+    /// (exit 2), except that a missing file stays not found (3) and a
+    /// source that denied, timed out, throttled or could not be reached
+    /// keeps its own code. The one rule every loader of user input follows.
+    pub fn input(self, what: impl fmt::Display) -> Self {
+        match self.kind {
+            ErrorKind::NotFound
+            | ErrorKind::Unauthorized
+            | ErrorKind::Timeout
+            | ErrorKind::Unavailable
+            | ErrorKind::RateLimit => self.context(what),
+            ErrorKind::InvalidRequest | ErrorKind::Internal => {
+                self.wrap(ErrorKind::InvalidRequest, what)
+            }
+        }
+    }
+
     pub fn wrap(self, kind: ErrorKind, what: impl fmt::Display) -> Self {
         Error {
             kind,

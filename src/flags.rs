@@ -32,6 +32,57 @@ pub fn interval(s: &str) -> Result<Duration, String> {
     Ok(d)
 }
 
+/// Go's `strconv.ParseBool`: `1 t T TRUE true True` and
+/// `0 f F FALSE false False`, nothing else.
+pub fn parse_bool(s: &str) -> Option<bool> {
+    match s {
+        "1" | "t" | "T" | "TRUE" | "true" | "True" => Some(true),
+        "0" | "f" | "F" | "FALSE" | "false" | "False" => Some(false),
+        _ => None,
+    }
+}
+
+/// The value parser of every boolean flag bound to an environment variable
+/// (`#[arg(long, env = "AICR_DEBUG", value_parser = aicr::flags::EnvBool)]`).
+/// Such a flag only ever sees `true` from the command line; from the
+/// environment it accepts what [`parse_bool`] accepts, treats an empty
+/// value as unset (false), and a bad value is a usage error naming the
+/// variable, not a flag the user never typed.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct EnvBool;
+
+impl clap::builder::TypedValueParser for EnvBool {
+    type Value = bool;
+
+    fn parse_ref(
+        &self,
+        cmd: &clap::Command,
+        arg: Option<&clap::Arg>,
+        value: &std::ffi::OsStr,
+    ) -> Result<bool, clap::Error> {
+        let text = value.to_str();
+        if let Some(b) = text.and_then(parse_bool) {
+            return Ok(b);
+        }
+        if value.is_empty() {
+            return Ok(false);
+        }
+        let name = match arg {
+            Some(a) => match (a.get_env(), a.get_long()) {
+                (Some(env), _) => env.to_string_lossy().into_owned(),
+                (None, Some(long)) => format!("--{long}"),
+                (None, None) => a.get_id().to_string(),
+            },
+            None => "a boolean".to_string(),
+        };
+        let shown = value.to_string_lossy();
+        let message = format!(
+            "invalid value '{shown}' for {name}: not a boolean (use one of 1, t, T, TRUE, true, True, 0, f, F, FALSE, false, False; empty means unset)\n"
+        );
+        Err(clap::Error::raw(clap::error::ErrorKind::InvalidValue, message).with_cmd(cmd))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -46,5 +97,18 @@ mod tests {
         assert_eq!(timeout("90s"), Ok(Duration::from_secs(90)));
         assert!(interval("500ms").is_err());
         assert_eq!(interval("5s"), Ok(Duration::from_secs(5)));
+    }
+
+    #[test]
+    fn booleans_as_go_parses_them() {
+        for t in ["1", "t", "T", "TRUE", "true", "True"] {
+            assert_eq!(parse_bool(t), Some(true), "{t}");
+        }
+        for f in ["0", "f", "F", "FALSE", "false", "False"] {
+            assert_eq!(parse_bool(f), Some(false), "{f}");
+        }
+        for bad in ["", "yes", "on", "tRUE", " true"] {
+            assert_eq!(parse_bool(bad), None, "{bad}");
+        }
     }
 }

@@ -50,12 +50,22 @@ pub fn block_on<F: std::future::Future>(fut: F) -> Result<F::Output> {
 pub async fn client(kubeconfig: Option<&Path>) -> Result<kube::Client> {
     let mut config = match kubeconfig {
         Some(p) => {
-            let kc = Kubeconfig::read_from(p).map_err(|e| {
-                Error::invalid(format!(
+            if !p.exists() {
+                return Err(Error::not_found(format!(
+                    "kubeconfig not found: {}",
+                    p.display()
+                )));
+            }
+            // kube's read error quotes the path a second time; say it once.
+            let kc = Kubeconfig::read_from(p).map_err(|e| match e {
+                kube::config::KubeconfigError::ReadConfig(io, _) => {
+                    Error::invalid(format!("cannot read kubeconfig {}: {io}", p.display()))
+                }
+                other => Error::invalid(format!(
                     "invalid kubeconfig {}: {}",
                     p.display(),
-                    one_line(&e)
-                ))
+                    one_line(&other)
+                )),
             })?;
             kube::Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default())
                 .await
@@ -68,8 +78,14 @@ pub async fn client(kubeconfig: Option<&Path>) -> Result<kube::Client> {
                 })?
         }
         None => kube::Config::infer().await.map_err(|e| {
+            // KUBECONFIG naming a file that is not there is a missing input.
+            let missing = crate::error::chain(&e).contains("No such file or directory");
             Error::new(
-                ErrorKind::Unavailable,
+                if missing {
+                    ErrorKind::NotFound
+                } else {
+                    ErrorKind::Unavailable
+                },
                 format!(
                     "no Kubernetes configuration found (set --kubeconfig or KUBECONFIG): {}",
                     one_line(&e)

@@ -17,6 +17,7 @@ pub mod error;
 pub mod flags;
 pub mod hydrate;
 pub mod k8s;
+pub mod logfmt;
 pub mod model;
 pub mod parts;
 pub mod scheduling;

@@ -61,10 +61,34 @@ pub fn write_file_atomic(path: &Path, content: &[u8]) -> Result<()> {
         .prefix(".aicr-")
         .tempfile_in(dir)
         .map_err(|e| fail(&e))?;
+    // tempfile creates 0600; an output file is the user's, under their umask.
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::Permissions::from_mode(under_umask(0o666));
+        tmp.as_file().set_permissions(mode).map_err(|e| fail(&e))?;
+    }
     tmp.write_all(content).map_err(|e| fail(&e))?;
     tmp.as_file().sync_all().map_err(|e| fail(&e))?;
     tmp.persist(path).map_err(|e| fail(&e.error))?;
     Ok(())
+}
+
+/// The process umask, read once from `/proc/self/status` (Linux); `None`
+/// when unknown.
+pub fn umask() -> Option<u32> {
+    static CELL: std::sync::OnceLock<Option<u32>> = std::sync::OnceLock::new();
+    *CELL.get_or_init(|| {
+        let status = std::fs::read_to_string("/proc/self/status").ok()?;
+        let line = status.lines().find(|l| l.starts_with("Umask:"))?;
+        u32::from_str_radix(line.trim_start_matches("Umask:").trim(), 8).ok()
+    })
+}
+
+/// The mode a file created as `mode` gets under the user's umask (022 when
+/// it cannot be read).
+pub fn under_umask(mode: u32) -> u32 {
+    mode & !umask().unwrap_or(0o022)
 }
 
 /// Write to stdout or a file path. ConfigMap destinations go through the

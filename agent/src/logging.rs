@@ -1,4 +1,5 @@
-//! The agent's log output: text or JSON lines on stderr at `LOG_LEVEL`, and
+//! The agent's log output: text or JSON lines (the shape `aicr::logfmt`
+//! gives all three binaries) on stderr at `AICR_LOG_LEVEL` / `LOG_LEVEL`, and
 //! a filter that lets an identical warning (same place, same fields)
 //! through once per window. A collector that degrades the same way every
 //! cycle (no GPU, no systemd socket) says so once an hour, not 120 times.
@@ -9,12 +10,12 @@ use std::collections::HashMap;
 use std::collections::hash_map::DefaultHasher;
 use std::fmt::Debug;
 use std::hash::{Hash, Hasher};
+use std::io::IsTerminal;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use tracing::field::{Field, Visit};
 use tracing::{Event, Level, Metadata, Subscriber};
-use tracing_subscriber::EnvFilter;
 use tracing_subscriber::filter::FilterExt;
 use tracing_subscriber::fmt::MakeWriter;
 use tracing_subscriber::layer::{Context, Filter, Layer, SubscriberExt};
@@ -40,12 +41,16 @@ where
     S: Subscriber + for<'a> LookupSpan<'a>,
     W: for<'w> MakeWriter<'w> + Send + Sync + 'static,
 {
-    let level = EnvFilter::try_from_env("LOG_LEVEL").unwrap_or_else(|_| EnvFilter::new("info"));
+    let level = aicr::logfmt::level_filter(false, |k| std::env::var(k).ok());
     let fmt = tracing_subscriber::fmt::layer().with_writer(writer);
     let fmt = if json {
-        fmt.json().boxed()
+        fmt.with_ansi(false)
+            .event_format(aicr::logfmt::Json)
+            .boxed()
     } else {
-        fmt.boxed()
+        let color = std::io::stderr().is_terminal()
+            && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
+        fmt.with_ansi(color).boxed()
     };
     fmt.with_filter(level.and(Repeats::new(window))).boxed()
 }

@@ -58,7 +58,7 @@ struct Flags {
     #[arg(long = "systemd-unit")]
     systemd_units: Vec<String>,
     /// JSON log lines
-    #[arg(long, env = "AICR_LOG_JSON")]
+    #[arg(long, env = "AICR_LOG_JSON", value_parser = aicr::flags::EnvBool)]
     log_json: bool,
 }
 

@@ -93,6 +93,24 @@ fn grub_splits_flags_quotes_repeats_and_drops_root() {
 }
 
 #[test]
+fn grub_stops_at_the_arguments_for_init() {
+    let h = Host::new();
+    h.write(
+        "/proc/cmdline",
+        "BOOT_IMAGE=/vmlinuz ro quiet -- single splash=no\n",
+    );
+    let s = os::grub(&h.root()).unwrap();
+    assert_eq!(
+        data(&s),
+        [
+            ("BOOT_IMAGE", "/vmlinuz".to_string()),
+            ("quiet", "".into()),
+            ("ro", "".into()),
+        ]
+    );
+}
+
+#[test]
 fn empty_files_give_empty_subtypes() {
     let h = Host::new();
     h.write("/proc/cmdline", "")

@@ -112,7 +112,7 @@ struct Flags {
     #[arg(long, default_value = "60s", value_parser = aicr::flags::duration)]
     version_poll: Duration,
     /// JSON log lines
-    #[arg(long, env = "AICR_LOG_JSON")]
+    #[arg(long, env = "AICR_LOG_JSON", value_parser = aicr::flags::EnvBool)]
     log_json: bool,
 }
 
@@ -234,16 +234,15 @@ fn main() -> ExitCode {
             };
         }
     };
-    let filter = tracing_subscriber::EnvFilter::try_from_env("LOG_LEVEL")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let filter = aicr::logfmt::level_filter(false, |k| std::env::var(k).ok());
     let color = std::io::stderr().is_terminal()
         && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_ansi(color)
+        .with_ansi(color && !flags.log_json)
         .with_writer(std::io::stderr);
     if flags.log_json {
-        builder.json().init();
+        builder.event_format(aicr::logfmt::Json).init();
     } else {
         builder.init();
     }

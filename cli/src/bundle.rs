@@ -37,7 +37,7 @@ pub struct BundleArgs {
     /// Output directory (default: the current directory)
     #[arg(long, short = 'o')]
     pub output: Option<String>,
-    /// Deployer: helm, argocd, argocd-helm
+    /// Deployer: helm, argocd, argocd-helm [default: helm]
     #[arg(long, short = 'd')]
     pub deployer: Option<String>,
     /// Git repository URL baked into Argo CD Applications (argocd only)
@@ -52,6 +52,9 @@ pub struct BundleArgs {
     /// External catalog directory layered over the embedded one; copied into data/
     #[arg(long)]
     pub data: Option<PathBuf>,
+    /// Treat --data as the whole catalog instead of a layer
+    #[arg(long, requires = "data")]
+    pub data_only: bool,
     /// Node selector for system components: key=value (repeatable)
     #[arg(long, action = clap::ArgAction::Append, value_delimiter = ',')]
     pub system_node_selector: Vec<String>,
@@ -95,7 +98,7 @@ pub struct BundleArgs {
     #[arg(long, env = "COSIGN_IDENTITY_TOKEN", hide_env_values = true)]
     pub identity_token: Option<oidc::IdentityToken>,
     /// Get the --attest OIDC token through the OAuth device flow
-    #[arg(long, env = "AICR_OIDC_DEVICE_FLOW")]
+    #[arg(long, env = "AICR_OIDC_DEVICE_FLOW", value_parser = aicr::flags::EnvBool)]
     pub oidc_device_flow: bool,
     /// Override the binary attestation identity pattern (must name this project's repository)
     #[arg(long)]
@@ -111,9 +114,7 @@ fn pick(flag: &str, field: &str, cli: Option<&str>, config: &str) -> Option<Stri
     match cli {
         Some(v) => {
             if !config.is_empty() && config != v {
-                tracing::info!(
-                    "CLI flag overriding config value: field={field} flag={flag} config={config} override={v}"
-                );
+                crate::recipe::log_config_override(field, flag, &config, &v);
             }
             Some(v.to_string())
         }
@@ -295,9 +296,11 @@ fn resolve(a: &BundleArgs) -> Result<Resolved> {
     let nodes = match a.nodes {
         Some(n) => {
             if sc.nodes != 0 && sc.nodes != n {
-                tracing::info!(
-                    "CLI flag overriding config value: field=spec.bundle.scheduling.nodes flag=--nodes config={} override={n}",
-                    sc.nodes
+                crate::recipe::log_config_override(
+                    "spec.bundle.scheduling.nodes",
+                    "--nodes",
+                    &sc.nodes,
+                    &n,
                 );
             }
             n
@@ -382,31 +385,37 @@ fn resolve(a: &BundleArgs) -> Result<Resolved> {
         insecure_tls: a.insecure_tls || sec.registry.insecure_tls,
         plain_http: a.plain_http || sec.registry.plain_http,
     };
-    let output =
-        match target {
-            Some(target) => Output::Oci {
-                target,
-                push,
-                image_refs,
-            },
-            None => {
-                let oci_only = [
-                    ("--insecure-tls", push.insecure_tls),
-                    ("--plain-http", push.plain_http),
-                    ("--image-refs", image_refs.is_some()),
-                ];
-                for (flag, set) in oci_only {
-                    if set {
-                        tracing::warn!(
-                            "{flag} only applies to oci:// output and is ignored for a directory"
-                        );
-                    }
+    let output = match target {
+        Some(target) => Output::Oci {
+            target,
+            push,
+            image_refs,
+        },
+        None => {
+            let oci_only = [
+                ("--insecure-tls", push.insecure_tls),
+                ("--plain-http", push.plain_http),
+                ("--image-refs", image_refs.is_some()),
+            ];
+            for (flag, set) in oci_only {
+                if set {
+                    tracing::warn!(
+                        "{flag} only applies to oci:// output and is ignored for a directory"
+                    );
                 }
-                Output::Dir(std::path::absolute(&output).map_err(|e| {
-                    Error::invalid(format!("invalid output directory {output:?}: {e}"))
-                })?)
             }
-        };
+            let dir = std::path::absolute(&output)
+                .map_err(|e| Error::invalid(format!("invalid output directory {output:?}: {e}")))?;
+            // Refuse before any work, not after generating the bundle.
+            if std::fs::symlink_metadata(&dir).is_ok_and(|m| !m.is_dir()) {
+                return Err(opt_err(Error::invalid(format!(
+                    "output path {} exists and is not a directory",
+                    dir.display()
+                ))));
+            }
+            Output::Dir(dir)
+        }
+    };
     let data = a
         .data
         .clone()
@@ -425,10 +434,10 @@ fn load_recipe(uri: &str, kubeconfig: Option<&PathBuf>) -> Result<RecipeResult> 
     if let Source::File(p) = &source {
         let abs = std::path::absolute(p).unwrap_or_else(|_| p.clone());
         if !abs.is_file() {
-            return Err(opt_err(Error::not_found(format!(
+            return Err(Error::not_found(format!(
                 "recipe file not found: {}",
                 abs.display()
-            ))));
+            )));
         }
         source = Source::File(abs);
     }
@@ -551,7 +560,7 @@ fn sign_bundle(
             path.to_string(),
             bundle::BundleFile {
                 content,
-                mode: 0o600,
+                mode: 0o644,
             },
         );
     }
@@ -573,7 +582,7 @@ pub fn run(a: &BundleArgs) -> Result<()> {
         })
         .transpose()?;
     let recipe = load_recipe(&r.recipe, a.kubeconfig.as_ref())?;
-    let catalog = crate::recipe::open_catalog(r.data.clone(), false)?;
+    let catalog = crate::recipe::open_catalog(r.data.clone(), a.data_only)?;
     // What the provenance and the log name as the bundle's destination.
     let destination = match &r.output {
         Output::Dir(d) => d.display().to_string(),

@@ -1,5 +1,5 @@
 //! The three logging modes of the CLI reference: CLI mode (bare messages,
-//! `[cli]` prefix, green for info, red for errors), text mode (`--debug`:
+//! `[cli]` prefix, red for errors on a terminal), text mode (`--debug`:
 //! key=value with time, level, module and version) and JSON mode
 //! (`--log-json`). Everything goes to stderr; stdout is for documents.
 
@@ -7,9 +7,8 @@ use std::fmt;
 use std::io::IsTerminal;
 
 use tracing::{Event, Level, Subscriber};
-use tracing_subscriber::EnvFilter;
+use tracing_subscriber::fmt::FmtContext;
 use tracing_subscriber::fmt::format::{FormatEvent, FormatFields, Writer};
-use tracing_subscriber::fmt::{FmtContext, FormattedFields};
 use tracing_subscriber::registry::LookupSpan;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -24,29 +23,16 @@ pub fn color_enabled() -> bool {
     std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty()) && std::io::stderr().is_terminal()
 }
 
-fn filter(debug: bool) -> EnvFilter {
-    let level = if debug {
-        "debug".to_string()
-    } else {
-        std::env::var("LOG_LEVEL")
-            .ok()
-            .map(|l| l.trim().to_ascii_lowercase())
-            .filter(|l| ["trace", "debug", "info", "warn", "error"].contains(&l.as_str()))
-            .unwrap_or_else(|| "info".into())
-    };
-    EnvFilter::new(level)
-}
-
+/// Install the logger. Our formatters colour what they print themselves
+/// (only on a terminal without `NO_COLOR`), so the writer never adds ANSI
+/// styling of its own: files and pipes get plain text.
 pub fn init(mode: Mode, debug: bool) {
     let builder = tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
-        .with_env_filter(filter(debug));
+        .with_ansi(false)
+        .with_env_filter(aicr::logfmt::level_filter(debug, |k| std::env::var(k).ok()));
     let _ = match mode {
-        Mode::Json => builder
-            .json()
-            .flatten_event(true)
-            .with_current_span(false)
-            .try_init(),
+        Mode::Json => builder.event_format(aicr::logfmt::Json).try_init(),
         Mode::Text => builder.event_format(TextFormat).try_init(),
         Mode::Cli => builder
             .event_format(CliFormat {
@@ -57,7 +43,7 @@ pub fn init(mode: Mode, debug: bool) {
 }
 
 /// Print the final error line in the active mode. Errors always reach the
-/// user, whatever `LOG_LEVEL` says.
+/// user, whatever `AICR_LOG_LEVEL` or `LOG_LEVEL` say.
 pub fn report_error(mode: Mode, message: &str, exit_code: i32) {
     match mode {
         Mode::Cli => {
@@ -69,7 +55,7 @@ pub fn report_error(mode: Mode, message: &str, exit_code: i32) {
             }
         }
         Mode::Text | Mode::Json => {
-            tracing::error!(exitCode = exit_code, "command failed: {message}");
+            tracing::error!(error = message, exitCode = exit_code, "command failed");
         }
     }
 }
@@ -91,8 +77,9 @@ where
     ) -> fmt::Result {
         let (start, end) = match (*event.metadata().level(), self.color) {
             (_, false) => ("", ""),
+            // Red for errors on a terminal; nothing else is coloured.
             (Level::ERROR, true) => ("\x1b[31m", "\x1b[0m"),
-            (_, true) => ("\x1b[32m", "\x1b[0m"),
+            (_, true) => ("", ""),
         };
         write!(w, "{start}[cli] ")?;
         ctx.field_format().format_fields(w.by_ref(), event)?;
@@ -109,23 +96,39 @@ where
 {
     fn format_event(
         &self,
-        ctx: &FmtContext<'_, S, N>,
+        _ctx: &FmtContext<'_, S, N>,
         mut w: Writer<'_>,
         event: &Event<'_>,
     ) -> fmt::Result {
         let meta = event.metadata();
-        let now = humantime::format_rfc3339_millis(std::time::SystemTime::now());
+        let record = aicr::logfmt::Record::of(event);
         write!(
             w,
-            "time={now} level={} module=aicr version={} source={}:{} msg=\"",
-            meta.level(),
+            "time={} level={} module=aicr version={} source={}:{} msg={}",
+            aicr::logfmt::now_rfc3339_millis(),
+            aicr::logfmt::level_name(meta.level()),
             aicr::VERSION,
             meta.file().unwrap_or("?"),
-            meta.line().unwrap_or(0)
+            meta.line().unwrap_or(0),
+            text_value(&record.msg)
         )?;
-        let mut fields = FormattedFields::<N>::new(String::new());
-        ctx.field_format()
-            .format_fields(fields.as_writer(), event)?;
-        writeln!(w, "{}\"", fields.fields.replace('"', "\\\""))
+        for (k, v) in &record.fields {
+            write!(w, " {k}={}", text_value(&v.to_string()))?;
+        }
+        writeln!(w)
+    }
+}
+
+/// A value in key=value text: bare when it has no space, quote, `=` or
+/// control character (and is not empty), else quoted with escapes.
+fn text_value(v: &str) -> String {
+    let bare = !v.is_empty()
+        && !v
+            .chars()
+            .any(|c| c.is_whitespace() || c.is_control() || c == '"' || c == '=');
+    if bare {
+        v.to_string()
+    } else {
+        format!("{v:?}")
     }
 }

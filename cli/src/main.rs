@@ -29,10 +29,10 @@ use aicr::error::{Error, Result};
 )]
 struct Cli {
     /// Debug logging: key=value lines with time, level and source
-    #[arg(long, global = true, env = "AICR_DEBUG")]
+    #[arg(long, global = true, env = "AICR_DEBUG", value_parser = aicr::flags::EnvBool)]
     debug: bool,
     /// Structured JSON logs for automation
-    #[arg(long, global = true, env = "AICR_LOG_JSON")]
+    #[arg(long, global = true, env = "AICR_LOG_JSON", value_parser = aicr::flags::EnvBool)]
     log_json: bool,
     /// Print the version and exit
     #[arg(short = 'v', long = "version", action = clap::ArgAction::Version)]
@@ -113,13 +113,12 @@ fn run(cli: Cli) -> Result<()> {
 }
 
 /// Usage errors exit 1, as upstream's flag parser does; a single-value flag
-/// given twice is invalid input (2).
+/// given twice is invalid input (2). A missing command is a usage error
+/// too: the help goes to stderr and the exit is 1.
 fn usage_error(e: clap::Error) -> ExitCode {
     use clap::error::{ContextKind, ContextValue, ErrorKind};
     match e.kind() {
-        ErrorKind::DisplayHelp
-        | ErrorKind::DisplayVersion
-        | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
+        ErrorKind::DisplayHelp | ErrorKind::DisplayVersion => {
             let _ = e.print();
             ExitCode::SUCCESS
         }

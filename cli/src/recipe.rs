@@ -51,7 +51,7 @@ pub struct CriteriaArgs {
     /// Treat --data as the whole catalog instead of a layer
     #[arg(long, requires = "data")]
     pub data_only: bool,
-    /// Output format: yaml, json, table
+    /// Output format: yaml, json, table [default: yaml]
     #[arg(long, short = 't')]
     pub format: Option<String>,
     /// Kubeconfig for cm:// sources and sinks (default: $KUBECONFIG, in-cluster)
@@ -79,12 +79,7 @@ pub struct QueryArgs {
 
 /// Load and validate `--config`.
 pub fn load_config(src: &str) -> Result<AicrConfig> {
-    let fail = |e: Error| {
-        e.wrap(
-            ErrorKind::InvalidRequest,
-            format!("failed to load config from {src:?}"),
-        )
-    };
+    let fail = |e: Error| e.input(format!("failed to load config from {src:?}"));
     if src.starts_with("cm://") {
         return Err(Error::invalid(
             "ConfigMap (cm://) sources are not supported by --config; export the ConfigMap data with kubectl get cm <name> -o yaml and pass the resulting file",
@@ -103,19 +98,54 @@ pub fn load_config(src: &str) -> Result<AicrConfig> {
     Ok(cfg)
 }
 
+/// The one line `recipe`, `query` and `bundle` log when a command-line
+/// flag replaces a different value from `--config`.
+pub fn log_config_override(
+    field: &str,
+    flag: &str,
+    config: &dyn std::fmt::Display,
+    value: &dyn std::fmt::Display,
+) {
+    tracing::info!(
+        "CLI flag overriding config value: field={field} flag={flag} config={config} override={value}"
+    );
+}
+
 /// Pick a value: the flag when given, else the config's when non-empty.
 /// Logs when the flag replaces a different config value.
-fn pick(flag_name: &str, flag: Option<&str>, config: &str) -> Option<String> {
+fn pick(field: &str, flag_name: &str, flag: Option<&str>, config: &str) -> Option<String> {
     match flag {
         Some(f) => {
             if !config.is_empty() && config != f {
-                tracing::info!(
-                    "CLI flag overriding config value: flag={flag_name} config={config} override={f}"
-                );
+                log_config_override(field, flag_name, &config, &f);
             }
             Some(f.to_string())
         }
         None => (!config.is_empty()).then(|| config.to_string()),
+    }
+}
+
+/// Log every criteria field a flag changed from the config's value.
+fn log_criteria_overrides(config: &Criteria, resolved: &Criteria, a: &CriteriaArgs) {
+    for (field, value) in flag_fields(a) {
+        let (before, after) = (config.get(field), resolved.get(field));
+        if value.is_some() && before != aicr::model::ANY && before != after {
+            log_config_override(
+                &format!("spec.recipe.criteria.{}", field.name()),
+                &format!("--{}", field.name()),
+                &before,
+                &after,
+            );
+        }
+    }
+    if config.nodes != 0 && a.nodes.last().is_some_and(|&n| n > 0) && config.nodes != resolved.nodes
+    {
+        log_config_override(
+            "spec.recipe.criteria.nodes",
+            "--nodes",
+            &config.nodes,
+            &resolved.nodes,
+        );
     }
 }
 
@@ -261,16 +291,37 @@ pub fn resolve(a: &CriteriaArgs, output_flag: Option<&str>) -> Result<Resolved> 
     let section = config.as_ref().map(|c| c.recipe()).unwrap_or_default();
     let kubeconfig = a.kubeconfig.last();
 
-    let format_name = pick("format", a.format.as_deref(), &section.output.format)
-        .unwrap_or_else(|| "yaml".into());
+    let format_name = pick(
+        "spec.recipe.output.format",
+        "--format",
+        a.format.as_deref(),
+        &section.output.format,
+    )
+    .unwrap_or_else(|| "yaml".into());
     let format = OutputFormat::parse(&format_name)?;
-    let output = pick("output", output_flag, &section.output.path).unwrap_or_default();
+    let output = pick(
+        "spec.recipe.output.path",
+        "--output",
+        output_flag,
+        &section.output.path,
+    )
+    .unwrap_or_default();
     let data = match a.data.last() {
-        Some(d) => Some(d.clone()),
+        Some(d) => {
+            if !section.data.is_empty() && std::path::Path::new(&section.data) != d {
+                log_config_override("spec.recipe.data", "--data", &section.data, &d.display());
+            }
+            Some(d.clone())
+        }
         None => (!section.data.is_empty()).then(|| PathBuf::from(&section.data)),
     };
     let catalog = open_catalog(data, a.data_only)?;
-    let snapshot_uri = pick("snapshot", a.snapshot.as_deref(), &section.input.snapshot);
+    let snapshot_uri = pick(
+        "spec.recipe.input.snapshot",
+        "--snapshot",
+        a.snapshot.as_deref(),
+        &section.input.snapshot,
+    );
 
     let config_criteria = config.as_ref().map(|c| c.criteria()).transpose()?.flatten();
     let (criteria, snapshot) = if let Some(uri) = snapshot_uri {
@@ -280,6 +331,9 @@ pub fn resolve(a: &CriteriaArgs, output_flag: Option<&str>) -> Result<Resolved> 
             overlay_criteria(&mut c, cc);
         }
         apply_flags(&mut c, a, Some("snapshot-detected"))?;
+        if let Some(cc) = &config_criteria {
+            log_criteria_overrides(cc, &c, a);
+        }
         tracing::info!("building recipe from snapshot: criteria={c}");
         (c, Some(snap))
     } else if let Some(path) = &a.criteria {
@@ -293,6 +347,9 @@ pub fn resolve(a: &CriteriaArgs, output_flag: Option<&str>) -> Result<Resolved> 
             overlay_criteria(&mut c, cc);
         }
         apply_flags(&mut c, a, None)?;
+        if let Some(cc) = &config_criteria {
+            log_criteria_overrides(cc, &c, a);
+        }
         if c.is_unset() {
             return Err(Error::invalid(
                 "no criteria provided: specify at least one of --service, --accelerator, --intent, --os, --platform, --nodes, --criteria, --config, or use --snapshot to load from a snapshot file",

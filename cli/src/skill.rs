@@ -292,7 +292,8 @@ fn install(path: &Path, content: &str) -> Result<()> {
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o600))
+        let mode = aicr::sink::under_umask(0o666);
+        std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(mode))
             .map_err(|e| fail("set permissions on", e))?;
     }
     tmp.persist(path).map_err(|e| fail("write", e.error))?;

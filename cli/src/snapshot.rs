@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
 
 use aicr::agent_job::AgentJob;
-use aicr::error::{Error, ErrorKind, Result, ResultExt};
+use aicr::error::{Error, Result, ResultExt};
 use aicr::model::snapshot::Snapshot;
 use aicr::sink::{self, OutputFormat};
 use aicr::source::{ConfigMapRef, Source};
@@ -21,7 +21,7 @@ pub struct SnapshotArgs {
     /// Destination: file, - (stdout, the default) or cm://namespace/name
     #[arg(long, short = 'o')]
     pub output: Option<String>,
-    /// Output format: yaml, json, table
+    /// Output format: yaml, json, table [default: yaml]
     #[arg(long, short = 't')]
     pub format: Option<String>,
     /// Kubeconfig (default: $KUBECONFIG, ~/.kube/config, in-cluster)
@@ -67,12 +67,13 @@ pub struct SnapshotArgs {
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
     pub privileged: bool,
     /// Fail unless a GPU is found (agent: request one GPU)
-    #[arg(long, env = "AICR_REQUIRE_GPU")]
+    #[arg(long, env = "AICR_REQUIRE_GPU", value_parser = aicr::flags::EnvBool)]
     pub require_gpu: bool,
     /// RuntimeClass for the agent pod (e.g. nvidia)
     #[arg(long, env = "AICR_RUNTIME_CLASS")]
     pub runtime_class: Option<String>,
-    /// Render through a Tera template (path or URL) instead of YAML/JSON
+    /// Render through a template (path or URL) instead of YAML/JSON: a Go
+    /// template with Sprig functions, or Tera when the name ends in .tera
     #[arg(long)]
     pub template: Option<String>,
     /// Cap node lists in NodeTopology entries (0 = unlimited)
@@ -163,7 +164,8 @@ fn load_template(t: &str) -> Result<Template> {
             aicr::source::read_file(&p)?
         }
     };
-    Template::parse(yaml::utf8(&text)?)
+    // The name picks the engine: `.tera` is Tera, anything else Go.
+    Template::load(t, yaml::utf8(&text)?)
 }
 
 /// Write the finished snapshot: template, or format, to the destination.
@@ -301,7 +303,7 @@ fn run_agent_job(a: &SnapshotArgs, plan: &Plan) -> Result<()> {
     let text = k8s::block_on(async {
         let client = k8s::client(kubeconfig.as_deref())
             .await
-            .map_err(|e| e.wrap(ErrorKind::Internal, "failed to create Kubernetes client"))?;
+            .map_err(|e| e.context("failed to create Kubernetes client"))?;
         aicr::agent_job::run(&client, &job).await
     })??;
     if plan.output.starts_with("cm://") {

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use aicr::agent_job::AgentJob;
-use aicr::error::{Error, ErrorKind, Result, ResultExt};
+use aicr::error::{Error, Result, ResultExt};
 use aicr::model::recipe::{RECIPE_RESULT_KIND, RecipeResult};
 use aicr::model::snapshot::Snapshot;
 use aicr::sink::{self, OutputFormat};
@@ -100,7 +100,7 @@ pub struct ValidateArgs {
     #[arg(long, default_value = "5m", value_parser = aicr::flags::timeout)]
     pub timeout: Duration,
     /// The agent must find a GPU, when no --snapshot is given
-    #[arg(long, env = "AICR_REQUIRE_GPU")]
+    #[arg(long, env = "AICR_REQUIRE_GPU", value_parser = aicr::flags::EnvBool)]
     pub require_gpu: bool,
     /// Judge the recipe against every node's live state in the aggregator
     /// at this URL (readiness, one suite per node; no check phases run)
@@ -110,19 +110,8 @@ pub struct ValidateArgs {
     pub connection: crate::aggregator::Connection,
 }
 
-/// Input problems are the user's to fix (exit 2); a cluster or network
-/// that cannot be reached keeps its own code.
 fn input_error(e: Error, what: &str, uri: &str) -> Error {
-    match e.kind() {
-        ErrorKind::Unauthorized
-        | ErrorKind::Timeout
-        | ErrorKind::Unavailable
-        | ErrorKind::RateLimit => e.context(format!("failed to load {what} from {uri:?}")),
-        _ => e.wrap(
-            ErrorKind::InvalidRequest,
-            format!("failed to load {what} from {uri:?}"),
-        ),
-    }
+    e.input(format!("failed to load {what} from {uri:?}"))
 }
 
 fn read_text(uri: &str, kubeconfig: Option<&PathBuf>) -> Result<(String, yaml::Format)> {
@@ -268,7 +257,7 @@ fn capture_snapshot(a: &ValidateArgs, sched: &Scheduling) -> Result<NodeSnapshot
     let text = k8s::block_on(async {
         let client = k8s::client(kubeconfig.as_deref())
             .await
-            .map_err(|e| e.wrap(ErrorKind::Internal, "failed to create Kubernetes client"))?;
+            .map_err(|e| e.context("failed to create Kubernetes client"))?;
         aicr::agent_job::run(&client, &job).await
     })??;
     let snap = Snapshot::parse(&text, yaml::Format::Yaml)
@@ -324,7 +313,7 @@ fn run_submission(a: &ValidateArgs, evidence_dir: &Path) -> Result<()> {
             image_pull_secrets: a.image_pull_secret.clone(),
             cleanup: !a.no_cleanup,
             kubeconfig: kubeconfig.cloned(),
-            version: env!("CARGO_PKG_VERSION").to_string(),
+            version: aicr::VERSION.to_string(),
         },
     })?;
     evidence::write(evidence_dir, &report)?;
@@ -404,7 +393,7 @@ pub fn run(a: &ValidateArgs) -> Result<()> {
             image_pull_secrets: a.image_pull_secret.clone(),
             cleanup: !a.no_cleanup,
             kubeconfig: kubeconfig.cloned(),
-            version: env!("CARGO_PKG_VERSION").to_string(),
+            version: aicr::VERSION.to_string(),
         },
     };
     let (report, gate_failure) = match validate::run(&request)? {

@@ -899,8 +899,8 @@ fn bad_input_exits_2_with_one_line_and_leaves_nothing() {
         &[],
         &t.path().join("missing.yaml"),
         &out,
-        2,
-        "invalid bundle command options: recipe file not found: ",
+        3,
+        "recipe file not found: ",
     );
 
     let empty = t.path().join("empty.yaml");
@@ -1143,7 +1143,7 @@ fn skill_prints_installs_and_refuses_to_clobber() {
         .success()
         .stdout(format!("{}\n", target.display()));
     assert_eq!(read(&target), text);
-    assert_eq!(mode(&target), 0o600);
+    assert_eq!(mode(&target), aicr::sink::under_umask(0o644));
     fs::write(&target, "old").unwrap();
     aicr()
         .env("HOME", home)

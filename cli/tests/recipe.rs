@@ -230,12 +230,12 @@ fn invalid_inputs_map_to_documented_exit_codes() {
         ),
         (
             &["recipe", "--config", "/nonexistent/c.yaml"],
-            2,
+            3,
             "failed to load config from",
         ),
         (
             &["recipe", "--service", "eks", "--data", "/nonexistent-dir"],
-            8,
+            3,
             "external data directory not found",
         ),
     ];
@@ -439,7 +439,7 @@ fn config_file_mode_and_precedence() {
         .assert()
         .success()
         .stderr(predicate::str::contains(
-            "CLI flag overriding config value: flag=output",
+            "CLI flag overriding config value: field=spec.recipe.output.path flag=--output",
         ));
     let doc: Value = serde_json::from_slice(&out.get_output().stdout).unwrap();
     assert_eq!(

@@ -184,6 +184,140 @@ fn formats_files_and_templates() {
     assert!(report.contains("nvidia nvidia_uvm"), "{report}");
 }
 
+/// A report written the way upstream's users write Go templates.
+const USER_GO_TEMPLATE: &str = r#"{{- /* A user's report, written for upstream aicr */ -}}
+{{- $wanted := list "GPU" "OS" -}}
+{{- $titles := dict "GPU" "Accelerators" "OS" "Operating system" -}}
+{{- $kernel := "" -}}
+# {{ .Kind }} of {{ index .Metadata "source-node" | upper }} ({{ .APIVersion }})
+{{- range .Measurements }}
+{{- if has .Type.String $wanted }}
+## {{ index $titles .Type.String | default (printf "%s measurements" .Type) }}
+{{- range .Subtypes }}
+  {{- if eq .Name "smi" }}
+- gpus: {{ index .Data "gpu-count" }}, model: {{ index .Data "gpu.model" | default "none" }}, any: {{ gt (index .Data "gpu-count").Any -1 }}
+  {{- else if eq .Name "release" }}
+- os: {{ with index .Data "PRETTY_NAME" }}{{ replace " " "_" .String }}{{ else }}unknown{{ end }}
+  {{- else if eq .Name "sysctl" }}
+    {{- $kernel = (index .Data "/proc/sys/kernel/osrelease").String }}
+- kernel: {{ trimSuffix "-aws" $kernel }}, printk: {{ join "/" (splitList "	" (index .Data "/proc/sys/kernel/printk").String) }}
+  {{- else if eq .Name "kmod" }}
+- modules:{{ range $name, $loaded := .Data }} {{ $name }}={{ $loaded }}{{ end }}
+  {{- end }}
+{{- end }}
+{{- else }}
+- skipped {{ .Type }} ({{ len .Subtypes }} subtypes)
+{{- end }}
+{{- end }}
+summary: {{ toJson (dict "node" (index .Metadata "source-node") "kernel" $kernel) }}
+month: {{ date "2006-01" 1750000000 }}
+year: {{ now | date "2006" }}
+"#;
+
+#[test]
+fn go_templates_render_a_local_snapshot() {
+    let root = host_root();
+    let home = tempfile::tempdir().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let template = dir.path().join("report.md.tmpl");
+    fs::write(&template, USER_GO_TEMPLATE).unwrap();
+    let out = aicr_offline(home.path())
+        .args(["snapshot", "--local", "--template"])
+        .arg(&template)
+        .arg("--root")
+        .arg(root.path())
+        .assert()
+        .success();
+    let report = String::from_utf8(out.get_output().stdout.clone()).unwrap();
+    let (body, year) = report.rsplit_once("year: ").unwrap();
+    assert_eq!(
+        body,
+        "# Snapshot of TEST-NODE (aicr.nvidia.com/v1alpha1)
+- skipped K8s (4 subtypes)
+- skipped SystemD (0 subtypes)
+## Operating system
+- kernel: 6.8.0-1028, printk: 4/4/1/7
+- modules: nvidia=true nvidia_uvm=true
+- os: Ubuntu_24.04_LTS
+## Accelerators
+- gpus: 0, model: none, any: true
+- skipped NodeTopology (3 subtypes)
+summary: {\"kernel\":\"6.8.0-1028-aws\",\"node\":\"test-node\"}
+month: 2025-06
+"
+    );
+    let year: i32 = year.trim().parse().unwrap();
+    assert!((2026..2100).contains(&year), "{report}");
+}
+
+#[test]
+fn the_example_go_template_renders_a_local_snapshot() {
+    let root = host_root();
+    let home = tempfile::tempdir().unwrap();
+    let template = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../examples/templates/snapshot-template.md.tmpl");
+    let out = aicr_offline(home.path())
+        .args(["snapshot", "--local", "--template"])
+        .arg(&template)
+        .arg("--root")
+        .arg(root.path())
+        .assert()
+        .success();
+    let report = String::from_utf8(out.get_output().stdout.clone()).unwrap();
+    for line in [
+        "# Cluster report: test-node\n",
+        "(Snapshot aicr.nvidia.com/v1alpha1).\n",
+        "## Kubernetes\n\n- no cluster data (no Kubernetes API reachable)\n",
+        "## GPU\n\n- No GPU detected\n",
+        "- Kernel parameters: `BOOT_IMAGE=/vmlinuz-6.8.0` `hugepagesz=1G` `quiet` `ro`\n",
+        "- Kernel 6.8.0-1028-aws\n",
+        "- NVIDIA kernel modules: nvidia nvidia_uvm\n",
+        "- Ubuntu 24.04 LTS\n",
+        "## Services\n\n- systemd not reachable\n",
+        "- 0 node(s), 0 taint entr(ies), 0 label entr(ies)\n",
+    ] {
+        assert!(report.contains(line), "missing {line:?} in:\n{report}");
+    }
+    assert!(!report.contains("<no value>"), "{report}");
+}
+
+#[test]
+fn the_example_go_template_renders_an_upstream_snapshot() {
+    // The agent Job hands back a snapshot upstream wrote: readings come from
+    // YAML (gpu-count an int), taint keys include disambiguated ones.
+    let upstream = fs::read_to_string(
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/upstream-snapshot.yaml"),
+    )
+    .unwrap();
+    let api = FakeApiServer::start_blocking();
+    api.agent_jobs_write(upstream);
+    let template = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../examples/templates/snapshot-template.md.tmpl");
+    let out = aicr_cluster(&api)
+        .args(["snapshot", "--template"])
+        .arg(&template)
+        .assert()
+        .success();
+    let report = String::from_utf8(out.get_output().stdout.clone()).unwrap();
+    for line in [
+        "# Cluster report: gpu-1\n\nCaptured 2026-11-28T01:12:40Z by aicr dev (Snapshot aicr.nvidia.com/v1alpha1).\n",
+        "- Server v1.32.9-eks-113cf36 (linux/amd64)\n",
+        "- 2 container image(s) running\n",
+        "- GPU Operator driver 570.133.20\n",
+        "- Node gpu-1: kubelet v1.32.9-eks-113cf36, runtime containerd://1.7.27, provider eks\n",
+        "- 8 x NVIDIA H100 80GB HBM3 (Hopper)\n",
+        "- Driver 570.86.15, CUDA 12.8, MIG -\n",
+        "- Kernel parameters: `console=ttyS0` `nomodule` `panic=1`\n",
+        "- 3 node(s), 3 taint entr(ies), 4 label entr(ies)\n",
+        "| taint | effect | value | nodes |\n|---|---|---|---|\n\
+         | dedicated | NoExecute | gpu | gpu-2 |\n\
+         | dedicated | NoSchedule | gpu | gpu-1 |\n\
+         | nvidia.com/gpu | NoSchedule | present | gpu-1,gpu-2 |\n",
+    ] {
+        assert!(report.contains(line), "missing {line:?} in:\n{report}");
+    }
+}
+
 #[test]
 fn bad_flags_and_outputs_fail_cleanly() {
     let root = host_root();
@@ -191,8 +325,34 @@ fn bad_flags_and_outputs_fail_cleanly() {
     let dir = tempfile::tempdir().unwrap();
     write(dir.path(), "bad.tera", "{% for x in %}");
     write(dir.path(), "boom.tera", "{{ Nope.missing }}");
+    write(
+        dir.path(),
+        "bad.tmpl",
+        "# {{ .Kind }}\n{{ range .Measurements }}",
+    );
+    write(dir.path(), "boom.md", "{{ index .Measurements 99 }}");
     let target = dir.path().join("out.md");
     let cases: Vec<(Vec<String>, i32, &str)> = vec![
+        (
+            vec![
+                "--template".into(),
+                dir.path().join("bad.tmpl").display().to_string(),
+                "-o".into(),
+                target.display().to_string(),
+            ],
+            2,
+            "as a Go template (any name not ending in .tera): template: bad.tmpl:2: unexpected EOF",
+        ),
+        (
+            vec![
+                "--template".into(),
+                dir.path().join("boom.md").display().to_string(),
+                "-o".into(),
+                target.display().to_string(),
+            ],
+            8,
+            "failed to execute template: template: boom.md:1: error calling index: index out of range: 99",
+        ),
         (
             vec![
                 "--template".into(),
@@ -201,7 +361,7 @@ fn bad_flags_and_outputs_fail_cleanly() {
                 target.display().to_string(),
             ],
             2,
-            "failed to parse template",
+            "as a Tera template (.tera)",
         ),
         (
             vec![
@@ -294,7 +454,7 @@ fn bad_flags_and_outputs_fail_cleanly() {
     }
     assert_eq!(
         fs::read_dir(dir.path()).unwrap().count(),
-        2,
+        4,
         "no temp files left behind"
     );
 }

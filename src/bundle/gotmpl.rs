@@ -1,21 +1,45 @@
 //! A Go `text/template` evaluator for the Helm-compatible subset that
-//! catalog manifests use, rendered at bundle time: actions with trim
-//! markers and comments, variables (`$x := …`, `$x = …`), field chains,
-//! pipelines, parenthesised sub-pipelines, `if`/`else if`/`with`/`range`,
-//! the built-ins (`and`, `or` short-circuit, `not`, `eq`, `ne`, `lt`, `le`,
-//! `gt`, `ge`, `len`, `index`, `print`) and the Helm helpers `toYaml`,
-//! `toJson`, `toString`, `nindent`, `indent`, `default`, `empty`, `quote`,
-//! `required`, and Sprig's conversions `int`, `int64` and `float64`.
+//! catalog manifests use, rendered at bundle time, and for user templates
+//! (`aicr snapshot --template`): actions with trim markers and comments,
+//! variables (`$x := …`, `$x = …`), field chains, pipelines, parenthesised
+//! sub-pipelines, `if`/`else if`/`with`/`range`, the built-ins (`and`,
+//! `or` short-circuit, `not`, `eq`, `ne`, `lt`, `le`, `gt`, `ge`, `len`,
+//! `index`, `print`, `printf`), the Helm helpers `toYaml`, `toJson`,
+//! `toString`, `nindent`, `indent`, `default`, `empty`, `quote`,
+//! `required`, Sprig's conversions `int`, `int64` and `float64`, and the
+//! Sprig functions listed in `sprig` (`dict`, `list`, `has`, `keys`,
+//! `sortAlpha`, `join`, `splitList`, `replace`, `contains`, `hasPrefix`,
+//! `hasSuffix`, `trim`, `trimPrefix`, `trimSuffix`, `upper`, `lower`,
+//! `title`, `now`, `date`).
 //!
-//! Data is a `serde_json::Value`, read the way Helm reads values: Helm
-//! decodes values through JSON, so every number in the data is a Go
-//! `float64`, while number literals in the template are `int` (`3`) or
-//! `float64` (`3.0`). Go refuses to compare the two kinds, so
-//! `gt .Values.replicas 1` fails here as it fails in Helm, and
-//! `gt (int .Values.replicas) 1` works in both. A missing map key yields nil
-//! (printed as nothing), while a field of nil is an error. Helm's engine is
-//! the judge of all of this: the test suite renders the catalog's manifests
-//! and a generated corpus through both and requires the same output.
+//! Data is a `serde_json::Value`. By default it is read the way Helm reads
+//! values ([`DataTypes::Helm`]): Helm decodes values through JSON, so every
+//! number in the data is a Go `float64`, while number literals in the
+//! template are `int` (`3`) or `float64` (`3.0`). Go refuses to compare the
+//! two kinds, so `gt .Values.replicas 1` fails here as it fails in Helm,
+//! and `gt (int .Values.replicas) 1` works in both. A missing map key
+//! yields nil (printed as nothing), while a field of nil is an error. Helm's
+//! engine is the judge of all of this: the test suite renders the
+//! catalog's manifests and a generated corpus through both and requires the
+//! same output.
+//!
+//! [`DataTypes::Typed`] reads data as typed Go structs instead (what
+//! `aicr snapshot --template` gives upstream's Go templates): integers in
+//! the data stay `int`, nil prints as Go prints it (`<no value>`), and a
+//! string answers `.String` with itself (upstream's named string types,
+//! such as a measurement's `Type`, have that method). Two Go values that
+//! JSON has no form for are carried as one-entry objects under a reserved
+//! key (see [`reading`] and `now`): a snapshot reading, which prints as
+//! its text, answers `.String` and `.Any`, and is always true; and a
+//! `time.Time`.
+//!
+//! Known gaps: `int64` yields an `int`, and the lists `splitList`, `keys`
+//! and `sortAlpha` make are `[]string` in Go but plain lists here; only
+//! printf's type names (`%T`, `%!s(int64=1)`) and `has` (Go's
+//! `reflect.DeepEqual`) can tell. Go's order for `keys` is random, ours
+//! sorted. A nil bound by `range` is accepted where Go refuses a nil
+//! interface for a map parameter (`keys`). Not supported: `define`,
+//! `template`, `block`, `break`, `continue`.
 //!
 //! It owns template syntax only; what data a manifest sees is `manifests`'
 //! business.
@@ -24,6 +48,10 @@ use serde_json::{Map, Value};
 
 use crate::error::{Error, Result};
 use crate::yaml;
+
+mod gotime;
+mod printf;
+mod sprig;
 
 /// A parsed template.
 #[derive(Debug, Clone)]
@@ -110,14 +138,21 @@ fn segment(name: &str, src: &str) -> Result<Vec<Segment>> {
         let mut text = &src[pos..start];
         let mut body_start = start + 2;
         let rest = &src[body_start..];
+        // A comment starts right after `{{` or after `{{-` and one space.
+        let mut comment_at = body_start;
         if rest.starts_with('-') && rest[1..].starts_with(is_space) {
             text = text.trim_end_matches(is_space);
             body_start += 1;
+            comment_at = body_start + rest[1..].chars().next().map_or(0, char::len_utf8);
         }
         out.push(Segment::Text(text.to_string()));
-        let close = find_close(&src[body_start..])
-            .map(|i| body_start + i)
-            .ok_or_else(|| err(name, line, "unclosed action"))?;
+        let comment = comment_close(&src[comment_at..]);
+        let close = match comment {
+            Some(found) => comment_at + found.map_err(|m| err(name, line, m))?,
+            None => find_close(&src[body_start..])
+                .map(|i| body_start + i)
+                .ok_or_else(|| err(name, line, "unclosed action"))?,
+        };
         let action_line = line;
         line += src[start..close].matches('\n').count();
         let mut body = &src[body_start..close];
@@ -125,12 +160,7 @@ fn segment(name: &str, src: &str) -> Result<Vec<Segment>> {
         if trim_right {
             body = &body[..body.len() - 1];
         }
-        let trimmed = body.trim_matches(is_space);
-        if trimmed.starts_with("/*") {
-            if !trimmed.ends_with("*/") {
-                return Err(err(name, line, "unclosed comment"));
-            }
-        } else {
+        if comment.is_none() {
             out.push(Segment::Action(body.to_string(), action_line));
         }
         pos = close + 2;
@@ -142,6 +172,26 @@ fn segment(name: &str, src: &str) -> Result<Vec<Segment>> {
     }
     out.push(Segment::Text(src[pos..].to_string()));
     Ok(out)
+}
+
+/// For an action that is a comment, the index of its closing `}}`: Go
+/// reads a comment verbatim (quotes mean nothing) up to the first `*/`,
+/// which must be followed by `}}` or ` -}}`. `None` if not a comment.
+fn comment_close(s: &str) -> Option<std::result::Result<usize, &'static str>> {
+    if !s.starts_with("/*") {
+        return None;
+    }
+    let Some(end) = s[2..].find("*/").map(|i| 2 + i + 2) else {
+        return Some(Err("unclosed comment"));
+    };
+    let after = &s[end..];
+    if after.starts_with("}}") {
+        Some(Ok(end))
+    } else if after.starts_with(is_space) && after[1..].starts_with("-}}") {
+        Some(Ok(end + 2))
+    } else {
+        Some(Err("comment ends before closing delimiter"))
+    }
 }
 
 /// Index of the `}}` closing an action, skipping quoted strings.
@@ -497,7 +547,7 @@ fn classify(name: &str, body: &str, line: usize) -> Result<Act> {
             return Err(err(
                 name,
                 line,
-                format!("{keyword:?} is not supported in bundle manifests"),
+                format!("{keyword:?} is not supported by aicr's Go template engine"),
             ));
         }
         _ => Act::Pipe(p.whole(0, false)?),
@@ -651,18 +701,106 @@ impl Template {
         })
     }
 
-    /// Execute against `data` (the template's `.` and `$`).
+    /// Execute against `data` (the template's `.` and `$`), read as Helm
+    /// reads values.
     pub fn render(&self, data: &Value) -> Result<String> {
-        let data = as_helm_reads(data);
+        self.render_with(data, DataTypes::Helm)
+    }
+
+    /// Execute against `data`, typed as `types` says.
+    pub fn render_with(&self, data: &Value, types: DataTypes) -> Result<String> {
+        let typed = types == DataTypes::Typed;
+        let data = if typed {
+            data.clone()
+        } else {
+            as_helm_reads(data)
+        };
         let mut ex = Exec {
             name: &self.name,
             vars: vec![("$".to_string(), data.clone())],
             out: String::new(),
+            typed,
         };
         ex.walk(&data, &self.nodes)?;
+        if typed {
+            return Ok(ex.out);
+        }
         // Helm prints a missing value as "<no value>" and then deletes that
         // text wherever it appears, template text included.
         Ok(ex.out.replace("<no value>", ""))
+    }
+}
+
+/// How a template reads the numbers (and nils) in its data.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum DataTypes {
+    /// Helm values: every number a `float64`, `<no value>` deleted from
+    /// the output. What bundle manifests and charts see.
+    #[default]
+    Helm,
+    /// Typed Go structs: integers `int`, floats `float64`, nil printed as
+    /// `<no value>` (plain `text/template`), strings answer `.String`.
+    /// What snapshot templates see.
+    Typed,
+}
+
+/// Reserved keys of the one-entry objects that carry Go values JSON has no
+/// form for. NUL cannot appear in a YAML or JSON key a user writes by
+/// accident.
+const READING_KEY: &str = "\u{0}aicr.reading";
+const TIME_KEY: &str = "\u{0}time.Time";
+
+/// A Go value with methods, recognised by its reserved key.
+enum Special<'a> {
+    /// A snapshot reading: `Any` the raw value, `String` its text.
+    Reading { any: &'a Value, text: &'a str },
+    /// A `time.Time`, as Unix nanoseconds.
+    Time(i128),
+}
+
+fn special(v: &Value) -> Option<Special<'_>> {
+    let Value::Object(m) = v else { return None };
+    if m.len() != 1 {
+        return None;
+    }
+    match m.iter().next()? {
+        (k, Value::Array(a)) if k == READING_KEY && a.len() == 2 => Some(Special::Reading {
+            any: &a[0],
+            text: a[1].as_str()?,
+        }),
+        (k, Value::String(n)) if k == TIME_KEY => n.parse().ok().map(Special::Time),
+        _ => None,
+    }
+}
+
+/// A snapshot reading for [`DataTypes::Typed`] data: prints as `text`,
+/// `.String` gives `text`, `.Any` gives `any`, and it is true in `if`
+/// whatever its value (a present reading is a non-nil Go interface).
+pub fn reading(any: Value, text: impl Into<String>) -> Value {
+    object([(
+        READING_KEY,
+        Value::Array(vec![any, Value::String(text.into())]),
+    )])
+}
+
+/// A `time.Time` at `nanos` Unix nanoseconds.
+fn time_value(nanos: i128) -> Value {
+    object([(TIME_KEY, Value::String(nanos.to_string()))])
+}
+
+/// `v` with readings replaced by their raw values and times by their JSON
+/// text: what `encoding/json` and YAML see of them.
+fn plain(v: &Value) -> Value {
+    match (special(v), v) {
+        (Some(Special::Reading { any, .. }), _) => plain(any),
+        (Some(Special::Time(n)), _) => {
+            Value::String(gotime::format(gotime::JSON_LAYOUT, n).unwrap_or_default())
+        }
+        (None, Value::Array(a)) => Value::Array(a.iter().map(plain).collect()),
+        (None, Value::Object(m)) => {
+            Value::Object(m.iter().map(|(k, x)| (k.clone(), plain(x))).collect())
+        }
+        (None, other) => other.clone(),
     }
 }
 
@@ -670,6 +808,8 @@ struct Exec<'a> {
     name: &'a str,
     vars: Vec<(String, Value)>,
     out: String,
+    /// [`DataTypes::Typed`].
+    typed: bool,
 }
 
 /// `v` with every number replaced by `f(number)`.
@@ -728,6 +868,13 @@ pub fn truthy(v: &Value) -> bool {
 
 /// Go's `%v` for template output (Helm prints nil as nothing).
 fn print_value(v: &Value, nil: &str) -> String {
+    match special(v) {
+        Some(Special::Reading { text, .. }) => return text.to_string(),
+        Some(Special::Time(n)) => {
+            return gotime::format(gotime::STRING_LAYOUT, n).unwrap_or_default();
+        }
+        None => {}
+    }
     match v {
         Value::Null => nil.to_string(),
         Value::String(s) => s.clone(),
@@ -752,6 +899,11 @@ fn print_value(v: &Value, nil: &str) -> String {
 }
 
 fn type_name(v: &Value) -> &'static str {
+    match special(v) {
+        Some(Special::Reading { .. }) => return "measurement.Reading",
+        Some(Special::Time(_)) => return "time.Time",
+        None => {}
+    }
     match v {
         Value::Null => "nil",
         Value::Bool(_) => "bool",
@@ -775,7 +927,8 @@ impl Exec<'_> {
                 Node::Action(p) => {
                     let v = self.pipeline(dot, p)?;
                     if p.decl.is_empty() {
-                        self.out.push_str(&print_value(&v, ""));
+                        let nil = if self.typed { "<no value>" } else { "" };
+                        self.out.push_str(&print_value(&v, nil));
                     }
                 }
                 Node::If {
@@ -829,6 +982,12 @@ impl Exec<'_> {
         plain.decl.clear();
         let v = self.pipeline(dot, &plain)?;
         let items: Vec<(Value, Value)> = match &v {
+            _ if special(&v).is_some() => {
+                return Err(self.err(
+                    pipe.line,
+                    format!("range can't iterate over {}", print_value(&v, "<nil>")),
+                ));
+            }
             Value::Array(a) => a
                 .iter()
                 .enumerate()
@@ -904,21 +1063,46 @@ impl Exec<'_> {
     /// Walk a field chain by reference, cloning only what it ends on.
     fn chain(&self, mut v: &Value, fields: &[String], line: usize) -> Result<Value> {
         static NIL: Value = Value::Null;
-        for f in fields {
-            v = match v {
-                Value::Object(m) => m.get(f).unwrap_or(&NIL),
-                Value::Null => {
+        for (i, f) in fields.iter().enumerate() {
+            // Methods: a reading's `String` and `Any`; in typed data, a
+            // string's `String`.
+            let method = match (special(v), v) {
+                (Some(Special::Reading { any, text }), _) => match f.as_str() {
+                    "String" => Value::String(text.to_string()),
+                    "Any" => any.clone(),
+                    _ => {
+                        return Err(self.err(
+                            line,
+                            format!("can't evaluate field {f} in type measurement.Reading"),
+                        ));
+                    }
+                },
+                (Some(Special::Time(_)), _) => {
                     return Err(
-                        self.err(line, format!("nil pointer evaluating interface {{}}.{f}"))
+                        self.err(line, format!("can't evaluate field {f} in type time.Time"))
                     );
                 }
-                other => {
-                    return Err(self.err(
-                        line,
-                        format!("can't evaluate field {f} in type {}", type_name(other)),
-                    ));
+                (None, Value::String(s)) if self.typed && f == "String" => Value::String(s.clone()),
+                // Plain text/template: a field of a missing value is missing.
+                (None, Value::Null) if self.typed => return Ok(Value::Null),
+                _ => {
+                    v = match v {
+                        Value::Object(m) => m.get(f).unwrap_or(&NIL),
+                        Value::Null => {
+                            return Err(self
+                                .err(line, format!("nil pointer evaluating interface {{}}.{f}")));
+                        }
+                        other => {
+                            return Err(self.err(
+                                line,
+                                format!("can't evaluate field {f} in type {}", type_name(other)),
+                            ));
+                        }
+                    };
+                    continue;
                 }
             };
+            return self.chain(&method, &fields[i + 1..], line);
         }
         Ok(v.clone())
     }
@@ -981,9 +1165,35 @@ impl Exec<'_> {
         }
         let mut vals = Vec::with_capacity(args.len() + 1);
         for a in args {
-            vals.push(self.operand(dot, a, line)?);
+            let v = self.operand(dot, a, line)?;
+            // Helm reads a missing or nil field as a nil `interface{}`,
+            // which Go will not pass for a map parameter (a literal nil or
+            // a pipeline's nil it will).
+            let field_read = matches!(a, Operand::Field(_))
+                || matches!(a, Operand::Var(_, f) | Operand::Sub(_, f) if !f.is_empty());
+            if name == "keys" && v.is_null() && field_read && !self.typed {
+                return Err(self.err(
+                    line,
+                    "wrong type for value; expected map[string]interface {}; got interface {}",
+                ));
+            }
+            vals.push(v);
         }
         vals.extend(piped);
+        if name == "printf" {
+            // Helm's `.Values` has a Go type of its own, which printf shows.
+            let helm_values = match self.vars.first() {
+                Some((_, root)) if !self.typed => root.get("Values"),
+                _ => None,
+            };
+            return match vals.split_first() {
+                Some((format, args)) => {
+                    str_arg(format).map(|f| Value::String(printf::sprintf(f, args, helm_values)))
+                }
+                None => Err("wrong number of args: want at least 1 got 0".into()),
+            }
+            .map_err(|m| self.err(line, format!("error calling {name}: {m}")));
+        }
         builtin(name, &vals).map_err(|m| self.err(line, format!("error calling {name}: {m}")))
     }
 }
@@ -1060,31 +1270,114 @@ fn str_arg(v: &Value) -> std::result::Result<&str, String> {
 }
 
 /// Sprig's `int`/`int64` (spf13/cast): numbers truncate, booleans are 0 or
-/// 1, decimal strings parse, anything else is 0.
+/// 1, strings parse as Go integer literals, anything else is 0.
 fn to_int(v: &Value) -> i64 {
     match v {
         Value::Number(n) => n
             .as_i64()
             .unwrap_or_else(|| n.as_f64().unwrap_or_default() as i64),
         Value::Bool(b) => i64::from(*b),
-        Value::String(s) => {
-            // cast drops a fraction of zeros ("3.00") before parsing.
-            let whole = match s.split_once('.') {
-                Some((w, f)) if f.bytes().all(|b| b == b'0') => w,
-                _ => s,
-            };
-            whole.parse().unwrap_or(0)
-        }
+        Value::String(s) => go_parse_int(trim_zero_decimal(s)).unwrap_or(0),
         _ => 0,
     }
 }
 
-/// Sprig's `float64`.
+/// cast's `trimZeroDecimal`: `3.00` → `3` (but `3.` stays `3.`).
+fn trim_zero_decimal(s: &str) -> &str {
+    let mut zero = false;
+    for (i, b) in s.bytes().enumerate().rev() {
+        match b {
+            b'.' if zero => return &s[..i],
+            b'0' => zero = true,
+            _ => return s,
+        }
+    }
+    s
+}
+
+/// Go's `underscoreOK`: underscores only between digits (a base prefix
+/// counts as a digit).
+fn underscore_ok(s: &str) -> bool {
+    let s = s.strip_prefix(['+', '-']).unwrap_or(s);
+    let b = s.as_bytes();
+    let mut saw = b'^';
+    let mut i = 0;
+    let mut hex = false;
+    if b.len() >= 2 && b[0] == b'0' && matches!(b[1].to_ascii_lowercase(), b'b' | b'o' | b'x') {
+        i = 2;
+        saw = b'0';
+        hex = b[1].eq_ignore_ascii_case(&b'x');
+    }
+    for &c in &b[i..] {
+        if c.is_ascii_digit() || hex && c.is_ascii_hexdigit() {
+            saw = b'0';
+        } else if c == b'_' {
+            if saw != b'0' {
+                return false;
+            }
+            saw = b'_';
+        } else {
+            if saw == b'_' {
+                return false;
+            }
+            saw = b'!';
+        }
+    }
+    saw != b'_'
+}
+
+/// `strconv.ParseInt(s, 0, 64)`: sign, `0x`/`0o`/`0b`/leading-`0` bases,
+/// underscores between digits; `None` on a syntax or range error.
+fn go_parse_int(s: &str) -> Option<i64> {
+    let (neg, body) = match s.as_bytes().first()? {
+        b'-' => (true, &s[1..]),
+        b'+' => (false, &s[1..]),
+        _ => (false, s),
+    };
+    let lower = body.to_ascii_lowercase();
+    let (radix, digits) = if let Some(d) = lower.strip_prefix("0x") {
+        (16, d)
+    } else if let Some(d) = lower.strip_prefix("0o") {
+        (8, d)
+    } else if let Some(d) = lower.strip_prefix("0b") {
+        (2, d)
+    } else if lower.len() > 1 && lower.starts_with('0') {
+        (8, &lower[1..])
+    } else {
+        (10, lower.as_str())
+    };
+    if body.contains('_') && !underscore_ok(s) {
+        return None;
+    }
+    let digits: String = digits.chars().filter(|c| *c != '_').collect();
+    if digits.is_empty() || digits.starts_with(['+', '-']) {
+        return None;
+    }
+    let mag = u64::from_str_radix(&digits, radix).ok()?;
+    if neg {
+        0i64.checked_sub_unsigned(mag)
+    } else {
+        i64::try_from(mag).ok()
+    }
+}
+
+/// Sprig's `float64`: strings parse as `strconv.ParseFloat` does
+/// (underscores between digits; out of range is an error, hence 0).
 fn to_float(v: &Value) -> f64 {
     match v {
         Value::Number(n) => n.as_f64().unwrap_or_default(),
         Value::Bool(b) => f64::from(u8::from(*b)),
-        Value::String(s) => s.parse().unwrap_or(0.0),
+        Value::String(s) => {
+            if s.contains('_') && !underscore_ok(s) {
+                return 0.0;
+            }
+            let plain = s.replace('_', "");
+            match plain.parse::<f64>() {
+                Ok(f) if f.is_infinite() && !plain.to_ascii_lowercase().contains("inf") => 0.0,
+                Ok(f) => f,
+                Err(_) => 0.0,
+            }
+        }
         _ => 0.0,
     }
 }
@@ -1128,6 +1421,9 @@ fn builtin(name: &str, a: &[Value]) -> std::result::Result<Value, String> {
         }
         "len" => {
             arity(a, 1)?;
+            if special(&a[0]).is_some() {
+                return Err(format!("len of type {}", type_name(&a[0])));
+            }
             match &a[0] {
                 Value::String(x) => Ok(Value::from(x.len())),
                 Value::Array(x) => Ok(Value::from(x.len())),
@@ -1141,6 +1437,9 @@ fn builtin(name: &str, a: &[Value]) -> std::result::Result<Value, String> {
             };
             let mut cur = first.clone();
             for k in keys {
+                if special(&cur).is_some() {
+                    return Err(format!("can't index item of type {}", type_name(&cur)));
+                }
                 cur = match (cur, k) {
                     (Value::Object(mut m), Value::String(key)) => {
                         m.remove(key).unwrap_or(Value::Null)
@@ -1188,12 +1487,12 @@ fn builtin(name: &str, a: &[Value]) -> std::result::Result<Value, String> {
         }
         "toYaml" => {
             arity(a, 1)?;
-            let text = super::goyaml::to_yaml(&a[0])?;
+            let text = super::goyaml::to_yaml(&plain(&a[0]))?;
             s(text.strip_suffix('\n').unwrap_or(&text).to_string())
         }
         "toJson" => {
             arity(a, 1)?;
-            yaml::to_json_compact(&go_json_numbers(&a[0]))
+            yaml::to_json_compact(&go_json_numbers(&plain(&a[0])))
                 .map(Value::String)
                 .map_err(|e| e.to_string())
         }
@@ -1243,7 +1542,9 @@ fn builtin(name: &str, a: &[Value]) -> std::result::Result<Value, String> {
                 v => Ok(v.clone()),
             }
         }
-        other => Err(format!("function {other:?} not defined")),
+        other => {
+            sprig::call(other, a).unwrap_or_else(|| Err(format!("function {other:?} not defined")))
+        }
     }
 }
 
@@ -1274,6 +1575,14 @@ mod tests {
         )
         .unwrap();
         assert_eq!(out, "ab\nxy");
+        // Quotes in a comment are text; the comment ends at the first `*/`.
+        let out = render("a{{- /* it's \"}} */ -}} b{{/* x */}}c", json!({})).unwrap();
+        assert_eq!(out, "abc");
+        assert!(Template::parse("t", "{{/* a */ x }}").is_err());
+        assert!(Template::parse("t", "{{/* a }}").is_err());
+        // Go: a space before `/*` makes it an action, and `/` no operand.
+        assert!(Template::parse("t", "{{ /* a */}}").is_err());
+        assert!(Template::parse("t", "{{-  /* a */}}").is_err());
     }
 
     #[test]
@@ -1386,6 +1695,18 @@ mod tests {
     }
 
     #[test]
+    fn int_and_float64_parse_strings_as_go_does() {
+        // Expected values are Helm's (spf13/cast over strconv).
+        let src = r#"{{ int "1_000" }} {{ int "0x1F" }} {{ int "010" }} {{ int "09" }} {{ int "3." }} {{ int "3.00" }} {{ int "-0b101" }} {{ int "+7" }} {{ int "1__0" }} {{ int "_1" }} {{ int "0x_1F" }} {{ int ".0" }} {{ int "99999999999999999999" }} {{ int " 3" }}"#;
+        assert_eq!(
+            render(src, json!({})).unwrap(),
+            "1000 31 8 0 0 3 -5 7 0 0 31 0 0 0"
+        );
+        let src = r#"{{ float64 "1_000.5" }} {{ float64 "0x1F" }} {{ float64 "1__0" }} {{ float64 "1e400" }} {{ float64 "3." }} {{ float64 ".5" }} {{ float64 "1_e3" }}"#;
+        assert_eq!(render(src, json!({})).unwrap(), "1000.5 0 0 0 3 0.5 0");
+    }
+
+    #[test]
     fn to_yaml_is_go_yaml() {
         let d = json!({"v": {"tolerations": [{"key": "a", "operator": "Exists"}], "on": "yes"}});
         assert_eq!(
@@ -1400,5 +1721,99 @@ mod tests {
         assert_eq!(render("{{ (index .m \"k\").v }}", d).unwrap(), "deep");
         assert_eq!(render("{{ \"}}\" }}", json!({})).unwrap(), "}}");
         assert_eq!(render("{{ `raw\\n` }}", json!({})).unwrap(), "raw\\n");
+    }
+
+    #[test]
+    fn sprig_functions_take_sprigs_argument_order() {
+        let d = json!({"l": ["b", "a", null], "m": {"z": 1, "a": 2}, "s": "gpu-operator.service"});
+        let src = concat!(
+            r#"{{ replace ".service" "" .s }}|{{ .s | replace "-" "_" | upper }}|"#,
+            r#"{{ join "," .l }}|{{ splitList "-" "a-b" }}|{{ has "a" .l }}|"#,
+            r#"{{ has 1 (list 1 2) }}|{{ has 1 .l }}|{{ keys .m | sortAlpha }}|"#,
+            r#"{{ dict "k" 1 "odd" }}|{{ trimSuffix ".service" .s }}|{{ trimPrefix "gpu-" .s }}|"#,
+            r#"{{ trim "  x " }}|{{ title "hello wORLD" }}|{{ lower "ABC" }}|"#,
+            r#"{{ contains "op" .s }}|{{ hasPrefix "gpu" .s }}|{{ hasSuffix "x" .s }}|"#,
+            r#"{{ printf "%s=%d %5.1f" "n" 3 2.25 }}|{{ sortAlpha .l }}|{{ upper "ß" }}"#,
+        );
+        assert_eq!(
+            render(src, d.clone()).unwrap(),
+            "gpu-operator|GPU_OPERATOR.SERVICE|b,a|[a b]|true|true|false|[a z]|map[k:1 odd:]|\
+             gpu-operator|operator.service|x|Hello WORLD|abc|true|true|false|n=3   2.2|[a b]|ß"
+        );
+        // Go's typing: a string parameter takes only a string; `has` needs a list.
+        for bad in [
+            "{{ upper 1 }}",
+            "{{ join 1 .l }}",
+            "{{ has 1 \"abc\" }}",
+            "{{ keys .missing }}",
+            "{{ replace \"a\" \"b\" }}",
+            "{{ printf 1 }}",
+        ] {
+            assert!(render(bad, d.clone()).is_err(), "{bad}");
+        }
+        assert_eq!(
+            render("{{ keys nil }} {{ keys (index . \"missing\") }}", d).unwrap(),
+            "[] []"
+        );
+    }
+
+    #[test]
+    fn typed_data_keeps_integers_and_reading_methods() {
+        let d = json!({
+            "Type": "GPU",
+            "n": 8,
+            "Data": {
+                "gpu-count": reading(json!(8), "8"),
+                "empty": reading(json!(""), ""),
+                "gpu.model": reading(json!("H100"), "H100"),
+            },
+        });
+        let t = Template::parse(
+            "t",
+            concat!(
+                r#"{{ .Type.String }} {{ index .Data "gpu.model" }} {{ gt (index .Data "gpu-count").Any 0 }} "#,
+                r#"{{ gt .n 7 }} {{ if index .Data "empty" }}present{{ end }} "#,
+                r#"{{ (index .Data "gpu.model").String | lower }} [{{ .Data.nope }}] {{ toJson .Data }} "#,
+                r#"{{ printf "%v/%s/%d" (index .Data "gpu-count") (index .Data "gpu.model") (index .Data "gpu-count") }}"#,
+            ),
+        )
+        .unwrap();
+        assert_eq!(
+            t.render_with(&d, DataTypes::Typed).unwrap(),
+            r#"GPU H100 true true present h100 [<no value>] {"empty":"","gpu-count":8,"gpu.model":"H100"} 8/H100/8"#
+        );
+        // Helm's reading of the same data: numbers are float64, strings
+        // have no methods.
+        let e = render("{{ gt .n 7 }}", d.clone()).unwrap_err();
+        assert!(e.to_string().contains("float64 and int"), "{e}");
+        assert!(render("{{ .Type.String }}", d.clone()).is_err());
+        // Go refuses to compare a reading; `.String` / `.Any` compare.
+        let t = Template::parse("t", r#"{{ eq (index .Data "gpu.model") "H100" }}"#).unwrap();
+        assert!(t.render_with(&d, DataTypes::Typed).is_err());
+        let t = Template::parse(
+            "t",
+            r#"{{ range .Data.nope.deeper }}x{{ end }}{{ len .Data }}"#,
+        )
+        .unwrap();
+        assert_eq!(t.render_with(&d, DataTypes::Typed).unwrap(), "3");
+    }
+
+    #[test]
+    fn now_and_date_use_go_layouts() {
+        let year = jiff::Zoned::now().year();
+        let out = render(
+            r#"{{ now | date "2006" }}|{{ date "2006-01" 1750000000 }}|{{ date "2006" "not a time" }}|{{ now }}|{{ toJson now }}"#,
+            json!({}),
+        )
+        .unwrap();
+        let parts: Vec<&str> = out.split('|').collect();
+        let this_year = |s: &str| s == year.to_string() || s == (year + 1).to_string();
+        assert!(this_year(parts[0]), "{out}");
+        assert_eq!(parts[1], "2025-06", "{out}");
+        assert!(this_year(parts[2]), "anything but a time means now: {out}");
+        assert!(this_year(&parts[3][..4]) && parts[3].len() > 25, "{out}");
+        assert!(parts[4].starts_with('"') && parts[4].contains('T'), "{out}");
+        assert!(render("{{ date 1 2 }}", json!({})).is_err());
+        assert!(render("{{ now.Year }}", json!({})).is_err());
     }
 }

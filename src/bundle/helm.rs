@@ -115,7 +115,7 @@ pub(super) fn folder_files(
                         shell_quote(&src.repo),
                         shell_quote(&c.version)
                     ),
-                    0o600,
+                    0o644,
                 );
                 ctx.insert("chart", &src.chart);
                 ctx.insert("chart_version", &c.version);
@@ -416,6 +416,6 @@ pub(super) fn build(plan: &Plan, out: &mut Bundle) -> Result<()> {
     let ctx = script_context(plan);
     out.add("deploy.sh", render::render("deploy.sh", &ctx)?, 0o755);
     out.add("undeploy.sh", render::render("undeploy.sh", &ctx)?, 0o755);
-    out.add("recipe.yaml", yaml::to_yaml(plan.recipe)?, 0o600);
+    out.add("recipe.yaml", yaml::to_yaml(plan.recipe)?, 0o644);
     Ok(())
 }

@@ -476,7 +476,7 @@ pub fn generate(
             .iter()
             .map(|(p, f)| (p.as_str(), f.content.as_slice())),
     );
-    bundle.add(checksums::FILE, sums, 0o600);
+    bundle.add(checksums::FILE, sums, 0o644);
     Ok(bundle)
 }
 

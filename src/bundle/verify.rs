@@ -155,11 +155,18 @@ pub struct Checks<'a> {
     pub binary_identity: identity::Policy,
 }
 
-/// Inspect a bundle directory. Missing directory → NOT_FOUND.
+/// Inspect a bundle directory. Missing directory → NOT_FOUND; a path that
+/// is something else → INVALID_REQUEST.
 pub fn inspect(dir: &Path, checks: &Checks<'_>) -> Result<Outcome> {
-    if !dir.is_dir() {
+    if !dir.exists() {
         return Err(Error::not_found(format!(
             "bundle directory not found: {}",
+            dir.display()
+        )));
+    }
+    if !dir.is_dir() {
+        return Err(Error::invalid(format!(
+            "bundle path is not a directory: {} (aicr verify takes the bundle's directory)",
             dir.display()
         )));
     }

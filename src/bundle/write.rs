@@ -37,18 +37,6 @@ fn io(what: &str, path: &Path, e: impl std::fmt::Display) -> Error {
     Error::internal(format!("failed to {what} {}: {e}", path.display()))
 }
 
-/// The process umask, read once from `/proc/self/status` (Linux). `None`
-/// when unknown, in which case every file gets an explicit chmod.
-#[cfg(unix)]
-fn umask() -> Option<u32> {
-    static CELL: std::sync::OnceLock<Option<u32>> = std::sync::OnceLock::new();
-    *CELL.get_or_init(|| {
-        let status = std::fs::read_to_string("/proc/self/status").ok()?;
-        let line = status.lines().find(|l| l.starts_with("Umask:"))?;
-        u32::from_str_radix(line.trim_start_matches("Umask:").trim(), 8).ok()
-    })
-}
-
 fn write_file(path: &Path, f: &BundleFile) -> Result<()> {
     let mut opts = std::fs::OpenOptions::new();
     opts.write(true).create_new(true);
@@ -63,10 +51,12 @@ fn write_file(path: &Path, f: &BundleFile) -> Result<()> {
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
-        // The process umask must not weaken or strengthen the modes the
-        // spec gives (0755 scripts, 0600 values); skip the extra syscall
-        // when it cannot have changed anything.
-        if umask().is_none_or(|m| f.mode & m != 0) {
+        // Public files (0644, 0755) take the user's umask, as any file a
+        // command writes; a private one (0600: values, which carry --set
+        // credentials) stays exactly private whatever the umask says. Skip
+        // the extra syscall when the umask cannot have changed anything.
+        let private = f.mode & 0o077 == 0;
+        if private && crate::sink::umask().is_none_or(|m| f.mode & m != 0) {
             file.set_permissions(std::fs::Permissions::from_mode(f.mode))
                 .map_err(|e| io("set permissions on", path, e))?;
         }

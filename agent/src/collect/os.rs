@@ -53,7 +53,9 @@ pub fn collect(root: &Root) -> Measurement {
 pub fn grub(root: &Root) -> Result<Subtype> {
     let text = read_text(&root.join(CMDLINE))?;
     let mut data = BTreeMap::new();
-    for entry in entries(&text, ' ') {
+    // The kernel hands everything after a lone `--` to init; those are not
+    // kernel parameters.
+    for entry in entries(&text, ' ').into_iter().take_while(|e| *e != "--") {
         let (key, value) = entry.split_once('=').unwrap_or((entry, ""));
         data.insert(key.trim().to_string(), Reading::from(value.trim()));
     }

@@ -10,11 +10,13 @@ FROM rust:1.95-bookworm AS build
 WORKDIR /src
 COPY . .
 # The registry and target caches only speed up rebuilds; the binaries are
-# copied out of the cache in the same step.
+# copied out of the cache in the same step. The agent is built on its own:
+# built together, Cargo would unify the core's features and link the CLI's
+# Kubernetes, Sigstore and OCI code into every node's agent.
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/src/target \
-    cargo build --release --locked \
-        -p aicr-cli -p aicr-agent -p aicr-aggregator \
+    cargo build --release --locked -p aicr-agent \
+ && cargo build --release --locked -p aicr-cli -p aicr-aggregator \
  && mkdir -p /out \
  && cp target/release/aicr target/release/aicr-agent target/release/aicr-aggregator /out/
 

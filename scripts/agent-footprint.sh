@@ -13,7 +13,8 @@ window="${WINDOW:-60}"
 interval="${INTERVAL:-30s}"
 settle="${SETTLE:-10}"
 if [ -z "${AICR_BIN_DIR:-}" ]; then
-  (cd "$repo" && cargo build --quiet --release -p aicr-agent -p aicr-aggregator)
+  # Built apart: together, Cargo would unify the core features into the agent.
+  (cd "$repo" && cargo build --quiet --release -p aicr-agent && cargo build --quiet --release -p aicr-aggregator)
   AICR_BIN_DIR="$repo/target/release"
 fi
 bin="$(cd "$AICR_BIN_DIR" && pwd)"

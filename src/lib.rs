@@ -6,27 +6,47 @@
 //! of their inputs; reading files, URLs and the cluster happens in `catalog`,
 //! `source` and `sink`.
 
-pub mod agent_job;
-pub mod attest;
-pub mod bundle;
-pub mod catalog;
-pub mod cluster;
+// Always: what the node agent links.
 pub mod constraint;
-pub mod engine;
 pub mod error;
 pub mod flags;
-pub mod hydrate;
-pub mod k8s;
 pub mod logfmt;
 pub mod model;
 pub mod parts;
-pub mod scheduling;
-pub mod sink;
-pub mod snapshot_io;
-pub mod source;
-pub mod template;
-pub mod validate;
 pub mod yaml;
+
+#[cfg(feature = "engine")]
+pub mod catalog;
+#[cfg(feature = "engine")]
+pub mod engine;
+#[cfg(feature = "engine")]
+pub mod hydrate;
+#[cfg(feature = "engine")]
+pub mod sink;
+#[cfg(feature = "engine")]
+pub mod snapshot_io;
+
+#[cfg(feature = "kube")]
+pub mod agent_job;
+#[cfg(feature = "kube")]
+pub mod cluster;
+#[cfg(feature = "kube")]
+pub mod k8s;
+#[cfg(feature = "kube")]
+pub mod scheduling;
+#[cfg(feature = "kube")]
+pub mod source;
+
+#[cfg(feature = "validate")]
+pub mod validate;
+
+#[cfg(feature = "bundle")]
+pub mod bundle;
+#[cfg(feature = "bundle")]
+pub mod template;
+
+#[cfg(feature = "trust")]
+pub mod attest;
 
 pub use error::{Error, ErrorKind, Result};
 
@@ -38,6 +58,7 @@ pub mod proto {
 /// The version every document we write carries.
 pub const VERSION: &str = concat!("v", env!("CARGO_PKG_VERSION"));
 
+#[cfg(feature = "trust")]
 /// Make ring the process's rustls provider before building a reqwest client.
 /// The reqwest inside sigstore-tuf and oci-client is built without a
 /// provider so the process keeps the single one ureq, kube and tonic use

@@ -14,10 +14,12 @@ pub mod gotmpl;
 mod goyaml;
 pub mod layout;
 pub mod manifests;
+#[cfg(feature = "trust")]
 pub mod oci;
 pub mod set;
 pub mod validations;
 pub mod values;
+#[cfg(feature = "trust")]
 pub mod verify;
 pub mod write;
 

@@ -1,30 +1,27 @@
 //! The agent's memory self-limit: its own resident set size, read from
-//! `/proc/self/statm`, against a ceiling. Owns measuring and judging only;
+//! `/proc/self/status`, against a ceiling. Owns measuring and judging only;
 //! the caller decides to exit (and the DaemonSet restarts it), which is
 //! cheaper and more predictable than trying to shrink a leaking process.
 
 use std::io;
 
-/// `/proc/self/statm`'s second field (resident pages) in bytes.
+/// `VmRSS` of `/proc/self/status`, in bytes. The kernel reports it in kB,
+/// so no page size (and no `sysconf`) is needed.
 pub fn resident_bytes() -> io::Result<u64> {
-    let text = std::fs::read_to_string("/proc/self/statm")?;
-    let pages = parse_statm_resident(&text).ok_or_else(|| {
+    let text = std::fs::read_to_string("/proc/self/status")?;
+    parse_status_rss(&text).ok_or_else(|| {
         io::Error::new(
             io::ErrorKind::InvalidData,
-            format!("unexpected /proc/self/statm: {text:?}"),
+            "no VmRSS line in /proc/self/status",
         )
-    })?;
-    Ok(pages.saturating_mul(page_size()))
+    })
 }
 
-fn parse_statm_resident(text: &str) -> Option<u64> {
-    text.split_whitespace().nth(1)?.parse().ok()
-}
-
-fn page_size() -> u64 {
-    // SAFETY: sysconf only reads a constant of the running system.
-    let n = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
-    u64::try_from(n).ok().filter(|&n| n > 0).unwrap_or(4096)
+fn parse_status_rss(text: &str) -> Option<u64> {
+    let line = text.lines().find(|l| l.starts_with("VmRSS:"))?;
+    let mut fields = line["VmRSS:".len()..].split_whitespace();
+    let kb: u64 = fields.next()?.parse().ok()?;
+    (fields.next()? == "kB").then(|| kb.saturating_mul(1024))
 }
 
 /// `Err` with the line to log when `rss` is over `limit`.
@@ -63,13 +60,12 @@ mod tests {
     use super::*;
 
     #[test]
-    fn statm_resident_is_the_second_field() {
-        assert_eq!(
-            parse_statm_resident("2960 581 492 152 0 306 0\n"),
-            Some(581)
-        );
-        assert_eq!(parse_statm_resident("1"), None);
-        assert_eq!(parse_statm_resident("1 x"), None);
+    fn status_rss_is_the_vmrss_line_in_kb() {
+        let status = "Name:\taicr-agent\nVmHWM:\t    9000 kB\nVmRSS:\t    7344 kB\nThreads:\t4\n";
+        assert_eq!(parse_status_rss(status), Some(7344 * 1024));
+        assert_eq!(parse_status_rss("VmRSS:\t12\n"), None);
+        assert_eq!(parse_status_rss("VmRSS:\tx kB\n"), None);
+        assert_eq!(parse_status_rss("Name: x\n"), None);
     }
 
     #[test]

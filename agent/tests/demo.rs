@@ -67,8 +67,9 @@ fn the_demo_shows_drift_opening_and_resolving_then_cleans_up() {
         }
         if started.elapsed() > LIMIT {
             // SIGTERM lets the script's trap stop what it started.
-            // SAFETY: kill(2) on our own child's pid has no memory effects.
-            unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
+            let _ = std::process::Command::new("kill")
+                .args(["-TERM", &child.id().to_string()])
+                .status();
             let _ = child.wait();
             panic!("the demo ran past {LIMIT:?}");
         }

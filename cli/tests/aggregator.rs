@@ -46,7 +46,7 @@ fn url(r: &Running) -> String {
 }
 
 fn aicr(home: &Path) -> Command {
-    let mut c = Command::cargo_bin("aicr").unwrap();
+    let mut c = aicr_test_support::tools::aicr();
     c.env("NO_COLOR", "1")
         .env("HOME", home)
         .env("AICR_TOKEN", TOKEN)

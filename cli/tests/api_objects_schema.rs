@@ -24,7 +24,7 @@ use serde_json::{Value, json};
 // ------------------------------------------------------------ the drivers
 
 fn aicr_on(api: &FakeApiServer) -> Command {
-    let mut c = Command::cargo_bin("aicr").unwrap();
+    let mut c = aicr_test_support::tools::aicr();
     c.env("NO_COLOR", "1")
         .env("KUBECONFIG", api.kubeconfig_path())
         .env("HOME", "/nonexistent")

@@ -393,8 +393,7 @@ fn aicr(exe: &Path, home: &Path) -> Command {
 
 fn recipe(dir: &Path) -> PathBuf {
     let p = dir.join("recipe.yaml");
-    Command::cargo_bin("aicr")
-        .unwrap()
+    aicr_test_support::tools::aicr()
         .args(["recipe", "--service", "eks", "--accelerator", "h100"])
         .args(["--intent", "training", "--os", "ubuntu", "-o"])
         .arg(&p)

@@ -21,7 +21,7 @@ const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
 /// `aicr` with a Docker config directory of its own, so the developer's
 /// real credentials are never read.
 fn aicr(docker_config: &Path) -> Command {
-    let mut c = Command::cargo_bin("aicr").unwrap();
+    let mut c = aicr_test_support::tools::aicr();
     c.env("NO_COLOR", "1")
         .env("DOCKER_CONFIG", docker_config)
         .env_remove("KUBECONFIG")

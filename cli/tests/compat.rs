@@ -5,7 +5,6 @@
 
 use std::path::{Path, PathBuf};
 
-use assert_cmd::Command;
 use serde_json::Value;
 
 /// The reference corpus, or `None` (the test skips) in a clone without it.
@@ -14,8 +13,7 @@ fn shared() -> Option<PathBuf> {
 }
 
 fn aicr(shared: &Path, args: &[String]) -> assert_cmd::assert::Assert {
-    Command::cargo_bin("aicr")
-        .unwrap()
+    aicr_test_support::tools::aicr()
         .args(args)
         .arg("--data")
         .arg(shared.join("reference/aicr-v0.11.1/recipes"))

@@ -10,7 +10,7 @@ use predicates::prelude::*;
 use serde_json::Value;
 
 fn aicr(api: &FakeApiServer) -> Command {
-    let mut c = Command::cargo_bin("aicr").unwrap();
+    let mut c = aicr_test_support::tools::aicr();
     c.env("NO_COLOR", "1")
         .env("KUBECONFIG", api.kubeconfig_path())
         .env_remove("AICR_KUBE_TIMEOUT");
@@ -275,7 +275,7 @@ fn slow_api_is_exit_5() {
 #[test]
 fn unreachable_api_is_exit_6() {
     let kc = unreachable_kubeconfig();
-    let mut c = Command::cargo_bin("aicr").unwrap();
+    let mut c = aicr_test_support::tools::aicr();
     c.env("NO_COLOR", "1")
         .env("KUBECONFIG", kc.path())
         .args(["recipe", "--snapshot", "cm://default/snap"])
@@ -289,7 +289,7 @@ fn invalid_kubeconfig_is_invalid_input() {
     let dir = tempfile::tempdir().unwrap();
     let bad = dir.path().join("kubeconfig");
     std::fs::write(&bad, "this: [is not a kubeconfig").unwrap();
-    let mut c = Command::cargo_bin("aicr").unwrap();
+    let mut c = aicr_test_support::tools::aicr();
     c.env("NO_COLOR", "1")
         .args(["recipe", "--snapshot", "cm://default/snap", "--kubeconfig"])
         .arg(&bad)

@@ -14,7 +14,7 @@ use serde_json::Value;
 /// The binary with no logging, colour or level settings inherited from the
 /// environment the tests run in.
 fn aicr() -> Command {
-    let mut c = Command::cargo_bin("aicr").unwrap();
+    let mut c = aicr_test_support::tools::aicr();
     for var in [
         "KUBECONFIG",
         "AICR_DEBUG",

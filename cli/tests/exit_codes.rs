@@ -9,7 +9,7 @@ use aicr_test_support::unreachable_kubeconfig;
 use assert_cmd::Command;
 
 fn aicr() -> Command {
-    let mut c = Command::cargo_bin("aicr").unwrap();
+    let mut c = aicr_test_support::tools::aicr();
     c.env("NO_COLOR", "1")
         .env_remove("KUBECONFIG")
         .env_remove("AICR_KUBE_TIMEOUT");

@@ -6,7 +6,7 @@ use assert_cmd::Command;
 use predicates::prelude::*;
 
 fn aicr() -> Command {
-    let mut c = Command::cargo_bin("aicr").unwrap();
+    let mut c = aicr_test_support::tools::aicr();
     c.env("NO_COLOR", "1");
     c
 }

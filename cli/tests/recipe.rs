@@ -10,7 +10,7 @@ use predicates::prelude::*;
 use serde_json::Value;
 
 fn aicr() -> Command {
-    let mut c = Command::cargo_bin("aicr").unwrap();
+    let mut c = aicr_test_support::tools::aicr();
     c.env("NO_COLOR", "1")
         .env_remove("KUBECONFIG")
         .env_remove("AICR_DEBUG")

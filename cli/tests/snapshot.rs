@@ -45,7 +45,7 @@ fn host_root() -> tempfile::TempDir {
 
 /// `aicr` with no cluster configuration at all.
 fn aicr_offline(home: &Path) -> Command {
-    let mut c = Command::cargo_bin("aicr").unwrap();
+    let mut c = aicr_test_support::tools::aicr();
     c.env("NO_COLOR", "1")
         .env("HOME", home)
         .env("NODE_NAME", "test-node")
@@ -519,7 +519,7 @@ fn local_snapshot_with_a_cluster() {
 const AGENT_SNAPSHOT: &str = "kind: Snapshot\napiVersion: aicr.nvidia.com/v1alpha1\nmetadata:\n    source-node: gpu-1\nmeasurements:\n    - type: OS\n      subtypes:\n        - subtype: release\n          data:\n            ID: ubuntu\n";
 
 fn aicr_cluster(api: &FakeApiServer) -> Command {
-    let mut c = Command::cargo_bin("aicr").unwrap();
+    let mut c = aicr_test_support::tools::aicr();
     c.env("NO_COLOR", "1")
         .env("KUBECONFIG", api.kubeconfig_path())
         .env_remove("AICR_AGENT_MODE");
@@ -728,7 +728,7 @@ fn agent_job_failures() {
 
     // Unreachable cluster: exit 6.
     let kc = aicr_test_support::unreachable_kubeconfig();
-    let mut c = Command::cargo_bin("aicr").unwrap();
+    let mut c = aicr_test_support::tools::aicr();
     c.env("NO_COLOR", "1")
         .env("KUBECONFIG", kc.path())
         .env_remove("AICR_AGENT_MODE");

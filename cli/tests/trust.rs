@@ -172,7 +172,7 @@ impl Env {
     }
 
     fn aicr(&self) -> Command {
-        let mut c = Command::cargo_bin("aicr").unwrap();
+        let mut c = aicr_test_support::tools::aicr();
         c.env("NO_COLOR", "1")
             .env("HOME", self.home.path())
             .env("AICR_TUF_MIRROR", &self.mirror)

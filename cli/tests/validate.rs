@@ -16,7 +16,7 @@ use serde_json::{Value, json};
 
 /// `aicr` with no cluster reachable unless a test points it at one.
 fn aicr() -> Command {
-    let mut c = Command::cargo_bin("aicr").unwrap();
+    let mut c = aicr_test_support::tools::aicr();
     c.env("NO_COLOR", "1")
         .env_remove("KUBECONFIG")
         .env_remove("AICR_NAMESPACE")

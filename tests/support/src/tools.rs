@@ -239,3 +239,41 @@ pub fn crd_fixtures() -> Vec<PathBuf> {
     files.sort();
     files
 }
+
+/// A project binary (`aicr`, `aicr-agent`, `aicr-aggregator`) that nothing
+/// in the developer's shell can steer: every `AICR_*` variable, the
+/// Kubernetes, in-cluster, Docker, OIDC-token and logging variables and
+/// `NO_COLOR` are removed, and `HOME` is an empty directory of this test
+/// process. Tests set back what they mean to test.
+pub fn hermetic(bin: &str) -> assert_cmd::Command {
+    static HOME: std::sync::OnceLock<tempfile::TempDir> = std::sync::OnceLock::new();
+    let home = HOME.get_or_init(|| tempfile::tempdir().expect("a temporary HOME"));
+    let mut c = assert_cmd::Command::cargo_bin(bin).expect("the binary is built");
+    const OTHERS: &[&str] = &[
+        "KUBECONFIG",
+        "KUBERNETES_SERVICE_HOST",
+        "KUBERNETES_SERVICE_PORT",
+        "NODE_NAME",
+        "DOCKER_CONFIG",
+        "COSIGN_IDENTITY_TOKEN",
+        "SIGSTORE_ID_TOKEN",
+        "ACTIONS_ID_TOKEN_REQUEST_URL",
+        "ACTIONS_ID_TOKEN_REQUEST_TOKEN",
+        "LOG_LEVEL",
+        "RUST_LOG",
+        "NO_COLOR",
+    ];
+    for (name, _) in std::env::vars_os() {
+        let n = name.to_string_lossy();
+        if n.starts_with("AICR_") || OTHERS.contains(&n.as_ref()) {
+            c.env_remove(&name);
+        }
+    }
+    c.env("HOME", home.path());
+    c
+}
+
+/// [`hermetic`] `aicr`.
+pub fn aicr() -> assert_cmd::Command {
+    hermetic("aicr")
+}

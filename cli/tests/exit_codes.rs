@@ -293,14 +293,37 @@ fn a_file_where_a_directory_is_needed_is_2_before_any_work() {
 #[test]
 fn usage_errors_are_1() {
     let f = Files::new();
+    for command in [
+        "snapshot",
+        "recipe",
+        "query",
+        "validate",
+        "bundle",
+        "verify",
+        "skill",
+        "nodes",
+        "drift",
+        "watch",
+        "completion",
+    ] {
+        check(
+            &f,
+            "usage",
+            &[command, "--no-such-flag"],
+            &[],
+            1,
+            "--no-such-flag",
+        );
+    }
     check(
         &f,
         "usage",
-        &["recipe", "--no-such-flag"],
+        &["trust", "update", "--no-such-flag"],
         &[],
         1,
         "--no-such-flag",
     );
+    check(&f, "usage", &["no-such-command"], &[], 1, "no-such-command");
     check(
         &f,
         "usage",

@@ -10,13 +10,15 @@ FROM rust:1.95-bookworm AS build
 WORKDIR /src
 COPY . .
 # The registry and target caches only speed up rebuilds; the binaries are
-# copied out of the cache in the same step. The agent is built on its own:
-# built together, Cargo would unify the core's features and link the CLI's
-# Kubernetes, Sigstore and OCI code into every node's agent.
+# copied out of the cache in the same step. Each binary is built on its
+# own: built together, Cargo would unify the core's features and link the
+# CLI's Kubernetes, Sigstore and OCI code into the agent and the CLI's
+# supply-chain code into the aggregator.
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/src/target \
     cargo build --release --locked -p aicr-agent \
- && cargo build --release --locked -p aicr-cli -p aicr-aggregator \
+ && cargo build --release --locked -p aicr-aggregator \
+ && cargo build --release --locked -p aicr-cli \
  && mkdir -p /out \
  && cp target/release/aicr target/release/aicr-agent target/release/aicr-aggregator /out/
 

@@ -24,6 +24,7 @@ mod cluster;
 mod discovery;
 pub mod fixtures;
 mod kubeconfig;
+pub mod logs;
 mod oci_registry;
 mod patch;
 mod resources;

@@ -6,8 +6,9 @@
 //! `scripts/install-test-tools.sh` installs the tools. A test that needs one
 //! asks here: outside CI a missing tool skips the test with a line saying
 //! what to install; under `CI=true` it fails, so CI can never pass by
-//! judging nothing. The corpus (`../shared`) is optional everywhere: a
-//! fresh clone has none, and tests that compare with it skip.
+//! judging nothing. The corpus (`../shared`) follows the same rule: a
+//! fresh clone has none and the tests that compare with it skip, while CI,
+//! which always has it, fails without it.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -23,25 +24,31 @@ fn in_ci() -> bool {
     std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")
 }
 
-/// Reports a missing tool: a panic under CI, a loud skip elsewhere.
-fn missing<T>(what: &str) -> Option<T> {
-    let line = format!(
-        "{what} is not installed; run scripts/install-test-tools.sh (the tests it judges are skipped)"
-    );
+/// Reports something a test needs and lacks: a panic under CI, which
+/// always has the tools and the corpus, a loud skip elsewhere.
+fn missing<T>(line: &str) -> Option<T> {
     assert!(!in_ci(), "CI=true: {line}");
     eprintln!("SKIPPED: {line}");
     None
 }
 
+fn missing_tool<T>(what: &str) -> Option<T> {
+    missing(&format!(
+        "{what} is not installed; run scripts/install-test-tools.sh (the tests it judges are skipped)"
+    ))
+}
+
 /// The reference corpus directory (`shared/` beside the checkout), or
-/// `None` with a skip message naming `why` when this checkout has none.
+/// `None` with a skip message naming `why` when this checkout has none (a
+/// fresh clone); under `CI=true` its absence fails the test.
 pub fn corpus(why: &str) -> Option<PathBuf> {
     let dir = repo_root().join("../shared");
     if dir.join("reference").is_dir() {
         Some(dir)
     } else {
-        eprintln!("SKIPPED: {why}: the reference corpus (../shared beside the checkout) is absent");
-        None
+        missing(&format!(
+            "{why}: the reference corpus (../shared beside the checkout) is absent"
+        ))
     }
 }
 
@@ -52,7 +59,7 @@ pub fn system_tool(name: &str) -> Option<PathBuf> {
     std::env::split_paths(&path)
         .map(|dir| dir.join(name))
         .find(|p| p.is_file())
-        .or_else(|| missing(name))
+        .or_else(|| missing_tool(name))
 }
 
 /// The Python judges (`tests/support/judge/judge.py`) in the project's
@@ -71,7 +78,7 @@ impl Judge {
         let root = repo_root();
         let python = root.join(".tools/venv/bin/python");
         if !python.is_file() {
-            return missing(
+            return missing_tool(
                 "the judges' Python venv (.tools/venv: helm-python-sdk, kubernetes-validate)",
             );
         }

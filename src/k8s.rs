@@ -79,12 +79,12 @@ pub async fn client(kubeconfig: Option<&Path>) -> Result<kube::Client> {
         }
         None => kube::Config::infer().await.map_err(|e| {
             // KUBECONFIG naming a file that is not there is a missing input.
-            let missing = std::iter::successors(
-                Some(&e as &(dyn std::error::Error + 'static)),
-                |c| c.source(),
-            )
-            .filter_map(|c| c.downcast_ref::<std::io::Error>())
-            .any(|io| io.kind() == std::io::ErrorKind::NotFound);
+            let missing =
+                std::iter::successors(Some(&e as &(dyn std::error::Error + 'static)), |c| {
+                    c.source()
+                })
+                .filter_map(|c| c.downcast_ref::<std::io::Error>())
+                .any(|io| io.kind() == std::io::ErrorKind::NotFound);
             Error::new(
                 if missing {
                     ErrorKind::NotFound

@@ -49,11 +49,7 @@ fn aicr(home: &Path) -> Command {
     let mut c = aicr_test_support::tools::aicr();
     c.env("NO_COLOR", "1")
         .env("HOME", home)
-        .env("AICR_TOKEN", TOKEN)
-        .env_remove("AICR_AGGREGATOR")
-        .env_remove("AICR_AGGREGATOR_CA")
-        .env_remove("KUBECONFIG")
-        .env_remove("KUBERNETES_SERVICE_HOST");
+        .env("AICR_TOKEN", TOKEN);
     c
 }
 

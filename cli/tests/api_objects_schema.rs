@@ -27,10 +27,7 @@ fn aicr_on(api: &FakeApiServer) -> Command {
     let mut c = aicr_test_support::tools::aicr();
     c.env("NO_COLOR", "1")
         .env("KUBECONFIG", api.kubeconfig_path())
-        .env("HOME", "/nonexistent")
-        .env_remove("AICR_AGENT_MODE")
-        .env_remove("AICR_NAMESPACE")
-        .env_remove("AICR_KUBE_TIMEOUT");
+        .env("HOME", "/nonexistent");
     c
 }
 

@@ -15,10 +15,7 @@ use serde_json::Value;
 
 fn aicr() -> Command {
     let mut c = aicr_test_support::tools::aicr();
-    c.env("NO_COLOR", "1")
-        .env_remove("KUBECONFIG")
-        .env_remove("AICR_DEBUG")
-        .env_remove("AICR_LOG_JSON");
+    c.env("NO_COLOR", "1");
     c
 }
 

@@ -12,8 +12,7 @@ use serde_json::Value;
 fn aicr(api: &FakeApiServer) -> Command {
     let mut c = aicr_test_support::tools::aicr();
     c.env("NO_COLOR", "1")
-        .env("KUBECONFIG", api.kubeconfig_path())
-        .env_remove("AICR_KUBE_TIMEOUT");
+        .env("KUBECONFIG", api.kubeconfig_path());
     c
 }
 

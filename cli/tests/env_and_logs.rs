@@ -14,21 +14,7 @@ use serde_json::Value;
 /// The binary with no logging, colour or level settings inherited from the
 /// environment the tests run in.
 fn aicr() -> Command {
-    let mut c = aicr_test_support::tools::aicr();
-    for var in [
-        "KUBECONFIG",
-        "AICR_DEBUG",
-        "AICR_LOG_JSON",
-        "AICR_LOG_LEVEL",
-        "LOG_LEVEL",
-        "AICR_REQUIRE_GPU",
-        "AICR_OIDC_DEVICE_FLOW",
-        "AICR_AGENT_MODE",
-        "NO_COLOR",
-    ] {
-        c.env_remove(var);
-    }
-    c
+    aicr_test_support::tools::aicr()
 }
 
 fn stderr(out: &assert_cmd::assert::Assert) -> String {

@@ -45,8 +45,6 @@ fn recipe(args: &str, home: &Path) -> String {
     let out = aicr_test_support::tools::aicr()
         .env("NO_COLOR", "1")
         .env("HOME", home)
-        .env_remove("KUBECONFIG")
-        .env_remove("KUBERNETES_SERVICE_HOST")
         .arg("recipe")
         .args(args.split_whitespace())
         .assert()

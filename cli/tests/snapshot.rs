@@ -49,9 +49,6 @@ fn aicr_offline(home: &Path) -> Command {
     c.env("NO_COLOR", "1")
         .env("HOME", home)
         .env("NODE_NAME", "test-node")
-        .env_remove("KUBECONFIG")
-        .env_remove("KUBERNETES_SERVICE_HOST")
-        .env_remove("AICR_AGENT_MODE")
         .env("PATH", "/usr/bin:/bin");
     c
 }
@@ -521,8 +518,7 @@ const AGENT_SNAPSHOT: &str = "kind: Snapshot\napiVersion: aicr.nvidia.com/v1alph
 fn aicr_cluster(api: &FakeApiServer) -> Command {
     let mut c = aicr_test_support::tools::aicr();
     c.env("NO_COLOR", "1")
-        .env("KUBECONFIG", api.kubeconfig_path())
-        .env_remove("AICR_AGENT_MODE");
+        .env("KUBECONFIG", api.kubeconfig_path());
     c
 }
 
@@ -729,9 +725,7 @@ fn agent_job_failures() {
     // Unreachable cluster: exit 6.
     let kc = aicr_test_support::unreachable_kubeconfig();
     let mut c = aicr_test_support::tools::aicr();
-    c.env("NO_COLOR", "1")
-        .env("KUBECONFIG", kc.path())
-        .env_remove("AICR_AGENT_MODE");
+    c.env("NO_COLOR", "1").env("KUBECONFIG", kc.path());
     c.args(["snapshot"])
         .assert()
         .code(6)

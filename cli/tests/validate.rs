@@ -17,11 +17,7 @@ use serde_json::{Value, json};
 /// `aicr` with no cluster reachable unless a test points it at one.
 fn aicr() -> Command {
     let mut c = aicr_test_support::tools::aicr();
-    c.env("NO_COLOR", "1")
-        .env_remove("KUBECONFIG")
-        .env_remove("AICR_NAMESPACE")
-        .env_remove("AICR_KUBE_TIMEOUT")
-        .env("HOME", "/nonexistent");
+    c.env("NO_COLOR", "1").env("HOME", "/nonexistent");
     c
 }
 

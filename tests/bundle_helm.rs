@@ -112,23 +112,11 @@ impl ChartDir {
             if let Some(bytes) = self.files.get(f) {
                 let layer: Value = aicr::yaml::from_yaml(std::str::from_utf8(bytes).unwrap())
                     .unwrap_or(Value::Null);
-                merge(&mut v, &layer);
+                tools::merge_values(&mut v, &layer);
             }
         }
-        merge(&mut v, &self.set);
+        tools::merge_values(&mut v, &self.set);
         v
-    }
-}
-
-fn merge(base: &mut Value, over: &Value) {
-    match (base, over) {
-        (Value::Object(b), Value::Object(o)) => {
-            for (k, v) in o {
-                merge(b.entry(k.clone()).or_insert(Value::Null), v);
-            }
-        }
-        (_, Value::Null) => {}
-        (b, o) => *b = o.clone(),
     }
 }
 
@@ -236,16 +224,11 @@ fn every_bundle_chart_lints_renders_and_passes_the_schemas() {
             .zip([c.kube.as_str(), tools::NEWEST_KUBERNETES])
         {
             match lint {
-                Ok(report) => {
-                    for m in report["messages"].as_array().into_iter().flatten() {
-                        if m["severity"].as_i64().unwrap_or(3) >= 2 {
-                            problems.push(format!(
-                                "{} (lint, {kube}): {}: {}",
-                                c.what, m["path"], m["error"]
-                            ));
-                        }
-                    }
-                }
+                Ok(report) => problems.extend(
+                    tools::lint_findings(report)
+                        .into_iter()
+                        .map(|f| format!("{} (lint, {kube}): {f}", c.what)),
+                ),
                 Err(e) => problems.push(format!("{} (lint, {kube}): {e}", c.what)),
             }
         }

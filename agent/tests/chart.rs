@@ -42,25 +42,13 @@ fn yaml_file(path: &Path) -> Value {
     aicr::yaml::from_yaml(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
-/// Helm's value merge: maps merge key by key, anything else is replaced.
-fn merge(base: &mut Value, over: &Value) {
-    match (base, over) {
-        (Value::Object(b), Value::Object(o)) => {
-            for (k, v) in o {
-                merge(b.entry(k.clone()).or_insert(Value::Null), v);
-            }
-        }
-        (b, o) => *b = o.clone(),
-    }
-}
-
 fn defaults() -> Value {
     yaml_file(&chart().join("values.yaml"))
 }
 
 fn with(overrides: Value) -> Value {
     let mut v = defaults();
-    merge(&mut v, &overrides);
+    tools::merge_values(&mut v, &overrides);
     v
 }
 

@@ -254,11 +254,7 @@ fn bcrypt_hash(password: &str) -> Option<String> {
 /// real credentials are never read.
 fn aicr(docker_config: &Path) -> Command {
     let mut c = aicr_test_support::tools::aicr();
-    c.env("NO_COLOR", "1")
-        .env("DOCKER_CONFIG", docker_config)
-        .env_remove("KUBECONFIG")
-        .env_remove("AICR_DEBUG")
-        .env_remove("AICR_LOG_JSON");
+    c.env("NO_COLOR", "1").env("DOCKER_CONFIG", docker_config);
     c
 }
 
@@ -314,27 +310,7 @@ fn field<'a>(out: &'a str, label: &str) -> &'a str {
         .trim()
 }
 
-/// Relative path → (mode, content) of regular files.
-type Tree = BTreeMap<String, (u32, Vec<u8>)>;
-
-fn tree(dir: &Path) -> Tree {
-    fn walk(root: &Path, d: &Path, out: &mut Tree) {
-        use std::os::unix::fs::PermissionsExt;
-        for e in fs::read_dir(d).unwrap() {
-            let p = e.unwrap().path();
-            if p.is_dir() {
-                walk(root, &p, out);
-            } else {
-                let mode = fs::metadata(&p).unwrap().permissions().mode() & 0o777;
-                let rel = p.strip_prefix(root).unwrap().to_string_lossy().into_owned();
-                out.insert(rel, (mode, fs::read(&p).unwrap()));
-            }
-        }
-    }
-    let mut out = BTreeMap::new();
-    walk(dir, dir, &mut out);
-    out
-}
+use aicr_test_support::fixtures::{FileTree as Tree, file_tree as tree};
 
 /// The regular files of a gzip tar layer.
 fn unpack(layer: &[u8]) -> Tree {

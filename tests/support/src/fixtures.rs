@@ -251,3 +251,28 @@ pub fn job_pod(job: &Value, exit_code: i32) -> Value {
         },
     })
 }
+
+/// Relative path → (permission bits, content) of the regular files under a
+/// directory, for comparing written trees (bundles, unpacked layers).
+pub type FileTree = std::collections::BTreeMap<String, (u32, Vec<u8>)>;
+
+/// Every regular file under `dir`, keyed by its path relative to `dir`.
+#[cfg(unix)]
+pub fn file_tree(dir: &std::path::Path) -> FileTree {
+    fn walk(root: &std::path::Path, d: &std::path::Path, out: &mut FileTree) {
+        use std::os::unix::fs::PermissionsExt;
+        for e in std::fs::read_dir(d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                walk(root, &p, out);
+            } else {
+                let mode = std::fs::metadata(&p).unwrap().permissions().mode() & 0o777;
+                let rel = p.strip_prefix(root).unwrap().to_string_lossy().into_owned();
+                out.insert(rel, (mode, std::fs::read(&p).unwrap()));
+            }
+        }
+    }
+    let mut out = FileTree::new();
+    walk(dir, dir, &mut out);
+    out
+}

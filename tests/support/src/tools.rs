@@ -196,8 +196,8 @@ impl Judge {
     }
 }
 
-/// Lint messages at warning (2) or error (3) severity.
-fn lint_findings(report: &Value) -> Vec<String> {
+/// Lint messages at warning (2) or error (3) severity, as "path: message".
+pub fn lint_findings(report: &Value) -> Vec<String> {
     report["messages"]
         .as_array()
         .into_iter()
@@ -232,6 +232,21 @@ fn schema_findings(results: &Value) -> Vec<String> {
                 .collect::<Vec<_>>()
         })
         .collect()
+}
+
+/// Helm's merge of a values layer over `base` (`-f` files, `--set`): maps
+/// merge key by key, a null adds nothing (an empty values file), anything
+/// else replaces.
+pub fn merge_values(base: &mut Value, over: &Value) {
+    match (base, over) {
+        (Value::Object(b), Value::Object(o)) => {
+            for (k, v) in o {
+                merge_values(b.entry(k.clone()).or_insert(Value::Null), v);
+            }
+        }
+        (_, Value::Null) => {}
+        (b, o) => *b = o.clone(),
+    }
 }
 
 /// The published CRD schemas kept as fixtures (`tests/support/crds/`; each

@@ -21,7 +21,7 @@ use aicr::proto::{
 };
 use aicr::sink::OutputFormat;
 use aicr::validate::Report;
-use aicr::{k8s, yaml};
+use aicr::yaml;
 use clap::Args;
 use comfy_table::{Table, presets};
 use serde_json::{Value, json};
@@ -186,7 +186,7 @@ async fn call<T>(
 /// A node's snapshot (`node` empty: the cluster-level one) from the aggregator.
 pub fn fetch_snapshot(url: Option<&str>, conn: &Connection, node: &str) -> Result<Snapshot> {
     let url = resolve_url(url)?;
-    let json = k8s::block_on(async {
+    let json = crate::runtime::block_on(async {
         let mut c = connect(&url, conn).await?;
         let req = GetSnapshotRequest {
             node_name: node.to_string(),
@@ -215,7 +215,7 @@ pub fn validate_remote(
     let url = resolve_url(url)?;
     let recipe_json = serde_json::to_vec(recipe)
         .map_err(|e| Error::internal(format!("failed to encode the recipe: {e}")))?;
-    let reply = k8s::block_on(async {
+    let reply = crate::runtime::block_on(async {
         let mut c = connect(&url, conn).await?;
         call(
             "the aggregator could not validate",
@@ -404,7 +404,7 @@ fn node_json(n: &NodeInfo) -> Value {
 
 pub fn run_nodes(a: &NodesArgs) -> Result<()> {
     let as_table = table_or_json(&a.format)?;
-    let nodes = k8s::block_on(async {
+    let nodes = crate::runtime::block_on(async {
         let mut c = connect(&a.aggregator, &a.conn).await?;
         call("failed to list nodes", c.list_nodes(ListNodesRequest {})).await
     })??
@@ -517,7 +517,7 @@ pub fn run_drift(a: &DriftArgs) -> Result<()> {
         history: a.history,
         limit: a.limit,
     };
-    let events = k8s::block_on(async {
+    let events = crate::runtime::block_on(async {
         let mut c = connect(&a.aggregator, &a.conn).await?;
         call("failed to list drift", c.list_violations(req)).await
     })??
@@ -594,7 +594,7 @@ pub fn run_watch(a: &WatchArgs) -> Result<()> {
     let color = !json
         && std::io::stdout().is_terminal()
         && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
-    k8s::block_on(async {
+    crate::runtime::block_on(async {
         let mut client = connect(&a.aggregator, &a.conn).await?;
         let mut last = a.since;
         let mut shown = 0u64;

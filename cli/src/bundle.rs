@@ -10,7 +10,7 @@ use aicr::attest::{
     sign::Attester,
     sign::Keyless,
     statement,
-    verifier::{BundleVerifier, Cached},
+    verifier::{Cached, SigstoreVerifier},
 };
 use aicr::bundle::checksums;
 use aicr::bundle::manifests::ExternalKustomize;
@@ -103,6 +103,10 @@ pub struct BundleArgs {
     /// Override the binary attestation identity pattern (must name this project's repository)
     #[arg(long)]
     pub certificate_identity_regexp: Option<String>,
+    #[command(flatten)]
+    pub signing: crate::trust::SigningArgs,
+    #[command(flatten)]
+    pub tuf: crate::trust::TufArgs,
 }
 
 fn opt_err(e: Error) -> Error {
@@ -193,6 +197,9 @@ struct AttestPlan {
     binary_attestation: PathBuf,
     identity: identity::Policy,
     device_flow: bool,
+    /// The cached Sigstore trusted root the binary attestation is checked
+    /// against.
+    trusted_root: PathBuf,
 }
 
 fn attest_plan(a: &BundleArgs, sec: &BundleSection) -> Result<Option<AttestPlan>> {
@@ -217,6 +224,7 @@ fn attest_plan(a: &BundleArgs, sec: &BundleSection) -> Result<Option<AttestPlan>
         binary_attestation,
         identity,
         device_flow: a.oidc_device_flow || sec.attestation.oidc_device_flow,
+        trusted_root: a.tuf.cached_root(),
     }))
 }
 
@@ -516,7 +524,9 @@ fn sign_bundle(
             plan.binary_attestation.display()
         ))
     })?;
-    if let Err(e) = Cached.verify(&binary_att, &binary_sha256, &plan.identity) {
+    if let Err(e) =
+        Cached(plan.trusted_root.clone()).verify(&binary_att, &binary_sha256, &plan.identity)
+    {
         tracing::warn!("binary attestation check: {}", e.message());
         return Err(Error::new(
             ErrorKind::Unauthorized,
@@ -532,6 +542,7 @@ fn sign_bundle(
         })
         .collect::<Vec<_>>();
     let info = statement::BuildInfo {
+        subject: checksums::FILE.to_string(),
         checksums_sha256: checksums::sha256_hex(&sums.content),
         criteria: b.recipe.criteria.clone(),
         external_data: !data_files.is_empty(),
@@ -577,8 +588,10 @@ pub fn run(a: &BundleArgs) -> Result<()> {
             oidc::resolve(&oidc::Request {
                 identity_token: a.identity_token.clone(),
                 device_flow: plan.device_flow,
+                issuer: a.signing.oidc_issuer.clone(),
+                github_actions: crate::trust::github_actions_token_endpoint(),
             })
-            .and_then(Keyless::new)
+            .and_then(|token| Keyless::new(token, &a.signing.fulcio_url, &a.signing.rekor_url))
         })
         .transpose()?;
     let recipe = load_recipe(&r.recipe, a.kubeconfig.as_ref())?;
@@ -614,7 +627,7 @@ pub fn run(a: &BundleArgs) -> Result<()> {
         } => (target, *push, image_refs),
     };
     let credentials = oci::Credentials::from_docker_config(&target.registry);
-    let pushed = oci::push(&b.files, target, push, &credentials)?;
+    let pushed = crate::runtime::block_on(oci::push(&b.files, target, push, &credentials))??;
     tracing::info!(
         "bundle pushed: deployer={} components={} files={} digest={}",
         r.opts.deployer.name(),

@@ -16,7 +16,7 @@ pub fn read_source(
     kubeconfig: Option<&PathBuf>,
 ) -> Result<(Vec<u8>, Format)> {
     match source {
-        Source::ConfigMap(cm) => aicr::k8s::block_on(async {
+        Source::ConfigMap(cm) => crate::runtime::block_on(async {
             let client = aicr::k8s::client(kubeconfig.map(|p| p.as_path())).await?;
             aicr::k8s::read_document(&client, cm).await
         })?,
@@ -34,7 +34,7 @@ pub fn write_destination(
 ) -> Result<()> {
     if dest.starts_with("cm://") {
         let cm = source::ConfigMapRef::parse(dest)?;
-        return aicr::k8s::block_on(async {
+        return crate::runtime::block_on(async {
             let client = aicr::k8s::client(kubeconfig.map(|p| p.as_path())).await?;
             aicr::k8s::write_document(&client, &cm, doc_type, content, format).await
         })?;

@@ -27,6 +27,8 @@ pub struct VerifyArgs {
     /// Report format: text or json
     #[arg(long, default_value = "text")]
     pub format: String,
+    #[command(flatten)]
+    pub tuf: crate::trust::TufArgs,
 }
 
 pub fn run(a: &VerifyArgs) -> Result<()> {
@@ -51,7 +53,7 @@ pub fn run(a: &VerifyArgs) -> Result<()> {
         _ => return Err(Error::invalid("invalid --format: must be text or json")),
     };
     let checks = Checks {
-        verifier: &Cached,
+        verifier: &Cached(a.tuf.cached_root()),
         binary_identity: identity::Policy::release(a.certificate_identity_regexp.as_deref())?,
     };
     let abs = std::path::absolute(dir)

@@ -340,10 +340,7 @@ fn home(stale: bool) -> tempfile::TempDir {
 }
 
 fn signer(token: &str) -> Keyless {
-    let mut k = Keyless::new(token.to_string()).unwrap();
-    k.fulcio_url = sigstore().url.clone();
-    k.rekor_url = sigstore().url.clone();
-    k
+    Keyless::new(token.to_string(), &sigstore().url, &sigstore().url).unwrap()
 }
 
 /// A release attestation for `exe`, as the release workflow would make it.

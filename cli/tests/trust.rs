@@ -302,12 +302,31 @@ fn bad_settings_and_unreachable_mirrors_fail_clearly() {
         .env("AICR_TUF_MIRROR", "ftp://mirror.example")
         .assert()
         .code(2)
-        .stderr(predicate::str::contains("invalid AICR_TUF_MIRROR"));
+        .stderr(predicate::str::contains(
+            "invalid TUF mirror \"ftp://mirror.example\" (--tuf-mirror, AICR_TUF_MIRROR)",
+        ));
     env.aicr()
         .env("AICR_TUF_ROOT", env.home.path().join("missing.json"))
         .assert()
         .code(3)
-        .stderr(predicate::str::contains("cannot read AICR_TUF_ROOT"));
+        .stderr(
+            predicate::str::contains("cannot read TUF root")
+                .and(predicate::str::contains("(--tuf-root, AICR_TUF_ROOT)")),
+        );
+    // The flags say the same as the variables, and win over them.
+    env.aicr()
+        .args(["--tuf-mirror", "ftp://flag.example"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains(
+            "invalid TUF mirror \"ftp://flag.example\"",
+        ));
+    env.aicr()
+        .arg("--tuf-root")
+        .arg(env.home.path().join("flag-missing.json"))
+        .assert()
+        .code(3)
+        .stderr(predicate::str::contains("flag-missing.json"));
     let garbage = env.home.path().join("garbage.json");
     std::fs::write(&garbage, "{\"signed\": {\"_type\": \"targets\"}}").unwrap();
     env.aicr()

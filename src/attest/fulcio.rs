@@ -23,7 +23,7 @@ pub fn signing_cert(
         "credentials": {"oidcIdentityToken": token},
         "publicKeyRequest": {
             "publicKey": {"algorithm": "ECDSA", "content": public_key_pem},
-            "proofOfPossession": super::bundle_json::b64(proof),
+            "proofOfPossession": super::sigstore_bundle::b64(proof),
         },
     });
     let (_, v) = http::post_json(

@@ -3,7 +3,7 @@
 //!
 //! - `statement`: the in-toto Statement with an SLSA Build Provenance v1
 //!   predicate whose subject is `checksums.txt`.
-//! - `bundle_json`: the Sigstore bundle v0.3 JSON document and DSSE envelope.
+//! - `sigstore_bundle`: the Sigstore bundle v0.3 JSON document and DSSE envelope.
 //! - `trust_root`: which Sigstore `trusted_root.json` verification uses: the
 //!   cached copy if present, else the one embedded in the binary.
 //! - `tuf`: `aicr trust update`, the TUF refresh of that trusted root into
@@ -20,14 +20,20 @@
 //! Verification cryptography (certificate paths, SCTs, signatures, log
 //! proofs) is `sigstore-verify`'s, on `aws-lc-rs`; signing uses `ring`. This
 //! module only wires formats and policies together.
+//!
+//! "Bundle" is overloaded here: the *Sigstore bundle* is the signed JSON
+//! document (`sigstore_bundle`), the *deploy bundle* is what `aicr bundle`
+//! writes. This module must not import the deploy bundle's code
+//! (`crate::bundle`); its verification (`bundle::verify`) builds on this one,
+//! and the arrow only goes that way.
 
-pub mod bundle_json;
 pub mod fulcio;
 mod http;
 pub mod identity;
 pub mod oidc;
 pub mod rekor;
 pub mod sign;
+pub mod sigstore_bundle;
 pub mod statement;
 pub mod trust_root;
 pub mod tuf;

@@ -39,11 +39,19 @@ impl std::str::FromStr for IdentityToken {
     }
 }
 
-/// What the user asked for; the explicit token already folds in its env var.
+/// What the user asked for and what the caller found around it; the
+/// explicit token already folds in its env var.
 #[derive(Debug, Clone, Default)]
 pub struct Request {
     pub identity_token: Option<IdentityToken>,
     pub device_flow: bool,
+    /// The issuer for interactive flows; empty means [`SIGSTORE_ISSUER`].
+    pub issuer: String,
+    /// GitHub Actions' token endpoint and its bearer
+    /// (`ACTIONS_ID_TOKEN_REQUEST_URL`, `ACTIONS_ID_TOKEN_REQUEST_TOKEN`),
+    /// when the job has `id-token: write`. The bearer is a secret, so it is
+    /// kept in the redacting [`IdentityToken`].
+    pub github_actions: Option<(String, IdentityToken)>,
 }
 
 /// The token from the first source that has one.
@@ -56,21 +64,23 @@ pub fn resolve(req: &Request) -> Result<String> {
     {
         return Ok(t.trim().to_string());
     }
-    let url = std::env::var("ACTIONS_ID_TOKEN_REQUEST_URL").unwrap_or_default();
-    let bearer = std::env::var("ACTIONS_ID_TOKEN_REQUEST_TOKEN").unwrap_or_default();
-    if !url.is_empty() && !bearer.is_empty() {
-        return github_actions(&url, &bearer);
+    if let Some((url, bearer)) = req
+        .github_actions
+        .as_ref()
+        .filter(|(u, b)| !u.is_empty() && !b.0.is_empty())
+    {
+        return github_actions(url, &bearer.0);
     }
-    let issuer = std::env::var("AICR_OIDC_ISSUER")
-        .ok()
-        .filter(|s| !s.is_empty())
-        .unwrap_or_else(|| SIGSTORE_ISSUER.to_string());
+    let issuer = match req.issuer.as_str() {
+        "" => SIGSTORE_ISSUER,
+        i => i,
+    };
     if req.device_flow {
-        return device_flow(&issuer, INTERACTIVE_TIMEOUT);
+        return device_flow(issuer, INTERACTIVE_TIMEOUT);
     }
     // Without a person at the terminal a browser sign-in would just hang.
     if std::io::stderr().is_terminal() {
-        return browser_flow(&issuer, INTERACTIVE_TIMEOUT);
+        return browser_flow(issuer, INTERACTIVE_TIMEOUT);
     }
     Err(Error::new(
         ErrorKind::Unavailable,
@@ -375,7 +385,8 @@ mod tests {
         let tok = format!("h.{payload}.s");
         let got = resolve(&Request {
             identity_token: Some(IdentityToken(format!(" {tok} "))),
-            device_flow: false,
+            github_actions: Some(("http://127.0.0.1:1".into(), IdentityToken("b".into()))),
+            ..Request::default()
         })
         .unwrap();
         assert_eq!(got, tok);

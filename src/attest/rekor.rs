@@ -3,10 +3,10 @@
 
 use serde_json::{Value, json};
 
-use super::bundle_json::{
+use super::http;
+use super::sigstore_bundle::{
     Checkpoint, InclusionPromise, InclusionProof, KeyId, KindVersion, TlogEntry, b64,
 };
-use super::http;
 use crate::error::{Error, ErrorKind, Result};
 
 pub const PUBLIC_GOOD: &str = "https://rekor.sigstore.dev";

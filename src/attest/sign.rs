@@ -7,8 +7,8 @@ use ring::rand::SystemRandom;
 use ring::signature::{ECDSA_P256_SHA256_ASN1_SIGNING, EcdsaKeyPair};
 use serde_json::Value;
 
-use super::bundle_json::{
-    self, Bundle, Envelope, IN_TOTO_PAYLOAD_TYPE, MEDIA_TYPE_V03, RawBytes, Signature,
+use super::sigstore_bundle::{
+    self, Envelope, IN_TOTO_PAYLOAD_TYPE, MEDIA_TYPE_V03, RawBytes, Signature, SigstoreBundle,
     VerificationMaterial,
 };
 use super::{fulcio, oidc, rekor};
@@ -30,20 +30,14 @@ pub struct Keyless {
 }
 
 impl Keyless {
-    /// Service URLs default to the public-good instance; `AICR_FULCIO_URL`
-    /// and `AICR_REKOR_URL` point at a private deployment.
-    pub fn new(token: String) -> Result<Keyless> {
+    /// Signs as the token's subject through these services (the caller's
+    /// defaults are [`fulcio::PUBLIC_GOOD`] and [`rekor::PUBLIC_GOOD`]).
+    pub fn new(token: String, fulcio_url: &str, rekor_url: &str) -> Result<Keyless> {
         let subject = oidc::subject(&oidc::claims(&token)?)?;
         tracing::info!("OIDC identity: {subject}");
-        let url = |var: &str, default: &str| {
-            std::env::var(var)
-                .ok()
-                .filter(|s| !s.is_empty())
-                .unwrap_or_else(|| default.to_string())
-        };
         Ok(Keyless {
-            fulcio_url: url("AICR_FULCIO_URL", fulcio::PUBLIC_GOOD),
-            rekor_url: url("AICR_REKOR_URL", rekor::PUBLIC_GOOD),
+            fulcio_url: fulcio_url.to_string(),
+            rekor_url: rekor_url.to_string(),
             token,
             subject,
         })
@@ -51,7 +45,7 @@ impl Keyless {
 }
 
 fn pem(label: &str, der: &[u8]) -> String {
-    let b = bundle_json::b64(der);
+    let b = sigstore_bundle::b64(der);
     let mut s = format!("-----BEGIN {label}-----\n");
     for chunk in b.as_bytes().chunks(64) {
         s.push_str(&String::from_utf8_lossy(chunk));
@@ -87,12 +81,12 @@ impl Attester for Keyless {
 
         let payload = serde_json::to_vec(statement)
             .map_err(|e| Error::internal(format!("cannot encode statement: {e}")))?;
-        let sig = sign(&bundle_json::pae(IN_TOTO_PAYLOAD_TYPE, &payload))?;
+        let sig = sign(&sigstore_bundle::pae(IN_TOTO_PAYLOAD_TYPE, &payload))?;
         let envelope = Envelope {
-            payload: bundle_json::b64(&payload),
+            payload: sigstore_bundle::b64(&payload),
             payload_type: IN_TOTO_PAYLOAD_TYPE.into(),
             signatures: vec![Signature {
-                sig: bundle_json::b64(&sig),
+                sig: sigstore_bundle::b64(&sig),
                 keyid: String::new(),
             }],
         };
@@ -100,11 +94,11 @@ impl Attester for Keyless {
             .map_err(|e| Error::internal(format!("cannot encode envelope: {e}")))?;
         let entry = rekor::upload_dsse(&self.rekor_url, &envelope_json, &pem("CERTIFICATE", leaf))?;
 
-        Bundle {
+        SigstoreBundle {
             media_type: MEDIA_TYPE_V03.into(),
             verification_material: VerificationMaterial {
                 certificate: Some(RawBytes {
-                    raw_bytes: bundle_json::b64(leaf),
+                    raw_bytes: sigstore_bundle::b64(leaf),
                 }),
                 x509_certificate_chain: None,
                 tlog_entries: vec![entry],

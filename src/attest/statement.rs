@@ -14,6 +14,9 @@ pub const BUILD_TYPE: &str = "https://aicr.nvidia.com/bundle/v1";
 /// What goes into a bundle's provenance.
 #[derive(Debug, Clone)]
 pub struct BuildInfo {
+    /// The attested file's name in the bundle (its checksum list) and its
+    /// sha256; the caller names it so attestation needs no bundle layout.
+    pub subject: String,
     pub checksums_sha256: String,
     pub criteria: Criteria,
     pub external_data: bool,
@@ -74,7 +77,7 @@ pub fn build(info: &BuildInfo) -> Result<Value> {
     );
     Ok(json!({
         "_type": STATEMENT_TYPE,
-        "subject": [{"name": crate::bundle::checksums::FILE, "digest": {"sha256": info.checksums_sha256}}],
+        "subject": [{"name": info.subject, "digest": {"sha256": info.checksums_sha256}}],
         "predicateType": SLSA_PROVENANCE_V1,
         "predicate": {
             "buildDefinition": {
@@ -152,6 +155,7 @@ mod tests {
 
     fn info() -> BuildInfo {
         BuildInfo {
+            subject: "checksums.txt".into(),
             checksums_sha256: "a".repeat(64),
             criteria: Criteria {
                 service: "eks".into(),

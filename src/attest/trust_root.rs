@@ -6,7 +6,6 @@
 use sigstore_trust_root::SIGSTORE_PRODUCTION_TRUSTED_ROOT;
 pub use sigstore_trust_root::TrustedRoot;
 
-use super::tuf;
 use crate::error::{Error, Result};
 
 /// Parse a `trusted_root.json` document.
@@ -17,10 +16,10 @@ pub fn parse(bytes: &[u8]) -> Result<TrustedRoot> {
         .map_err(|e| Error::invalid(format!("malformed trusted root JSON: {e}")))
 }
 
-/// The cached root if present, else the embedded production root.
-pub fn load() -> Result<TrustedRoot> {
-    let path = tuf::trusted_root_cache_path();
-    match std::fs::read(&path) {
+/// The root cached at `path` (by `aicr trust update`) if present, else the
+/// embedded production root.
+pub fn load(path: &std::path::Path) -> Result<TrustedRoot> {
+    match std::fs::read(path) {
         Ok(bytes) => parse(&bytes).map_err(|e| e.context(path.display())),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             parse(SIGSTORE_PRODUCTION_TRUSTED_ROOT.as_bytes())

@@ -17,11 +17,11 @@ use crate::error::{Error, ErrorKind, Result};
 
 /// The public-good Sigstore TUF repository.
 pub const DEFAULT_MIRROR: &str = "https://tuf-repo-cdn.sigstore.dev";
-/// Another TUF repository (a mirror or a private Sigstore), like cosign's
-/// `initialize --mirror`.
+/// The variable naming another TUF repository (a mirror or a private
+/// Sigstore), like cosign's `initialize --mirror`; the CLI reads it.
 pub const MIRROR_ENV: &str = "AICR_TUF_MIRROR";
-/// A `root.json` to start trust from instead of the embedded one, like
-/// cosign's `initialize --root`; needed for a private Sigstore.
+/// The variable naming a `root.json` to start trust from instead of the
+/// embedded one, like cosign's `initialize --root`; the CLI reads it.
 pub const ROOT_ENV: &str = "AICR_TUF_ROOT";
 
 /// The whole refresh is bounded so a stalled mirror cannot hang the CLI
@@ -30,22 +30,56 @@ pub const UPDATE_TIMEOUT: Duration = Duration::from_secs(30);
 
 const TARGET: &str = "trusted_root.json";
 
-/// The TUF repository in use: `AICR_TUF_MIRROR` or the public-good one.
-pub fn mirror() -> String {
-    std::env::var(MIRROR_ENV)
-        .ok()
-        .map(|m| m.trim().trim_end_matches('/').to_string())
-        .filter(|m| !m.is_empty())
-        .unwrap_or_else(|| DEFAULT_MIRROR.to_string())
+/// Which TUF repository trust comes from and where its verified files are
+/// cached. The caller builds it from its flags; nothing here reads the
+/// environment.
+#[derive(Debug, Clone)]
+pub struct Repository {
+    /// The repository URL, without a trailing `/`.
+    pub mirror: String,
+    /// A `root.json` to start from; `None` is the embedded public-good root.
+    pub root: Option<PathBuf>,
+    /// `~/.sigstore/root`, shared with cosign and sigstore-go.
+    pub cache_base: PathBuf,
 }
 
-/// `~/.sigstore/root`, or under the temp dir when there is no home.
-pub fn cache_base() -> PathBuf {
-    std::env::var_os("HOME")
-        .filter(|h| !h.is_empty())
-        .map(PathBuf::from)
-        .unwrap_or_else(std::env::temp_dir)
-        .join(".sigstore/root")
+impl Repository {
+    /// `mirror` (empty: the public-good one) cached under `home`'s
+    /// `.sigstore/root` (no home: under the temp dir).
+    pub fn new(mirror: Option<&str>, root: Option<PathBuf>, home: Option<&Path>) -> Repository {
+        let mirror = mirror
+            .map(|m| m.trim().trim_end_matches('/'))
+            .filter(|m| !m.is_empty())
+            .unwrap_or(DEFAULT_MIRROR)
+            .to_string();
+        let cache_base = home
+            .filter(|h| !h.as_os_str().is_empty())
+            .map(Path::to_path_buf)
+            .unwrap_or_else(std::env::temp_dir)
+            .join(".sigstore/root");
+        Repository {
+            mirror,
+            root: root.filter(|p| !p.as_os_str().is_empty()),
+            cache_base,
+        }
+    }
+
+    /// Where the verified metadata of this mirror is cached.
+    pub fn cache_dir(&self) -> PathBuf {
+        self.cache_base.join(mirror_dir_name(&self.mirror))
+    }
+
+    /// The cached `trusted_root.json` that `aicr verify` reads.
+    pub fn trusted_root_cache_path(&self) -> PathBuf {
+        self.cache_dir().join("targets").join(TARGET)
+    }
+
+    /// The file recording when the cache was last refreshed
+    /// (`~/.sigstore/root/<mirror>.json`, `{"lastTimestamp": ...}`).
+    fn refresh_record_path(&self) -> PathBuf {
+        self.cache_base
+            .join(format!("{}.json", mirror_dir_name(&self.mirror)))
+    }
 }
 
 /// The cache folder name for a mirror, as sigstore-go derives it: the URL
@@ -53,22 +87,6 @@ pub fn cache_base() -> PathBuf {
 pub fn mirror_dir_name(mirror: &str) -> String {
     let rest = mirror.split_once("://").map_or(mirror, |(_, r)| r);
     rest.trim_end_matches('/').replace('/', "-")
-}
-
-/// Where the verified metadata of `mirror()` is cached.
-pub fn cache_dir() -> PathBuf {
-    cache_base().join(mirror_dir_name(&mirror()))
-}
-
-/// The cached `trusted_root.json` that `aicr verify` reads.
-pub fn trusted_root_cache_path() -> PathBuf {
-    cache_dir().join("targets").join(TARGET)
-}
-
-/// The file recording when the cache was last refreshed
-/// (`~/.sigstore/root/<mirror>.json`, `{"lastTimestamp": ...}`).
-fn refresh_record_path() -> PathBuf {
-    cache_base().join(format!("{}.json", mirror_dir_name(&mirror())))
 }
 
 /// What a successful refresh installed.
@@ -80,37 +98,40 @@ pub struct Updated {
     pub cache: PathBuf,
 }
 
-/// Bound on a `root.json` named by `AICR_TUF_ROOT`; real ones are ~5 KiB.
+/// Bound on a `root.json` named by `--tuf-root`; real ones are ~5 KiB.
 const MAX_ROOT_FILE: u64 = 1024 * 1024;
 
-/// The `root.json` trust starts from: `AICR_TUF_ROOT`, else the embedded
-/// public-good root (only valid for the public-good repository).
-fn bootstrap_root(mirror: &str) -> Result<Vec<u8>> {
-    let Some(path) = std::env::var_os(ROOT_ENV).filter(|p| !p.is_empty()) else {
-        if mirror != DEFAULT_MIRROR {
+/// The `root.json` trust starts from: the repository's own, else the
+/// embedded public-good root (only valid for the public-good repository).
+fn bootstrap_root(repo: &Repository) -> Result<Vec<u8>> {
+    let Some(path) = &repo.root else {
+        if repo.mirror != DEFAULT_MIRROR {
             tracing::warn!(
-                mirror,
-                "starting trust from the embedded public-good root; set {ROOT_ENV} for a private repository"
+                mirror = %repo.mirror,
+                "starting trust from the embedded public-good root; pass --tuf-root ({ROOT_ENV}) for a private repository"
             );
         }
         return Ok(sigstore_trust_root::SigstoreInstance::PublicGood
             .tuf_root()
             .to_vec());
     };
-    let path = PathBuf::from(path);
     let read = || -> std::io::Result<Vec<u8>> {
         use std::io::Read;
         let mut bytes = Vec::new();
-        std::fs::File::open(&path)?
+        std::fs::File::open(path)?
             .take(MAX_ROOT_FILE + 1)
             .read_to_end(&mut bytes)?;
         Ok(bytes)
     };
-    let bytes = read()
-        .map_err(|e| Error::not_found(format!("cannot read {ROOT_ENV} {}: {e}", path.display())))?;
+    let bytes = read().map_err(|e| {
+        Error::not_found(format!(
+            "cannot read TUF root {} (--tuf-root, {ROOT_ENV}): {e}",
+            path.display()
+        ))
+    })?;
     if bytes.len() as u64 > MAX_ROOT_FILE {
         return Err(Error::invalid(format!(
-            "{ROOT_ENV} {} is larger than {MAX_ROOT_FILE} bytes; not a TUF root",
+            "TUF root {} (--tuf-root, {ROOT_ENV}) is larger than {MAX_ROOT_FILE} bytes; not a TUF root",
             path.display()
         )));
     }
@@ -118,7 +139,7 @@ fn bootstrap_root(mirror: &str) -> Result<Vec<u8>> {
         .is_ok_and(|v| v["signed"]["_type"] == "root");
     if !is_root {
         return Err(Error::invalid(format!(
-            "{ROOT_ENV} {} is not a TUF root.json (signed._type must be \"root\")",
+            "TUF root {} (--tuf-root, {ROOT_ENV}) is not a TUF root.json (signed._type must be \"root\")",
             path.display()
         )));
     }
@@ -133,21 +154,21 @@ fn check_mirror(mirror: &str) -> Result<()> {
         Ok(())
     } else {
         Err(Error::invalid(format!(
-            "invalid {MIRROR_ENV} {mirror:?}: expected an http(s) URL such as {DEFAULT_MIRROR}"
+            "invalid TUF mirror {mirror:?} (--tuf-mirror, {MIRROR_ENV}): expected an http(s) URL such as {DEFAULT_MIRROR}"
         )))
     }
 }
 
-/// Refresh the trusted root from `mirror()` into `cache_dir()`.
+/// Refresh the trusted root from the repository into its cache.
 ///
 /// Everything written is verified first (`sigstore-tuf` writes metadata
 /// through to the cache only after its checks pass, each file by an atomic
 /// rename), so a failed refresh leaves the previous cache usable.
-pub fn update() -> Result<Updated> {
-    let mirror = mirror();
+pub async fn update(repo: &Repository) -> Result<Updated> {
+    let mirror = repo.mirror.clone();
     check_mirror(&mirror)?;
-    let root = bootstrap_root(&mirror)?;
-    let cache = cache_dir();
+    let root = bootstrap_root(repo)?;
+    let cache = repo.cache_dir();
     crate::install_tls_provider();
     let config = sigstore_trust_root::TufConfig::custom(
         mirror.clone(),
@@ -156,13 +177,11 @@ pub fn update() -> Result<Updated> {
     .with_cache_dir(cache.clone());
     let failed =
         |kind, msg: String| Error::new(kind, format!("failed to update trusted root: {msg}"));
-    let trusted = crate::k8s::block_on(async {
-        tokio::time::timeout(
-            UPDATE_TIMEOUT,
-            sigstore_trust_root::TrustedRoot::from_tuf(config),
-        )
-        .await
-    })?
+    let trusted = tokio::time::timeout(
+        UPDATE_TIMEOUT,
+        sigstore_trust_root::TrustedRoot::from_tuf(config),
+    )
+    .await
     .map_err(|_| {
         failed(
             ErrorKind::Timeout,
@@ -173,7 +192,7 @@ pub fn update() -> Result<Updated> {
         )
     })?
     .map_err(|e| failed(ErrorKind::Unavailable, e.to_string()))?;
-    record_refresh(&refresh_record_path())?;
+    record_refresh(&repo.refresh_record_path())?;
     Ok(Updated {
         certificate_authorities: trusted.certificate_authorities.len(),
         transparency_logs: trusted.tlogs.len(),
@@ -228,7 +247,7 @@ mod tests {
 
     #[test]
     fn embedded_root_is_a_self_signed_tuf_root() {
-        let root = bootstrap_root(DEFAULT_MIRROR).unwrap();
+        let root = bootstrap_root(&Repository::new(None, None, None)).unwrap();
         let set = sigstore_tuf::TrustedMetadataSet::from_root(&root).unwrap();
         assert!(set.root().version >= 1);
     }

@@ -13,8 +13,8 @@ use sigstore_verify::{
     CertificateError, Error as SigstoreError, TransparencyLogError, VerificationPolicy, Verifier,
 };
 
-use super::bundle_json::{IN_TOTO_PAYLOAD_TYPE, MAX_BUNDLE_BYTES};
 use super::identity::Policy;
+use super::sigstore_bundle::{IN_TOTO_PAYLOAD_TYPE, MAX_BUNDLE_BYTES};
 use super::statement;
 use super::trust_root::{self, TrustedRoot};
 use crate::error::{Error, ErrorKind, Result};
@@ -32,26 +32,26 @@ pub struct Verified {
 }
 
 /// Seam between the bundler / `aicr verify` and the Sigstore checks.
-pub trait BundleVerifier {
+pub trait SigstoreVerifier {
     fn verify(&self, bundle: &[u8], sha256_hex: &str, policy: &Policy) -> Result<Verified>;
 }
 
 /// The real verifier over a trusted root.
 pub struct Offline<'a>(pub &'a TrustedRoot);
 
-impl BundleVerifier for Offline<'_> {
+impl SigstoreVerifier for Offline<'_> {
     fn verify(&self, bundle: &[u8], sha256_hex: &str, policy: &Policy) -> Result<Verified> {
         verify(bundle, sha256_hex, policy, self.0)
     }
 }
 
-/// The verifier for the CLI: the cached (or embedded) trusted root, read
-/// only when an attestation is actually present.
-pub struct Cached;
+/// The verifier for the CLI: the trusted root cached at this path (else the
+/// embedded one), read only when an attestation is actually present.
+pub struct Cached(pub std::path::PathBuf);
 
-impl BundleVerifier for Cached {
+impl SigstoreVerifier for Cached {
     fn verify(&self, bundle: &[u8], sha256_hex: &str, policy: &Policy) -> Result<Verified> {
-        verify(bundle, sha256_hex, policy, &trust_root::load()?)
+        verify(bundle, sha256_hex, policy, &trust_root::load(&self.0)?)
     }
 }
 

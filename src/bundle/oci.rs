@@ -552,7 +552,7 @@ async fn upload(
 }
 
 /// Pack `files` and push them to `target` as one artifact.
-pub fn push(
+pub async fn push(
     files: &BTreeMap<String, BundleFile>,
     target: &Target,
     o: PushOptions,
@@ -578,13 +578,11 @@ pub fn push(
     let client = client(o);
     let reference = target.reference();
     tracing::info!("pushing bundle to {target}: layer={layer_digest} size={layer_size}");
-    let outcome = crate::k8s::block_on(async {
-        tokio::time::timeout(
-            PUSH_TIMEOUT,
-            upload(&client, &reference, &auth, layer, manifest),
-        )
-        .await
-    })?;
+    let outcome = tokio::time::timeout(
+        PUSH_TIMEOUT,
+        upload(&client, &reference, &auth, layer, manifest),
+    )
+    .await;
     match outcome {
         Err(_) => Err(Error::new(
             ErrorKind::Timeout,

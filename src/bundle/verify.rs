@@ -11,7 +11,7 @@ use serde::Serialize;
 use super::checksums;
 use crate::attest::identity;
 use crate::attest::statement;
-use crate::attest::verifier::BundleVerifier;
+use crate::attest::verifier::SigstoreVerifier;
 use crate::attest::{BINARY_ATTESTATION_COPY, BUNDLE_ATTESTATION};
 use crate::error::{Error, Result};
 use crate::yaml;
@@ -151,7 +151,7 @@ impl fmt::Display for VersionConstraint {
 /// How attestations are checked: the Sigstore verifier and the identity
 /// binary attestations must carry.
 pub struct Checks<'a> {
-    pub verifier: &'a dyn BundleVerifier,
+    pub verifier: &'a dyn SigstoreVerifier,
     pub binary_identity: identity::Policy,
 }
 
@@ -374,7 +374,7 @@ mod tests {
     /// `{"ok": true, "identity": …, "issuer": …, "statement": …}`.
     struct Fake;
 
-    impl BundleVerifier for Fake {
+    impl SigstoreVerifier for Fake {
         fn verify(&self, b: &[u8], digest: &str, p: &identity::Policy) -> Result<Verified> {
             let v: serde_json::Value =
                 serde_json::from_slice(b).map_err(|e| Error::invalid(e.to_string()))?;

@@ -15,7 +15,7 @@ pub const MAX_BUNDLE_BYTES: usize = 10 * 1024 * 1024;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct Bundle {
+pub struct SigstoreBundle {
     pub media_type: String,
     pub verification_material: VerificationMaterial,
     pub dsse_envelope: Envelope,
@@ -125,7 +125,7 @@ pub fn b64(bytes: &[u8]) -> String {
     STANDARD.encode(bytes)
 }
 
-impl Bundle {
+impl SigstoreBundle {
     pub fn to_json(&self) -> Result<String> {
         serde_json::to_string_pretty(self)
             .map_err(|e| Error::internal(format!("cannot encode sigstore bundle: {e}")))

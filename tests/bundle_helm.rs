@@ -8,8 +8,6 @@
 //! schemas (strict) at the recipe's own oldest Kubernetes and the newest,
 //! or its published CRD schema.
 
-mod common;
-
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
@@ -30,7 +28,7 @@ fn option_sets() -> Vec<(&'static str, Options)> {
         (
             "helm, scheduling flags",
             Options {
-                scheduling: common::scheduled(),
+                scheduling: crate::common::scheduled(),
                 ..Options::default()
             },
         ),

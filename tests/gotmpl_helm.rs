@@ -5,8 +5,6 @@
 //! the syntax and functions gotmpl supports. The outputs must be identical,
 //! or both must fail.
 
-mod common;
-
 use std::collections::BTreeSet;
 
 use aicr::bundle::gotmpl::Template;
@@ -27,7 +25,7 @@ fn option_sets() -> Vec<(&'static str, Options)> {
         (
             "scheduling flags",
             Options {
-                scheduling: common::scheduled(),
+                scheduling: crate::common::scheduled(),
                 ..Options::default()
             },
         ),

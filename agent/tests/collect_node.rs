@@ -1,16 +1,14 @@
 //! `collect_node`: all node-local collectors together over one fixture root,
 //! with a real D-Bus peer for systemd and a fake GPU source.
 
-mod common;
-
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::common::FakeSystemd;
 use aicr::model::snapshot::{Measurement, Reading};
 use aicr_agent::collect::gpu::{GpuBackend, GpuOptions, GpuSource, Query, QueryError};
 use aicr_agent::collect::{CollectOptions, Root, Timeouts, collect_node, systemd};
-use common::FakeSystemd;
 use zbus::{Guid, connection::Builder};
 
 /// A GPU source whose every answer takes `delay` (a wedged driver) and

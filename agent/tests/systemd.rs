@@ -2,13 +2,11 @@
 //! server on a Unix socket at `<root>/run/systemd/private`, answering
 //! `Properties.GetAll("")` the way systemd's private socket does.
 
-mod common;
-
 use std::path::Path;
 
+use crate::common::FakeSystemd;
 use aicr::model::snapshot::{Measurement, Reading};
 use aicr_agent::collect::{Root, systemd};
-use common::FakeSystemd;
 
 fn names(m: &Measurement) -> Vec<&str> {
     m.subtypes.iter().map(|s| s.subtype.as_str()).collect()

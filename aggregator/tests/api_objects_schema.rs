@@ -7,18 +7,16 @@
 //! judges' venv (scripts/install-test-tools.sh) the test skips, and fails
 //! under CI=true.
 
-mod common;
-
 use std::time::Duration;
 
+use crate::common::sim_agent::{SimAgent, channel, node_readings};
+use crate::common::*;
 use aicr::model::snapshot::Subtype;
 use aicr::proto::drift_event::Kind;
 use aicr_aggregator::leader::Election;
 use aicr_test_support::api_objects::{judge_sent, sent};
 use aicr_test_support::tools::Judge;
 use aicr_test_support::{FakeApiServer, fixtures};
-use common::sim_agent::{SimAgent, channel, node_readings};
-use common::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn events_and_the_lease_are_valid_objects() {

@@ -3,12 +3,12 @@
 //! hostile input, identity, rate limits, cluster state, TLS, leader
 //! election and alert sinks.
 
-mod common;
-
 use std::io::{Read, Write};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use crate::common::sim_agent::{self, SimAgent, channel, hello, message, node_readings};
+use crate::common::*;
 use aicr::model::snapshot::{Snapshot, Subtype};
 use aicr::proto::agent_message::Body;
 use aicr::proto::aggregator_message::Body as Reply;
@@ -21,8 +21,6 @@ use aicr_aggregator::identity::{NODE_NAME_EXTRA, POD_NAME_EXTRA, POD_UID_EXTRA};
 use aicr_aggregator::ingest::Limits;
 use aicr_aggregator::leader::Election;
 use aicr_test_support::{FakeApiServer, fixtures};
-use common::sim_agent::{self, SimAgent, channel, hello, message, node_readings};
-use common::*;
 use serde_json::{Value, json};
 use tonic::Code;
 

@@ -18,8 +18,6 @@
 //! test starts listens on 127.0.0.1 at a free port, is killed when the test
 //! ends, and every wait is bounded.
 
-mod common;
-
 use std::io::Write as _;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -327,7 +325,7 @@ fn start_agent(dir: &Path, name: &str, node: &str, grpc: &str, root: &Path) -> P
 /// The recipe every test runs: the one constraint the fixture host meets
 /// until its os-release is edited.
 fn recipe(dir: &Path) -> PathBuf {
-    common::recipe_file(dir, &[(CONSTRAINT, "24.04", "critical")])
+    crate::common::recipe_file(dir, &[(CONSTRAINT, "24.04", "critical")])
 }
 
 // ------------------------------------------------------------ the chart
@@ -415,7 +413,7 @@ fn promtool_check_metrics_finds_nothing_on_a_busy_aggregator() {
     // quote and a backslash (and no reading, so it is violated) must not
     // break the exposition.
     let odd = r#"OS.release.NO"SUCH\KEY"#;
-    let recipe = common::recipe_file(
+    let recipe = crate::common::recipe_file(
         dir,
         &[(CONSTRAINT, "24.04", "critical"), (odd, "1", "warning")],
     );

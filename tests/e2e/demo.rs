@@ -2,12 +2,11 @@
 //! the node is listed, the drift opens and resolves, and nothing is left
 //! running or on disk afterwards.
 //!
-//! The script runs the `aicr` and `aicr-aggregator` binaries from the same
-//! target directory as this crate's `aicr-agent`; `cargo test --workspace`
-//! builds them all (with `-p aicr-agent` alone, build them first:
-//! `cargo build -p aicr-cli -p aicr-aggregator`).
+//! The script runs the `aicr`, `aicr-agent` and `aicr-aggregator` binaries
+//! from this build's target directory; `cargo test --workspace` builds them
+//! all (testing this package alone, build them first:
+//! `cargo build -p aicr-cli -p aicr-agent -p aicr-aggregator`).
 
-use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -37,18 +36,17 @@ fn processes_mentioning(needle: &str) -> Vec<String> {
 
 #[test]
 fn the_demo_shows_drift_opening_and_resolving_then_cleans_up() {
-    let bin_dir = Path::new(env!("CARGO_BIN_EXE_aicr-agent"))
-        .parent()
-        .unwrap();
-    for b in ["aicr", "aicr-aggregator"] {
+    let agent = assert_cmd::cargo::cargo_bin("aicr-agent");
+    let bin_dir = agent.parent().unwrap();
+    for b in ["aicr", "aicr-agent", "aicr-aggregator"] {
         assert!(
             bin_dir.join(b).exists(),
-            "{b} is not built in {}: run `cargo build -p aicr-cli -p aicr-aggregator` (cargo test --workspace does)",
+            "{b} is not built in {}: run `cargo build -p aicr-cli -p aicr-agent -p aicr-aggregator` (cargo test --workspace does)",
             bin_dir.display()
         );
     }
     let tmp = tempfile::tempdir().unwrap();
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../scripts/demo.sh");
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/demo.sh");
     let out_path = tmp.path().join("demo.out");
     let mut child = Command::new("bash")
         .arg(script)

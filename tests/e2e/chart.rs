@@ -21,7 +21,7 @@ use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, PolicyRule, Ro
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
-const CHART: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../charts/aicr");
+const CHART: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/charts/aicr");
 const RELEASE: &str = "aicr";
 const NAMESPACE: &str = "aicr-system";
 /// The oldest Kubernetes `Chart.yaml`'s `kubeVersion` admits.

@@ -32,6 +32,18 @@ pub fn interval(s: &str) -> Result<Duration, String> {
     Ok(d)
 }
 
+/// The value parser of flags whose values the core defines (`--format`,
+/// `--phase`): the type's `FromStr`, so the flag is typed from the start,
+/// and a rejected value keeps the core's message and exit code (the
+/// binary's usage-error handler finds the [`crate::Error`] in clap's
+/// error) rather than turning into a generic usage error.
+pub fn typed<T>(s: &str) -> Result<T, crate::Error>
+where
+    T: std::str::FromStr<Err = crate::Error>,
+{
+    s.parse()
+}
+
 /// Go's `strconv.ParseBool`: `1 t T TRUE true True` and
 /// `0 f F FALSE false False`, nothing else.
 pub fn parse_bool(s: &str) -> Option<bool> {

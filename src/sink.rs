@@ -17,8 +17,10 @@ pub enum OutputFormat {
     Table,
 }
 
-impl OutputFormat {
-    pub fn parse(s: &str) -> Result<OutputFormat> {
+impl std::str::FromStr for OutputFormat {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<OutputFormat> {
         match s {
             "yaml" => Ok(OutputFormat::Yaml),
             "json" => Ok(OutputFormat::Json),
@@ -27,6 +29,16 @@ impl OutputFormat {
                 "unknown output format: {other:?}, valid formats are: yaml, json, table"
             ))),
         }
+    }
+}
+
+impl std::fmt::Display for OutputFormat {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            OutputFormat::Yaml => "yaml",
+            OutputFormat::Json => "json",
+            OutputFormat::Table => "table",
+        })
     }
 }
 
@@ -196,8 +208,9 @@ mod tests {
 
     #[test]
     fn formats_parse_strictly() {
-        assert_eq!(OutputFormat::parse("json").unwrap(), OutputFormat::Json);
-        let e = OutputFormat::parse("xml").unwrap_err();
+        assert_eq!("json".parse::<OutputFormat>().unwrap(), OutputFormat::Json);
+        assert_eq!(OutputFormat::Table.to_string(), "table");
+        let e = "xml".parse::<OutputFormat>().unwrap_err();
         assert_eq!(
             e.to_string(),
             r#"unknown output format: "xml", valid formats are: yaml, json, table"#

@@ -22,6 +22,8 @@ use aicr::proto::{
 use aicr::sink::OutputFormat;
 use aicr::validate::Report;
 use aicr::yaml;
+
+use crate::args::format::{TableOrJson, TextOrJson};
 use clap::Args;
 use comfy_table::{Table, presets};
 use serde_json::{Value, json};
@@ -267,8 +269,8 @@ pub struct NodesArgs {
     #[command(flatten)]
     pub conn: Connection,
     /// Output format: table or json
-    #[arg(long, short = 't', default_value = "table")]
-    pub format: String,
+    #[arg(long, short = 't', default_value = "table", value_parser = aicr::flags::typed::<TableOrJson>)]
+    pub format: TableOrJson,
 }
 
 #[derive(Debug, Args)]
@@ -285,8 +287,8 @@ pub struct DriftArgs {
     #[arg(long, default_value_t = 0)]
     pub limit: u32,
     /// Output format: table or json
-    #[arg(long, short = 't', default_value = "table")]
-    pub format: String,
+    #[arg(long, short = 't', default_value = "table", value_parser = aicr::flags::typed::<TableOrJson>)]
+    pub format: TableOrJson,
 }
 
 #[derive(Debug, Args)]
@@ -303,18 +305,8 @@ pub struct WatchArgs {
     #[arg(long, default_value_t = 0)]
     pub count: u64,
     /// Output format: text (one line per event) or json (one object per line)
-    #[arg(long, short = 't', default_value = "text")]
-    pub format: String,
-}
-
-fn table_or_json(format: &str) -> Result<bool> {
-    match format {
-        "table" => Ok(true),
-        "json" => Ok(false),
-        other => Err(Error::invalid(format!(
-            "invalid --format {other:?}: use table or json"
-        ))),
-    }
+    #[arg(long, short = 't', default_value = "text", value_parser = aicr::flags::typed::<TextOrJson>)]
+    pub format: TextOrJson,
 }
 
 fn rfc3339(ms: i64) -> String {
@@ -403,7 +395,7 @@ fn node_json(n: &NodeInfo) -> Value {
 }
 
 pub fn run_nodes(a: &NodesArgs) -> Result<()> {
-    let as_table = table_or_json(&a.format)?;
+    let as_table = a.format == TableOrJson::Table;
     let nodes = crate::runtime::block_on(async {
         let mut c = connect(&a.aggregator, &a.conn).await?;
         call("failed to list nodes", c.list_nodes(ListNodesRequest {})).await
@@ -512,7 +504,7 @@ pub fn history_table(events: &[DriftEvent]) -> String {
 }
 
 pub fn run_drift(a: &DriftArgs) -> Result<()> {
-    let as_table = table_or_json(&a.format)?;
+    let as_table = a.format == TableOrJson::Table;
     let req = ListViolationsRequest {
         history: a.history,
         limit: a.limit,
@@ -582,15 +574,7 @@ pub fn event_line(ev: &DriftEvent, color: bool) -> String {
 }
 
 pub fn run_watch(a: &WatchArgs) -> Result<()> {
-    let json = match a.format.as_str() {
-        "text" => false,
-        "json" => true,
-        other => {
-            return Err(Error::invalid(format!(
-                "invalid --format {other:?}: use text or json"
-            )));
-        }
-    };
+    let json = a.format == TextOrJson::Json;
     let color = !json
         && std::io::stdout().is_terminal()
         && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());

@@ -3,6 +3,7 @@
 //! `aicr::ErrorKind::exit_code` (or 1 for usage errors, as upstream).
 
 mod aggregator;
+mod args;
 mod bundle;
 mod kubeio;
 mod logging;
@@ -118,6 +119,13 @@ fn run(cli: Cli) -> Result<()> {
 /// too: the help goes to stderr and the exit is 1.
 fn usage_error(e: clap::Error) -> ExitCode {
     use clap::error::{ContextKind, ContextValue, ErrorKind};
+    use std::error::Error as _;
+    // A value the core's own parser refused (`aicr::flags::typed`) keeps
+    // the core's message and exit code, as when the value comes from a file.
+    if let Some(core) = e.source().and_then(|s| s.downcast_ref::<Error>()) {
+        logging::report_error(logging::Mode::Cli, core.message(), core.kind().exit_code());
+        return ExitCode::from(core.kind().exit_code() as u8);
+    }
     match e.kind() {
         ErrorKind::DisplayHelp | ErrorKind::DisplayVersion => {
             let _ = e.print();

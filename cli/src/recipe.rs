@@ -52,8 +52,8 @@ pub struct CriteriaArgs {
     #[arg(long, requires = "data")]
     pub data_only: bool,
     /// Output format: yaml, json, table [default: yaml]
-    #[arg(long, short = 't')]
-    pub format: Option<String>,
+    #[arg(long, short = 't', value_parser = aicr::flags::typed::<OutputFormat>)]
+    pub format: Option<OutputFormat>,
     /// Kubeconfig for cm:// sources and sinks (default: $KUBECONFIG, in-cluster)
     #[arg(long, short = 'k', action = clap::ArgAction::Append)]
     pub kubeconfig: Vec<PathBuf>,
@@ -291,14 +291,15 @@ pub fn resolve(a: &CriteriaArgs, output_flag: Option<&str>) -> Result<Resolved> 
     let section = config.as_ref().map(|c| c.recipe()).unwrap_or_default();
     let kubeconfig = a.kubeconfig.last();
 
-    let format_name = pick(
+    let format = match pick(
         "spec.recipe.output.format",
         "--format",
-        a.format.as_deref(),
+        a.format.map(|f| f.to_string()).as_deref(),
         &section.output.format,
-    )
-    .unwrap_or_else(|| "yaml".into());
-    let format = OutputFormat::parse(&format_name)?;
+    ) {
+        Some(name) => name.parse()?,
+        None => OutputFormat::Yaml,
+    };
     let output = pick(
         "spec.recipe.output.path",
         "--output",

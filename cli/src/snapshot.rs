@@ -22,8 +22,8 @@ pub struct SnapshotArgs {
     #[arg(long, short = 'o')]
     pub output: Option<String>,
     /// Output format: yaml, json, table [default: yaml]
-    #[arg(long, short = 't')]
-    pub format: Option<String>,
+    #[arg(long, short = 't', value_parser = aicr::flags::typed::<OutputFormat>)]
+    pub format: Option<OutputFormat>,
     /// Kubeconfig (default: $KUBECONFIG, ~/.kube/config, in-cluster)
     #[arg(long, short = 'k', action = clap::ArgAction::Append)]
     pub kubeconfig: Vec<PathBuf>,
@@ -108,7 +108,7 @@ fn plan(a: &SnapshotArgs) -> Result<Plan> {
             "--require-gpu and --runtime-class are mutually exclusive; prefer --runtime-class, which gives the agent GPU access without reserving a GPU",
         ));
     }
-    let format = OutputFormat::parse(a.format.as_deref().unwrap_or("yaml"))?;
+    let format = a.format.unwrap_or_default();
     let output = a.output.clone().unwrap_or_default().trim().to_string();
     let template = match &a.template {
         None => None,

@@ -4,6 +4,8 @@
 
 use aicr::attest::identity;
 use aicr::attest::verifier::Cached;
+
+use crate::args::format::TextOrJson;
 use aicr::bundle::verify::{self, Checks, Policy, Requirements, VersionConstraint};
 use aicr::error::{Error, ErrorKind, Result};
 use clap::Args;
@@ -25,8 +27,8 @@ pub struct VerifyArgs {
     #[arg(long)]
     pub certificate_identity_regexp: Option<String>,
     /// Report format: text or json
-    #[arg(long, default_value = "text")]
-    pub format: String,
+    #[arg(long, default_value = "text", value_parser = aicr::flags::typed::<TextOrJson>)]
+    pub format: TextOrJson,
     #[command(flatten)]
     pub tuf: crate::trust::TufArgs,
 }
@@ -47,11 +49,7 @@ pub fn run(a: &VerifyArgs) -> Result<()> {
             .map(VersionConstraint::parse)
             .transpose()?,
     };
-    let json = match a.format.as_str() {
-        "text" => false,
-        "json" => true,
-        _ => return Err(Error::invalid("invalid --format: must be text or json")),
-    };
+    let json = a.format == TextOrJson::Json;
     let checks = Checks {
         verifier: &Cached(a.tuf.cached_root()),
         binary_identity: identity::Policy::release(a.certificate_identity_regexp.as_deref())?,

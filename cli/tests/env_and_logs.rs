@@ -98,11 +98,12 @@ fn a_bad_boolean_variable_is_a_usage_error_naming_the_variable() {
 fn command_boolean_variables_accept_every_spelling() {
     // --require-gpu with --runtime-class is refused, so the refusal shows
     // the variable was read as true; false and empty let the run reach the
-    // bad --format instead.
+    // next check, a --template that needs YAML.
     for v in TRUE {
         aicr()
             .env("AICR_REQUIRE_GPU", v)
-            .args(["snapshot", "--runtime-class", "nvidia", "--format", "xml"])
+            .args(["snapshot", "--runtime-class", "nvidia", "--format", "json"])
+            .args(["--template", "report.tmpl"])
             .assert()
             .code(2)
             .stderr(predicate::str::contains("mutually exclusive"));
@@ -110,10 +111,11 @@ fn command_boolean_variables_accept_every_spelling() {
     for v in FALSE.iter().chain(&[""]) {
         aicr()
             .env("AICR_REQUIRE_GPU", v)
-            .args(["snapshot", "--runtime-class", "nvidia", "--format", "xml"])
+            .args(["snapshot", "--runtime-class", "nvidia", "--format", "json"])
+            .args(["--template", "report.tmpl"])
             .assert()
             .code(2)
-            .stderr(predicate::str::contains("unknown output format"));
+            .stderr(predicate::str::contains("--template requires YAML format"));
     }
     // validate and bundle parse theirs and go on to the real error.
     for v in ["1", "False", ""] {

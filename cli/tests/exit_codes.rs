@@ -333,6 +333,33 @@ fn usage_errors_are_1() {
 }
 
 #[test]
+fn a_bad_format_is_2_before_any_work_in_every_command() {
+    let f = Files::new();
+    let unknown = "unknown output format: \"xml\", valid formats are: yaml, json, table";
+    let text_or_json = "invalid --format: must be text or json";
+    let table_or_json = "invalid --format \"xml\": use table or json";
+    // The aggregator is unreachable: the format is refused before any
+    // connection is tried.
+    let nowhere = ["--aggregator", "http://127.0.0.1:1"];
+    for (args, says) in [
+        (vec!["recipe", "--service", "eks"], unknown),
+        (vec!["snapshot", "--local"], unknown),
+        (vec!["verify", "{tmp}"], text_or_json),
+        (vec!["watch"], text_or_json),
+        (vec!["nodes"], table_or_json),
+        (vec!["drift"], table_or_json),
+    ] {
+        let mut full = args.clone();
+        if ["watch", "nodes", "drift"].contains(&args[0]) {
+            full.extend(nowhere);
+        }
+        full.extend(["--format", "xml"]);
+        let err = check(&f, "format", &full, &[], 2, says);
+        assert_eq!(err.lines().count(), 1, "one line for aicr {full:?}:\n{err}");
+    }
+}
+
+#[test]
 fn bundle_takes_data_only_as_recipe_and_query_do() {
     let f = Files::new();
     let data = f.path("data");

@@ -18,6 +18,8 @@ pub mod yaml;
 #[cfg(feature = "engine")]
 pub mod catalog;
 #[cfg(feature = "engine")]
+pub mod diff;
+#[cfg(feature = "engine")]
 pub mod engine;
 #[cfg(feature = "engine")]
 pub mod hydrate;

@@ -19,7 +19,7 @@ use crate::error::Result;
 use crate::model::recipe::RecipeResult;
 use crate::model::snapshot::Snapshot;
 
-use super::cluster::{self, Cluster};
+use super::api::{self, Cluster};
 use super::ctrf::{Report, Status, Test};
 use super::phases::{PhaseName, Validator};
 use super::workloads::{Scheduling, ValidatorJobs};
@@ -163,7 +163,7 @@ impl<'a> Ctx<'a> {
                     },
                 });
                 self.cluster
-                    .ensure(&cluster::NAMESPACE, "", ns)
+                    .ensure(&api::NAMESPACE, "", ns)
                     .await
                     .map_err(|e| {
                         format!(
@@ -433,21 +433,21 @@ impl<'a> Runner<'a> {
         let ns = self.ctx.namespace();
         let selector = format!("aicr.nvidia.com/run-id={}", self.ctx.run_id);
         for res in [
-            &cluster::JOB,
-            &cluster::POD,
-            &cluster::RESOURCE_CLAIM,
-            &cluster::HPA,
-            &cluster::DEPLOYMENT,
-            &cluster::TRAIN_JOB,
-            &cluster::TRAINING_RUNTIME,
-            &cluster::NAMESPACE,
+            &api::JOB,
+            &api::POD,
+            &api::RESOURCE_CLAIM,
+            &api::HPA,
+            &api::DEPLOYMENT,
+            &api::TRAIN_JOB,
+            &api::TRAINING_RUNTIME,
+            &api::NAMESPACE,
         ] {
             let scope = if res.namespaced { ns } else { "" };
             let Ok(objects) = self.ctx.cluster.list(res, scope, &selector).await else {
                 continue;
             };
             for o in &objects {
-                let name = cluster::name_of(o);
+                let name = api::name_of(o);
                 if let Err(e) = self.ctx.cluster.delete(res, scope, name).await {
                     tracing::warn!("cleanup: failed to delete {} {name}: {e}", res.kind);
                 }

@@ -16,9 +16,9 @@ use serde_json::Value;
 use crate::constraint::Expr;
 use crate::model::recipe::ComponentRef;
 
+use super::api::{self, ApiError, Res, int_at, name_of, str_at};
 use super::chainsaw;
 use super::checks::{Ctx, Out, Verdict};
-use super::cluster::{self, ApiError, Res, int_at, name_of, str_at};
 use super::phases::PhaseName;
 
 /// Time allowed for each single read.
@@ -54,9 +54,7 @@ pub fn enabled_components<'a>(ctx: &Ctx<'a>) -> Vec<&'a ComponentRef> {
         .collect()
 }
 
-async fn read<T>(
-    fut: impl std::future::Future<Output = cluster::ApiResult<T>>,
-) -> cluster::ApiResult<T> {
+async fn read<T>(fut: impl std::future::Future<Output = api::ApiResult<T>>) -> api::ApiResult<T> {
     match tokio::time::timeout(READ_TIMEOUT, fut).await {
         Ok(r) => r,
         Err(_) => Err(ApiError::other(format!(
@@ -80,7 +78,7 @@ async fn check_namespaces(
             continue;
         }
         seen.push(ns);
-        match read(ctx.cluster.fetch(&cluster::NAMESPACE, "", ns)).await {
+        match read(ctx.cluster.fetch(&api::NAMESPACE, "", ns)).await {
             Err(e) => failures.push(format!("namespace {ns}: {e}")),
             Ok(obj) => {
                 let phase = str_at(&obj, "/status/phase");
@@ -97,12 +95,12 @@ async fn check_namespaces(
 /// One `expectedResources` entry: its failure text, or `None` if healthy.
 async fn check_resource(ctx: &Ctx<'_>, kind: &str, ns: &str, name: &str) -> Option<String> {
     let res: &Res = match kind {
-        "Deployment" => &cluster::DEPLOYMENT,
-        "DaemonSet" => &cluster::DAEMON_SET,
-        "StatefulSet" => &cluster::STATEFUL_SET,
-        "Service" => &cluster::SERVICE,
-        "ConfigMap" => &cluster::CONFIG_MAP,
-        "Secret" => &cluster::SECRET,
+        "Deployment" => &api::DEPLOYMENT,
+        "DaemonSet" => &api::DAEMON_SET,
+        "StatefulSet" => &api::STATEFUL_SET,
+        "Service" => &api::SERVICE,
+        "ConfigMap" => &api::CONFIG_MAP,
+        "Secret" => &api::SECRET,
         other => {
             return Some(format!(
                 "[INVALID_REQUEST] unsupported resource kind {other:?}"
@@ -229,7 +227,7 @@ async fn check_nodewright(
         ));
         return;
     }
-    match registered(ctx, SKYHOOK_GV, cluster::SKYHOOK.plural).await {
+    match registered(ctx, SKYHOOK_GV, api::SKYHOOK.plural).await {
         Ok(false) => {
             out.say(format!(
                 "  Nodewright: {SKYHOOK_GV} not registered, skipping"
@@ -246,7 +244,7 @@ async fn check_nodewright(
     }
     let mut bad = Vec::new();
     for name in &names {
-        match read(ctx.cluster.get(&cluster::SKYHOOK, "", name)).await {
+        match read(ctx.cluster.get(&api::SKYHOOK, "", name)).await {
             Ok(None) => bad.push(format!(
                 "Nodewright {name}: not found (recipe declared it but the cluster has no such CR)"
             )),
@@ -278,7 +276,7 @@ async fn check_nodewright(
 /// §7.5 ClusterPolicy: once the CRD is registered, `cluster-policy` must
 /// exist and be `ready`.
 async fn check_cluster_policy(ctx: &Ctx<'_>, out: &mut Out, failures: &mut Vec<String>) {
-    match registered(ctx, NVIDIA_GV, cluster::CLUSTER_POLICY.plural).await {
+    match registered(ctx, NVIDIA_GV, api::CLUSTER_POLICY.plural).await {
         Ok(false) => {
             out.say(format!(
                 "  ClusterPolicy: {NVIDIA_GV} not registered, skipping"
@@ -295,7 +293,7 @@ async fn check_cluster_policy(ctx: &Ctx<'_>, out: &mut Out, failures: &mut Vec<S
     }
     let obj = match read(
         ctx.cluster
-            .fetch(&cluster::CLUSTER_POLICY, "", "cluster-policy"),
+            .fetch(&api::CLUSTER_POLICY, "", "cluster-policy"),
     )
     .await
     {
@@ -323,7 +321,7 @@ async fn check_dra_plugin(
     failures: &mut Vec<String>,
 ) {
     let ns = c.namespace.as_str();
-    let all = match read(ctx.cluster.list(&cluster::DAEMON_SET, ns, "")).await {
+    let all = match read(ctx.cluster.list(&api::DAEMON_SET, ns, "")).await {
         Ok(l) => l,
         Err(e) => {
             failures.push(format!(
@@ -507,7 +505,7 @@ pub async fn platform_health(ctx: &Ctx<'_>, out: &mut Out) -> Verdict {
 /// `operator-health`: at least one `app=gpu-operator` pod, and one running.
 pub async fn operator_health(ctx: &Ctx<'_>, out: &mut Out) -> Verdict {
     let ns = ctx.component_namespace("gpu-operator", "gpu-operator");
-    let pods = match read(ctx.cluster.list(&cluster::POD, &ns, "app=gpu-operator")).await {
+    let pods = match read(ctx.cluster.list(&api::POD, &ns, "app=gpu-operator")).await {
         Ok(p) => p,
         Err(e) => return Verdict::Fail(format!("failed to list gpu-operator pods in {ns}: {e}")),
     };
@@ -577,7 +575,7 @@ pub async fn gpu_operator_version(ctx: &Ctx<'_>, out: &mut Out) -> Verdict {
     'search: for ns in ["gpu-operator", "nvidia-gpu-operator", "kube-system"] {
         for name in ["gpu-operator", "nvidia-gpu-operator"] {
             tried.push(format!("{ns}/{name}"));
-            match read(ctx.cluster.get(&cluster::DEPLOYMENT, ns, name)).await {
+            match read(ctx.cluster.get(&api::DEPLOYMENT, ns, name)).await {
                 Ok(Some(d)) => {
                     found = Some(d);
                     break 'search;
@@ -632,14 +630,14 @@ pub async fn gpu_operator_health(ctx: &Ctx<'_>, out: &mut Out) -> Verdict {
     let ns = ctx.component_namespace("gpu-operator", "gpu-operator");
     let mut problems = Vec::new();
     let by_label = read(ctx.cluster.list(
-        &cluster::DEPLOYMENT,
+        &api::DEPLOYMENT,
         &ns,
         "app.kubernetes.io/name=gpu-operator",
     ))
     .await;
     let operator = match by_label {
         Ok(mut l) if !l.is_empty() => Ok(Some(l.remove(0))),
-        Ok(_) => read(ctx.cluster.get(&cluster::DEPLOYMENT, &ns, "gpu-operator")).await,
+        Ok(_) => read(ctx.cluster.get(&api::DEPLOYMENT, &ns, "gpu-operator")).await,
         Err(e) => Err(e),
     };
     match operator {
@@ -666,7 +664,7 @@ pub async fn gpu_operator_health(ctx: &Ctx<'_>, out: &mut Out) -> Verdict {
     }
     match read(
         ctx.cluster
-            .fetch(&cluster::CLUSTER_POLICY, "", "cluster-policy"),
+            .fetch(&api::CLUSTER_POLICY, "", "cluster-policy"),
     )
     .await
     {
@@ -679,7 +677,7 @@ pub async fn gpu_operator_health(ctx: &Ctx<'_>, out: &mut Out) -> Verdict {
     }
     match read(
         ctx.cluster
-            .fetch(&cluster::DAEMON_SET, &ns, "nvidia-dcgm-exporter"),
+            .fetch(&api::DAEMON_SET, &ns, "nvidia-dcgm-exporter"),
     )
     .await
     {

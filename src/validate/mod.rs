@@ -14,11 +14,11 @@
 //! This module owns the order of those steps and what stops them. It must
 //! not parse flags, read input files or print: the CLI loads the documents
 //! and writes the report. Everything up to the cluster is pure; cluster I/O
-//! sits behind [`cluster::Cluster`].
+//! sits behind [`api::Cluster`].
 
+pub mod api;
 pub mod chainsaw;
 pub mod checks;
-pub mod cluster;
 pub mod conformance;
 pub mod ctrf;
 pub mod deployment;
@@ -250,7 +250,7 @@ pub fn collect_evidence(sub: &Submission<'_>) -> Result<Report> {
 }
 
 /// A client for the settings' kubeconfig, checked to reach the API server.
-async fn connect(settings: &Settings) -> Result<cluster::Cluster> {
+async fn connect(settings: &Settings) -> Result<api::Cluster> {
     let client = crate::k8s::client(settings.kubeconfig.as_deref())
         .await
         .map_err(|e| {
@@ -259,7 +259,7 @@ async fn connect(settings: &Settings) -> Result<cluster::Cluster> {
                 "failed to create kubernetes client",
             )
         })?;
-    let cluster = cluster::Cluster::new(client);
+    let cluster = api::Cluster::new(client);
     let version = cluster
         .server_version()
         .await

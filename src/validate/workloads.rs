@@ -21,8 +21,8 @@ use k8s_openapi::api::core::v1::Toleration;
 use crate::error::{Error, Result};
 use crate::scheduling;
 
+use super::api::{self, gpu_nodes, name_of, quantity_count, str_at};
 use super::checks::{Ctx, Out, Verdict};
-use super::cluster::{self, gpu_nodes, name_of, quantity_count, str_at};
 use super::ctrf::{Report, Status};
 use super::phases::{PhaseName, Validator};
 
@@ -308,7 +308,7 @@ impl ValidatorJobs {
             "metadata": {"name": VALIDATOR_SA, "namespace": ns, "labels": labels},
         });
         ctx.cluster
-            .apply(&cluster::SERVICE_ACCOUNT, ns, VALIDATOR_SA, sa, "aicr")
+            .apply(&api::SERVICE_ACCOUNT, ns, VALIDATOR_SA, sa, "aicr")
             .await
             .map_err(|e| infra("failed to ensure RBAC", &e))?;
         let crb = json!({
@@ -318,13 +318,7 @@ impl ValidatorJobs {
             "subjects": [{"kind": "ServiceAccount", "name": VALIDATOR_SA, "namespace": ns}],
         });
         ctx.cluster
-            .apply(
-                &cluster::CLUSTER_ROLE_BINDING,
-                "",
-                VALIDATOR_SA,
-                crb,
-                "aicr",
-            )
+            .apply(&api::CLUSTER_ROLE_BINDING, "", VALIDATOR_SA, crb, "aicr")
             .await
             .map_err(|e| infra("failed to ensure RBAC", &e))?;
         let docs = [
@@ -342,7 +336,7 @@ impl ValidatorJobs {
                 "data": {key: text},
             });
             ctx.cluster
-                .apply(&cluster::CONFIG_MAP, ns, name, cm, "aicr")
+                .apply(&api::CONFIG_MAP, ns, name, cm, "aicr")
                 .await
                 .map_err(|e| infra("failed to create data ConfigMaps", &e))?;
         }
@@ -390,7 +384,7 @@ impl ValidatorJobs {
             });
             match ctx
                 .cluster
-                .apply(&cluster::CONFIG_MAP, ns, &name, cm, "aicr-validator")
+                .apply(&api::CONFIG_MAP, ns, &name, cm, "aicr-validator")
                 .await
             {
                 Ok(_) => self.published.push(*phase),
@@ -514,7 +508,7 @@ impl ValidatorJobs {
         if let Err(e) = ctx
             .cluster
             .apply(
-                &cluster::JOB,
+                &api::JOB,
                 ns,
                 &name,
                 Self::job(ctx, v, phase, &name),
@@ -528,11 +522,11 @@ impl ValidatorJobs {
             )));
         }
         let deadline = Instant::now() + v.timeout() + super::checks::GRACE;
-        let finished = cluster::poll(deadline, Duration::from_secs(2), || async {
-            match ctx.cluster.get(&cluster::JOB, ns, &name).await {
+        let finished = api::poll(deadline, Duration::from_secs(2), || async {
+            match ctx.cluster.get(&api::JOB, ns, &name).await {
                 Ok(Some(job))
-                    if cluster::condition_true(&job, "Complete")
-                        || cluster::condition_true(&job, "Failed") =>
+                    if api::condition_true(&job, "Complete")
+                        || api::condition_true(&job, "Failed") =>
                 {
                     Some(Ok(()))
                 }
@@ -556,7 +550,7 @@ impl ValidatorJobs {
     async fn collect(ctx: &Ctx<'_>, job: &str, timed_out: Option<Duration>) -> JobResult {
         let ns = ctx.namespace();
         let selector = format!("batch.kubernetes.io/job-name={job}");
-        let pods = match ctx.cluster.list(&cluster::POD, ns, &selector).await {
+        let pods = match ctx.cluster.list(&api::POD, ns, &selector).await {
             Ok(p) => p,
             Err(e) => {
                 return JobResult {
@@ -617,16 +611,16 @@ impl ValidatorJobs {
 
     async fn remove_job(ctx: &Ctx<'_>, job: &str) {
         let ns = ctx.namespace();
-        if let Err(e) = ctx.cluster.delete(&cluster::JOB, ns, job).await {
+        if let Err(e) = ctx.cluster.delete(&api::JOB, ns, job).await {
             tracing::warn!("failed to delete Job {ns}/{job}: {e}");
             return;
         }
         let selector = format!("batch.kubernetes.io/job-name={job}");
-        let gone = cluster::poll(
+        let gone = api::poll(
             Instant::now() + Duration::from_secs(60),
             Duration::from_secs(2),
             || async {
-                match ctx.cluster.list(&cluster::POD, ns, &selector).await {
+                match ctx.cluster.list(&api::POD, ns, &selector).await {
                     Ok(pods) => pods
                         .iter()
                         .all(|p| matches!(str_at(p, "/status/phase"), "Succeeded" | "Failed"))
@@ -655,24 +649,20 @@ impl ValidatorJobs {
             );
             return;
         }
-        let mut steps: Vec<(&cluster::Res, String, String)> = vec![
+        let mut steps: Vec<(&api::Res, String, String)> = vec![
+            (&api::SERVICE_ACCOUNT, ns.to_string(), VALIDATOR_SA.into()),
             (
-                &cluster::SERVICE_ACCOUNT,
-                ns.to_string(),
-                VALIDATOR_SA.into(),
-            ),
-            (
-                &cluster::CLUSTER_ROLE_BINDING,
+                &api::CLUSTER_ROLE_BINDING,
                 String::new(),
                 VALIDATOR_SA.into(),
             ),
         ];
         for cm in Self::data_configmaps(ctx) {
-            steps.push((&cluster::CONFIG_MAP, ns.to_string(), cm));
+            steps.push((&api::CONFIG_MAP, ns.to_string(), cm));
         }
         for phase in &self.published {
             let cm = Self::report_configmap(ctx, *phase);
-            steps.push((&cluster::CONFIG_MAP, ns.to_string(), cm));
+            steps.push((&api::CONFIG_MAP, ns.to_string(), cm));
         }
         for (res, ns, name) in steps {
             let r =
@@ -695,8 +685,8 @@ async fn wait_pod(
     name: &str,
     deadline: Instant,
 ) -> std::result::Result<Value, String> {
-    let done = cluster::poll(deadline, Duration::from_secs(2), || async {
-        match ctx.cluster.get(&cluster::POD, ns, name).await {
+    let done = api::poll(deadline, Duration::from_secs(2), || async {
+        match ctx.cluster.get(&api::POD, ns, name).await {
             Ok(Some(p)) if matches!(str_at(&p, "/status/phase"), "Succeeded" | "Failed") => {
                 Some(Ok(p))
             }
@@ -708,7 +698,7 @@ async fn wait_pod(
     if let Some(r) = done {
         return r;
     }
-    let detail = match ctx.cluster.get(&cluster::POD, ns, name).await {
+    let detail = match ctx.cluster.get(&api::POD, ns, name).await {
         Ok(Some(p)) => format!(
             "phase {}, {}",
             str_at(&p, "/status/phase"),
@@ -720,7 +710,7 @@ async fn wait_pod(
     Err(format!("pod {ns}/{name} did not finish in time ({detail})"))
 }
 
-async fn delete_quietly(ctx: &Ctx<'_>, res: &cluster::Res, ns: &str, name: &str) {
+async fn delete_quietly(ctx: &Ctx<'_>, res: &api::Res, ns: &str, name: &str) {
     if !ctx.settings.cleanup {
         return;
     }
@@ -759,7 +749,7 @@ fn busy_gpu_nodes(pods: &[Value], gpu_node_names: &[&str]) -> Vec<String> {
 
 /// `check-nvidia-smi`: run nvidia-smi once on every idle GPU node.
 pub async fn check_nvidia_smi(ctx: &Ctx<'_>, out: &mut Out) -> Verdict {
-    let nodes = match ctx.cluster.list(&cluster::NODE, "", "").await {
+    let nodes = match ctx.cluster.list(&api::NODE, "", "").await {
         Ok(n) => n,
         Err(e) => return Verdict::Fail(format!("failed to list nodes: {e}")),
     };
@@ -769,7 +759,7 @@ pub async fn check_nvidia_smi(ctx: &Ctx<'_>, out: &mut Out) -> Verdict {
     }
     let names: Vec<&str> = gpu.iter().map(|n| name_of(n)).collect();
     out.say(format!("GPU nodes: {}", names.join(", ")));
-    let busy = match ctx.cluster.list(&cluster::POD, "", "").await {
+    let busy = match ctx.cluster.list(&api::POD, "", "").await {
         Ok(pods) => busy_gpu_nodes(&pods, &names),
         // Unknown occupancy: do not put work on nodes that may be in use.
         Err(e) => {
@@ -813,7 +803,7 @@ pub async fn check_nvidia_smi(ctx: &Ctx<'_>, out: &mut Out) -> Verdict {
                 }],
             },
         });
-        match ctx.cluster.create(&cluster::POD, ns, pod).await {
+        match ctx.cluster.create(&api::POD, ns, pod).await {
             Ok(_) => pods.push((node.to_string(), pod_name)),
             Err(e) => failures.push(format!("{node}: failed to create pod: {e}")),
         }
@@ -852,7 +842,7 @@ pub async fn check_nvidia_smi(ctx: &Ctx<'_>, out: &mut Out) -> Verdict {
                 }
             }
         }
-        delete_quietly(ctx, &cluster::POD, ns, pod).await;
+        delete_quietly(ctx, &api::POD, ns, pod).await;
     }
     if failures.is_empty() {
         out.say(format!(
@@ -914,7 +904,7 @@ pub async fn nccl_all_reduce_bw(ctx: &Ctx<'_>, out: &mut Out) -> Verdict {
             "the NCCL benchmark has platform settings for eks/h100 and gke/h100 only (recipe: service={service}, accelerator={accelerator})"
         ));
     }
-    let nodes = match ctx.cluster.list(&cluster::NODE, "", "").await {
+    let nodes = match ctx.cluster.list(&api::NODE, "", "").await {
         Ok(n) => n,
         Err(e) => return Verdict::Fail(format!("failed to list nodes: {e}")),
     };
@@ -925,7 +915,7 @@ pub async fn nccl_all_reduce_bw(ctx: &Ctx<'_>, out: &mut Out) -> Verdict {
             gpu.len()
         ));
     }
-    match ctx.cluster.served(&cluster::TRAIN_JOB.api_version()).await {
+    match ctx.cluster.served(&api::TRAIN_JOB.api_version()).await {
         Ok(Some(p))
             if p.iter().any(|x| x == "trainjobs") && p.iter().any(|x| x == "trainingruntimes") => {}
         Ok(_) => {
@@ -1009,14 +999,14 @@ pub async fn nccl_all_reduce_bw(ctx: &Ctx<'_>, out: &mut Out) -> Verdict {
     });
     if let Err(e) = ctx
         .cluster
-        .create(&cluster::TRAINING_RUNTIME, ns, runtime)
+        .create(&api::TRAINING_RUNTIME, ns, runtime)
         .await
     {
         return Verdict::Fail(format!("failed to create TrainingRuntime {ns}/{name}: {e}"));
     }
     let verdict = run_train_job(ctx, out, ns, &name, train_job, threshold, expr).await;
-    delete_quietly(ctx, &cluster::TRAIN_JOB, ns, &name).await;
-    delete_quietly(ctx, &cluster::TRAINING_RUNTIME, ns, &name).await;
+    delete_quietly(ctx, &api::TRAIN_JOB, ns, &name).await;
+    delete_quietly(ctx, &api::TRAINING_RUNTIME, ns, &name).await;
     verdict
 }
 
@@ -1029,7 +1019,7 @@ async fn run_train_job(
     threshold: f64,
     expr: &str,
 ) -> Verdict {
-    if let Err(e) = ctx.cluster.create(&cluster::TRAIN_JOB, ns, train_job).await {
+    if let Err(e) = ctx.cluster.create(&api::TRAIN_JOB, ns, train_job).await {
         return Verdict::Fail(format!("failed to create TrainJob {ns}/{name}: {e}"));
     }
     out.say(format!("TrainJob {ns}/{name} created"));
@@ -1037,8 +1027,8 @@ async fn run_train_job(
         "jobset.sigs.k8s.io/jobset-name={name},jobset.sigs.k8s.io/replicatedjob-name=launcher"
     );
     let deadline = out.deadline_less(Duration::from_secs(30));
-    let launcher = cluster::poll(deadline, Duration::from_secs(5), || async {
-        let pods = ctx.cluster.list(&cluster::POD, ns, &selector).await.ok()?;
+    let launcher = api::poll(deadline, Duration::from_secs(5), || async {
+        let pods = ctx.cluster.list(&api::POD, ns, &selector).await.ok()?;
         pods.into_iter()
             .find(|p| matches!(str_at(p, "/status/phase"), "Succeeded" | "Failed"))
     })

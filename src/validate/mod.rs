@@ -4,12 +4,17 @@
 //! constraints against one snapshot per node, in-process and first; then the
 //! selected check phases ([`phases`]: deployment, performance, conformance,
 //! always in that order, later ones skipped after a failure) run the
-//! recipe's checks from the validator catalog ([`checks`]): deployment
-//! readiness read straight from the API server ([`deployment`], with
-//! health-check asserts in [`chainsaw`]), GPU workloads and validator Jobs
-//! ([`workloads`]), platform capabilities ([`conformance`]). The result is
-//! one CTRF report ([`ctrf`]), optionally rendered as CNCF evidence
-//! ([`evidence`]).
+//! recipe's checks from the validator catalog through a [`runner`]. The
+//! checks themselves ([`checks`]: deployment readiness, with health-check
+//! asserts in [`chainsaw`]; GPU workloads; platform capabilities; validator
+//! Jobs) share one vocabulary ([`check`]) and one view of the API server
+//! ([`api`]). The result is one CTRF report ([`ctrf`]), optionally rendered
+//! as CNCF evidence ([`evidence`]).
+//!
+//! Layers, each naming only those below it: `api`, `ctrf` and `pods` name no
+//! sibling; `check` names only `api`; `chainsaw` only `api`; a check names
+//! only those and never another check; `runner`, `phases` and this module
+//! sit on top. The `layers` test below holds that line.
 //!
 //! This module owns the order of those steps and what stops them. It must
 //! not parse flags, read input files or print: the CLI loads the documents
@@ -18,14 +23,16 @@
 
 pub mod api;
 pub mod chainsaw;
+pub mod check;
 pub mod checks;
-pub mod conformance;
 pub mod ctrf;
-pub mod deployment;
 pub mod evidence;
+#[cfg(test)]
+mod layers;
 pub mod phases;
+pub mod pods;
 pub mod readiness;
-pub mod workloads;
+pub mod runner;
 
 use std::time::SystemTime;
 
@@ -33,11 +40,10 @@ use crate::catalog::Catalog;
 use crate::error::{Error, Result};
 use crate::model::recipe::RecipeResult;
 
-pub use checks::Settings;
+pub use check::{PhaseName, Scheduling, Settings};
 pub use ctrf::{PhaseStatus, Report};
-pub use phases::{PhaseName, ValidatorCatalog};
+pub use phases::ValidatorCatalog;
 pub use readiness::NodeSnapshot;
-pub use workloads::Scheduling;
 
 /// One validation run's inputs, loaded and checked by the caller.
 pub struct Request<'a> {
@@ -196,7 +202,7 @@ pub fn collect_evidence(sub: &Submission<'_>) -> Result<Report> {
     };
     let recipe = sub.recipe.unwrap_or(&bare);
     let snapshot = crate::model::snapshot::Snapshot::default();
-    let checks: Vec<&phases::Validator> = sub
+    let checks: Vec<&check::Validator> = sub
         .checks
         .iter()
         .map(|name| {
@@ -210,15 +216,15 @@ pub fn collect_evidence(sub: &Submission<'_>) -> Result<Report> {
         .collect::<Result<_>>()?;
     crate::k8s::block_on(async {
         let cluster = connect(&sub.settings).await?;
-        let ctx = checks::Ctx::new(
+        let ctx = check::Ctx::new(
             cluster,
             recipe,
             sub.data,
             &snapshot,
             &sub.settings,
-            workloads::new_run_id(),
+            check::new_run_id(),
         );
-        let mut runner = checks::Runner::new(ctx);
+        let mut runner = runner::Runner::new(ctx);
         let start = ctrf::epoch_ms(SystemTime::now());
         let mut tests = Vec::new();
         let work = async {
@@ -275,9 +281,9 @@ fn run_cluster(
 ) -> Result<Vec<Report>> {
     crate::k8s::block_on(async {
         let cluster = connect(&req.settings).await?;
-        let run_id = workloads::new_run_id();
+        let run_id = check::new_run_id();
         tracing::info!("validating: run={run_id}");
-        let ctx = checks::Ctx::new(
+        let ctx = check::Ctx::new(
             cluster,
             req.recipe,
             req.data,
@@ -285,7 +291,7 @@ fn run_cluster(
             &req.settings,
             run_id,
         );
-        let mut runner = checks::Runner::new(ctx);
+        let mut runner = runner::Runner::new(ctx);
         let reports = tokio::select! {
             r = plan.run(&mut runner) => r,
             signal = interrupted() => {

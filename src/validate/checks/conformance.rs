@@ -7,7 +7,8 @@
 //! workloads take the run's inner-workload scheduling (unless pinned to a
 //! node or placed by a DRA claim) and are removed afterwards. Endpoints
 //! inside the cluster are reached through the API server's service proxy.
-//! Owns these checks; shares plumbing with `workloads` and `api`.
+//! Owns these checks; must not name other checks (what they share is in
+//! `check` and `pods`).
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -15,9 +16,9 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use tokio::time::Instant;
 
-use super::api::{self, Res, condition_true, int_at, name_of, str_at};
-use super::checks::{Ctx, Out, Verdict};
-use super::workloads::{CUDA_IMAGE, random_hex};
+use crate::validate::api::{self, Res, condition_true, int_at, name_of, str_at};
+use crate::validate::check::{CheckLog, Ctx, Verdict, random_hex};
+use crate::validate::pods::{CUDA_IMAGE, log_lines};
 
 const GPU_DRIVER: &str = "gpu.nvidia.com";
 const DCGM_METRICS: [&str; 4] = [
@@ -167,7 +168,7 @@ async fn dra_versions(ctx: &Ctx<'_>) -> Result<(bool, bool), String> {
 
 /// `dra-support`: the DRA API, the NVIDIA DRA driver's controller and
 /// kubelet plugin, published GPUs, and one claim actually allocated to a pod.
-pub async fn dra_support(ctx: &Ctx<'_>, out: &mut Out) -> Verdict {
+pub async fn dra_support(ctx: &Ctx<'_>, out: &mut CheckLog) -> Verdict {
     let (v1, any) = match dra_versions(ctx).await {
         Ok(v) => v,
         Err(e) => return Verdict::Fail(format!("failed to discover resource.k8s.io: {e}")),
@@ -283,7 +284,7 @@ pub async fn dra_support(ctx: &Ctx<'_>, out: &mut Out) -> Verdict {
                         str_at(&p, "/spec/nodeName")
                     ));
                     if let Ok(log) = ctx.cluster.logs(vns, &name).await {
-                        out.lines.extend(super::workloads::log_lines(&log));
+                        out.lines.extend(log_lines(&log));
                     }
                     Verdict::Pass
                 }
@@ -297,7 +298,7 @@ pub async fn dra_support(ctx: &Ctx<'_>, out: &mut Out) -> Verdict {
 
 /// `gang-scheduling`: KAI scheduler healthy, and two claim-placed pods of
 /// one PodGroup scheduled together.
-pub async fn gang_scheduling(ctx: &Ctx<'_>, out: &mut Out) -> Verdict {
+pub async fn gang_scheduling(ctx: &Ctx<'_>, out: &mut CheckLog) -> Verdict {
     let ns = ctx.component_namespace("kai-scheduler", "kai-scheduler");
     match ctx
         .cluster
@@ -376,7 +377,7 @@ pub async fn gang_scheduling(ctx: &Ctx<'_>, out: &mut Out) -> Verdict {
     verdict
 }
 
-async fn run_gang(ctx: &Ctx<'_>, out: &mut Out, ns: &str, queue: &str) -> Verdict {
+async fn run_gang(ctx: &Ctx<'_>, out: &mut CheckLog, ns: &str, queue: &str) -> Verdict {
     let group = "aicr-gang";
     let pg = json!({
         "apiVersion": "scheduling.run.ai/v2alpha2", "kind": "PodGroup",
@@ -452,7 +453,7 @@ pub fn missing_metrics<'a>(text: &str, names: &[&'a str]) -> Vec<&'a str> {
 }
 
 /// `accelerator-metrics`: the DCGM exporter serves the core GPU metrics.
-pub async fn accelerator_metrics(ctx: &Ctx<'_>, out: &mut Out) -> Verdict {
+pub async fn accelerator_metrics(ctx: &Ctx<'_>, out: &mut CheckLog) -> Verdict {
     let ns = ctx.component_namespace("gpu-operator", "gpu-operator");
     let path = format!("/api/v1/namespaces/{ns}/services/nvidia-dcgm-exporter:9400/proxy/metrics");
     let text = match ctx.cluster.raw_get(&path).await {
@@ -481,7 +482,7 @@ pub async fn accelerator_metrics(ctx: &Ctx<'_>, out: &mut Out) -> Verdict {
 
 /// `ai-service-metrics`: Prometheus has DCGM series and the custom metrics
 /// API answers.
-pub async fn ai_service_metrics(ctx: &Ctx<'_>, out: &mut Out) -> Verdict {
+pub async fn ai_service_metrics(ctx: &Ctx<'_>, out: &mut CheckLog) -> Verdict {
     let ns = ctx.component_namespace("kube-prometheus-stack", "monitoring");
     let mut services = Vec::new();
     for selector in ["app.kubernetes.io/name=prometheus", "self-monitor=true"] {
@@ -548,7 +549,7 @@ pub async fn ai_service_metrics(ctx: &Ctx<'_>, out: &mut Out) -> Verdict {
 
 /// `inference-gateway`: kgateway accepted, the inference Gateway
 /// programmed, its CRDs present and its data plane ready.
-pub async fn inference_gateway(ctx: &Ctx<'_>, out: &mut Out) -> Verdict {
+pub async fn inference_gateway(ctx: &Ctx<'_>, out: &mut CheckLog) -> Verdict {
     if !ctx.has_component("kgateway") {
         return Verdict::Skip("kgateway is not a component of the recipe".into());
     }
@@ -626,7 +627,7 @@ pub async fn inference_gateway(ctx: &Ctx<'_>, out: &mut Out) -> Verdict {
 
 /// `pod-autoscaling`: GPU metrics reach the metrics APIs, and an HPA on a
 /// GPU metric scales a test Deployment up and back down.
-pub async fn pod_autoscaling(ctx: &Ctx<'_>, out: &mut Out) -> Verdict {
+pub async fn pod_autoscaling(ctx: &Ctx<'_>, out: &mut CheckLog) -> Verdict {
     match ctx
         .cluster
         .list(&api::POD, "", "app=nvidia-dcgm-exporter")
@@ -693,7 +694,7 @@ pub async fn pod_autoscaling(ctx: &Ctx<'_>, out: &mut Out) -> Verdict {
     verdict
 }
 
-async fn run_hpa(ctx: &Ctx<'_>, out: &mut Out, ns: &str, name: &str) -> Verdict {
+async fn run_hpa(ctx: &Ctx<'_>, out: &mut CheckLog, ns: &str, name: &str) -> Verdict {
     let labels = ctx.labels("pod-autoscaling");
     let mut pod_spec = json!({
         "imagePullSecrets": pull_secrets(ctx),
@@ -774,7 +775,7 @@ async fn run_hpa(ctx: &Ctx<'_>, out: &mut Out, ns: &str, name: &str) -> Verdict 
 
 /// `cluster-autoscaling`: Karpenter with a GPU NodePool, else the
 /// platform's node groups behind the GPU nodes.
-pub async fn cluster_autoscaling(ctx: &Ctx<'_>, out: &mut Out) -> Verdict {
+pub async fn cluster_autoscaling(ctx: &Ctx<'_>, out: &mut CheckLog) -> Verdict {
     let karpenter = match ctx
         .cluster
         .list(&api::DEPLOYMENT, "", "app.kubernetes.io/name=karpenter")
@@ -894,7 +895,7 @@ async fn webhook_live(ctx: &Ctx<'_>, webhook: &Value) -> Result<(), String> {
 
 /// `robust-controller`: the AI operator the recipe installs (Dynamo, else
 /// Kubeflow Trainer) runs, and its validating webhooks are served.
-pub async fn robust_controller(ctx: &Ctx<'_>, out: &mut Out) -> Verdict {
+pub async fn robust_controller(ctx: &Ctx<'_>, out: &mut CheckLog) -> Verdict {
     let (ns, deployment, webhooks): (String, Option<&str>, &str) =
         if ctx.has_component("dynamo-platform") {
             (
@@ -1015,7 +1016,7 @@ pub fn direct_gpu_access(pod: &Value) -> Vec<String> {
 /// `secure-accelerator-access`: a pod pinned to a GPU node gets its GPU
 /// only through a DRA claim (no device-plugin limits, no host device mounts)
 /// and the claim is allocated.
-pub async fn secure_accelerator_access(ctx: &Ctx<'_>, out: &mut Out) -> Verdict {
+pub async fn secure_accelerator_access(ctx: &Ctx<'_>, out: &mut CheckLog) -> Verdict {
     match dra_versions(ctx).await {
         Ok((true, _)) => {}
         Ok(_) => {
@@ -1050,7 +1051,7 @@ pub async fn secure_accelerator_access(ctx: &Ctx<'_>, out: &mut Out) -> Verdict 
     verdict
 }
 
-async fn run_isolation(ctx: &Ctx<'_>, out: &mut Out, ns: &str, node: &str) -> Verdict {
+async fn run_isolation(ctx: &Ctx<'_>, out: &mut CheckLog, ns: &str, node: &str) -> Verdict {
     let name = "isolation-test";
     if let Err(e) = ctx
         .cluster

@@ -7,7 +7,7 @@
 //!
 //! A signal whose CRD is not registered is skipped; everything else that
 //! cannot be read fails closed. Owns these rules; must never write to the
-//! cluster.
+//! cluster, and names no other check.
 
 use std::time::Duration;
 
@@ -16,10 +16,9 @@ use serde_json::Value;
 use crate::constraint::Expr;
 use crate::model::recipe::ComponentRef;
 
-use super::api::{self, ApiError, Res, int_at, name_of, str_at};
-use super::chainsaw;
-use super::checks::{Ctx, Out, Verdict};
-use super::phases::PhaseName;
+use crate::validate::api::{self, ApiError, Res, int_at, name_of, str_at};
+use crate::validate::chainsaw;
+use crate::validate::check::{CheckLog, Ctx, PhaseName, Verdict, image_repository};
 
 /// Time allowed for each single read.
 const READ_TIMEOUT: Duration = Duration::from_secs(10);
@@ -68,7 +67,7 @@ async fn read<T>(fut: impl std::future::Future<Output = api::ApiResult<T>>) -> a
 async fn check_namespaces(
     ctx: &Ctx<'_>,
     components: &[&ComponentRef],
-    out: &mut Out,
+    out: &mut CheckLog,
     failures: &mut Vec<String>,
 ) {
     let mut seen: Vec<&str> = Vec::new();
@@ -138,7 +137,7 @@ async fn check_resource(ctx: &Ctx<'_>, kind: &str, ns: &str, name: &str) -> Opti
 async fn check_expected(
     ctx: &Ctx<'_>,
     c: &ComponentRef,
-    out: &mut Out,
+    out: &mut CheckLog,
     failures: &mut Vec<String>,
 ) {
     for r in &c.expected_resources {
@@ -200,7 +199,7 @@ async fn registered(ctx: &Ctx<'_>, gv: &str, plural: &str) -> Result<bool, ApiEr
 async fn check_nodewright(
     ctx: &Ctx<'_>,
     c: &ComponentRef,
-    out: &mut Out,
+    out: &mut CheckLog,
     failures: &mut Vec<String>,
 ) {
     let mut names: Vec<String> = Vec::new();
@@ -275,7 +274,7 @@ async fn check_nodewright(
 
 /// §7.5 ClusterPolicy: once the CRD is registered, `cluster-policy` must
 /// exist and be `ready`.
-async fn check_cluster_policy(ctx: &Ctx<'_>, out: &mut Out, failures: &mut Vec<String>) {
+async fn check_cluster_policy(ctx: &Ctx<'_>, out: &mut CheckLog, failures: &mut Vec<String>) {
     match registered(ctx, NVIDIA_GV, api::CLUSTER_POLICY.plural).await {
         Ok(false) => {
             out.say(format!(
@@ -317,7 +316,7 @@ async fn check_cluster_policy(ctx: &Ctx<'_>, out: &mut Out, failures: &mut Vec<S
 async fn check_dra_plugin(
     ctx: &Ctx<'_>,
     c: &ComponentRef,
-    out: &mut Out,
+    out: &mut CheckLog,
     failures: &mut Vec<String>,
 ) {
     let ns = c.namespace.as_str();
@@ -393,7 +392,7 @@ fn asserts_of(ctx: &Ctx<'_>, c: &ComponentRef) -> Option<String> {
 async fn check_asserts(
     ctx: &Ctx<'_>,
     queued: Vec<(String, String)>,
-    out: &mut Out,
+    out: &mut CheckLog,
     failures: &mut Vec<String>,
 ) {
     let deadline = out.deadline_less(Duration::from_secs(5));
@@ -422,7 +421,7 @@ async fn check_asserts(
 
 /// `expected-resources` (§7): collect failure lines from every rule, then
 /// decide once. Never skips.
-pub async fn expected_resources(ctx: &Ctx<'_>, out: &mut Out) -> Verdict {
+pub async fn expected_resources(ctx: &Ctx<'_>, out: &mut CheckLog) -> Verdict {
     let components = enabled_components(ctx);
     let mut failures = Vec::new();
     check_namespaces(ctx, &components, out, &mut failures).await;
@@ -458,7 +457,7 @@ pub async fn expected_resources(ctx: &Ctx<'_>, out: &mut Out) -> Verdict {
     verdict_from(failures, out, "expected resource check failed")
 }
 
-fn verdict_from(failures: Vec<String>, out: &mut Out, what: &str) -> Verdict {
+fn verdict_from(failures: Vec<String>, out: &mut CheckLog, what: &str) -> Verdict {
     if failures.is_empty() {
         out.say("All deployment resources and required readiness signals are healthy");
         return Verdict::Pass;
@@ -483,7 +482,7 @@ fn verdict_from(failures: Vec<String>, out: &mut Out, what: &str) -> Verdict {
 
 /// `platform-health`: component namespaces `Active` and declared resources
 /// healthy (§7.2, §7.3), nothing else.
-pub async fn platform_health(ctx: &Ctx<'_>, out: &mut Out) -> Verdict {
+pub async fn platform_health(ctx: &Ctx<'_>, out: &mut CheckLog) -> Verdict {
     let components = enabled_components(ctx);
     if components
         .iter()
@@ -503,7 +502,7 @@ pub async fn platform_health(ctx: &Ctx<'_>, out: &mut Out) -> Verdict {
 }
 
 /// `operator-health`: at least one `app=gpu-operator` pod, and one running.
-pub async fn operator_health(ctx: &Ctx<'_>, out: &mut Out) -> Verdict {
+pub async fn operator_health(ctx: &Ctx<'_>, out: &mut CheckLog) -> Verdict {
     let ns = ctx.component_namespace("gpu-operator", "gpu-operator");
     let pods = match read(ctx.cluster.list(&api::POD, &ns, "app=gpu-operator")).await {
         Ok(p) => p,
@@ -541,7 +540,7 @@ pub fn operator_version(deployment: &Value) -> Option<String> {
             .filter_map(|c| c["image"].as_str())
             .filter(|i| i.contains("gpu-operator"))
             .find_map(|i| {
-                let repo = super::checks::image_repository(i);
+                let repo = image_repository(i);
                 let tag = i.get(repo.len()..)?.strip_prefix(':')?;
                 let tag = tag.split('@').next()?.split('-').next()?;
                 (!tag.is_empty()).then(|| tag.to_string())
@@ -569,7 +568,7 @@ pub fn operator_version(deployment: &Value) -> Option<String> {
 
 /// `gpu-operator-version`: find the operator, read its version, and hold it
 /// to `Deployment.gpu-operator.version` when the recipe sets one.
-pub async fn gpu_operator_version(ctx: &Ctx<'_>, out: &mut Out) -> Verdict {
+pub async fn gpu_operator_version(ctx: &Ctx<'_>, out: &mut CheckLog) -> Verdict {
     let mut found = None;
     let mut tried = Vec::new();
     'search: for ns in ["gpu-operator", "nvidia-gpu-operator", "kube-system"] {
@@ -626,7 +625,7 @@ pub async fn gpu_operator_version(ctx: &Ctx<'_>, out: &mut Out) -> Verdict {
 
 /// `gpu-operator-health`: operator Deployment available, ClusterPolicy
 /// ready, DCGM exporter running.
-pub async fn gpu_operator_health(ctx: &Ctx<'_>, out: &mut Out) -> Verdict {
+pub async fn gpu_operator_health(ctx: &Ctx<'_>, out: &mut CheckLog) -> Verdict {
     let ns = ctx.component_namespace("gpu-operator", "gpu-operator");
     let mut problems = Vec::new();
     let by_label = read(ctx.cluster.list(

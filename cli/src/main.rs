@@ -7,6 +7,7 @@ mod bundle;
 mod kubeio;
 mod logging;
 mod recipe;
+mod signal;
 mod skill;
 mod snapshot;
 mod trust;

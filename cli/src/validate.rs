@@ -302,7 +302,7 @@ fn run_submission(a: &ValidateArgs, evidence_dir: &Path) -> Result<()> {
         .map(|uri| load_recipe(uri, kubeconfig))
         .transpose()?;
     let validators = ValidatorCatalog::load(&data)?;
-    let report = validate::collect_evidence(&validate::Submission {
+    let submission = validate::Submission {
         checks,
         recipe: recipe.as_ref(),
         data: &data,
@@ -315,7 +315,11 @@ fn run_submission(a: &ValidateArgs, evidence_dir: &Path) -> Result<()> {
             kubeconfig: kubeconfig.cloned(),
             version: aicr::VERSION.to_string(),
         },
-    })?;
+    };
+    let report = k8s::block_on(validate::collect_evidence(
+        &submission,
+        crate::signal::interrupted(),
+    ))??;
     evidence::write(evidence_dir, &report)?;
     let mut failed = 0;
     for t in report.tests() {
@@ -396,7 +400,8 @@ pub fn run(a: &ValidateArgs) -> Result<()> {
             version: aicr::VERSION.to_string(),
         },
     };
-    let (report, gate_failure) = match validate::run(&request)? {
+    let outcome = k8s::block_on(validate::run(&request, crate::signal::interrupted()))??;
+    let (report, gate_failure) = match outcome {
         Outcome::GateFailed(why) => {
             return Err(Error::internal(format!("validation failed: {why}")));
         }

@@ -67,6 +67,17 @@ pub struct ValidateArgs {
     /// Keep what the run created (Jobs, test pods, RBAC) for debugging
     #[arg(long)]
     pub no_cleanup: bool,
+    /// Registry for validator images: replaces the registry part of each
+    /// catalog image (host/org of host/org/name, host of host/name)
+    #[arg(long, env = "AICR_VALIDATOR_IMAGE_REGISTRY")]
+    pub validator_image_registry: Option<String>,
+    /// Tag for validator images: replaces a :latest tag on catalog images
+    #[arg(long, env = "AICR_VALIDATOR_IMAGE_TAG")]
+    pub validator_image_tag: Option<String>,
+    /// Image for the nccl-all-reduce-bw benchmark, providing mpirun and
+    /// nccl-tests' all_reduce_perf (without one the check is skipped)
+    #[arg(long, env = "AICR_NCCL_TESTS_IMAGE")]
+    pub nccl_tests_image: Option<String>,
     /// Write CNCF conformance evidence (markdown) from the results here
     #[arg(long)]
     pub evidence_dir: Option<PathBuf>,
@@ -289,6 +300,21 @@ fn check_output(dest: &str) -> Result<()> {
     Ok(())
 }
 
+/// The run-wide settings both validation paths hand the library.
+fn settings(a: &ValidateArgs, scheduling: Scheduling, kubeconfig: Option<&PathBuf>) -> Settings {
+    Settings {
+        namespace: a.namespace.clone(),
+        scheduling,
+        image_pull_secrets: a.image_pull_secret.clone(),
+        cleanup: !a.no_cleanup,
+        kubeconfig: kubeconfig.cloned(),
+        version: aicr::VERSION.to_string(),
+        validator_image_registry: a.validator_image_registry.clone(),
+        validator_image_tag: a.validator_image_tag.clone(),
+        nccl_tests_image: a.nccl_tests_image.clone(),
+    }
+}
+
 /// `--cncf-submission`: evidence from the conformance checks, no gate, no
 /// phases, no CTRF document.
 fn run_submission(a: &ValidateArgs, evidence_dir: &Path) -> Result<()> {
@@ -307,14 +333,7 @@ fn run_submission(a: &ValidateArgs, evidence_dir: &Path) -> Result<()> {
         recipe: recipe.as_ref(),
         data: &data,
         validators: &validators,
-        settings: Settings {
-            namespace: a.namespace.clone(),
-            scheduling,
-            image_pull_secrets: a.image_pull_secret.clone(),
-            cleanup: !a.no_cleanup,
-            kubeconfig: kubeconfig.cloned(),
-            version: aicr::VERSION.to_string(),
-        },
+        settings: settings(a, scheduling, kubeconfig),
     };
     let report = k8s::block_on(validate::collect_evidence(
         &submission,
@@ -391,14 +410,7 @@ pub fn run(a: &ValidateArgs) -> Result<()> {
         validators: &validators,
         phases,
         no_cluster: a.no_cluster,
-        settings: Settings {
-            namespace: a.namespace.clone(),
-            scheduling,
-            image_pull_secrets: a.image_pull_secret.clone(),
-            cleanup: !a.no_cleanup,
-            kubeconfig: kubeconfig.cloned(),
-            version: aicr::VERSION.to_string(),
-        },
+        settings: settings(a, scheduling, kubeconfig),
     };
     let outcome = k8s::block_on(validate::run(&request, crate::signal::interrupted()))??;
     let (report, gate_failure) = match outcome {

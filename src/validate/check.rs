@@ -45,6 +45,14 @@ pub struct Settings {
     pub kubeconfig: Option<PathBuf>,
     /// The CLI version, for reports and image tags.
     pub version: String,
+    /// Replaces the registry part of validator Job images (for mirrors).
+    pub validator_image_registry: Option<String>,
+    /// Replaces a `:latest` tag on validator Job images.
+    pub validator_image_tag: Option<String>,
+    /// The image the NCCL benchmark runs (it must provide `mpirun` and
+    /// nccl-tests' `all_reduce_perf`); there is no default we could vouch
+    /// for, so without one the benchmark is skipped.
+    pub nccl_tests_image: Option<String>,
 }
 
 /// Where inner workloads may run (`--node-selector`, `--toleration`): the

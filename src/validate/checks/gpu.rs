@@ -17,8 +17,8 @@ use crate::validate::api::{self, gpu_nodes, name_of, quantity_count, str_at};
 use crate::validate::check::{CheckLog, Ctx, PhaseName, Verdict, dns_label, random_hex};
 use crate::validate::pods::{CUDA_IMAGE, log_lines, pod_outcome};
 
-/// Names the image the NCCL benchmark runs (it must provide `mpirun` and
-/// nccl-tests' `all_reduce_perf`); there is no default we could vouch for.
+/// How users name the NCCL benchmark image (the CLI reads it, and
+/// `--nccl-tests-image`, into the settings); the skip reason points to it.
 pub const NCCL_IMAGE_ENV: &str = "AICR_NCCL_TESTS_IMAGE";
 
 /// Wait for a pod to finish (Succeeded or Failed). `Err` carries why it
@@ -273,8 +273,10 @@ pub async fn nccl_all_reduce_bw(ctx: &Ctx<'_>, out: &mut CheckLog) -> Verdict {
             ));
         }
     }
-    let Some(image) = std::env::var(NCCL_IMAGE_ENV)
-        .ok()
+    let Some(image) = ctx
+        .settings
+        .nccl_tests_image
+        .as_deref()
         .filter(|i| !i.trim().is_empty())
     else {
         return Verdict::Skip(format!(

@@ -45,9 +45,10 @@ pub fn status_of_exit(code: i64) -> Status {
     }
 }
 
-/// `AICR_VALIDATOR_IMAGE_REGISTRY` replaces the registry part (two segments
-/// for `host/org/rest`, one for `host/rest`); `AICR_VALIDATOR_IMAGE_TAG`
-/// replaces a `:latest` tag.
+/// A catalog image as the run pulls it: `registry` (the settings'
+/// `validator_image_registry`) replaces the registry part (two segments for
+/// `host/org/rest`, one for `host/rest`), `tag` (`validator_image_tag`)
+/// replaces a `:latest` tag; empty values change nothing.
 pub fn resolve_image(image: &str, registry: Option<&str>, tag: Option<&str>) -> String {
     let mut out = image.to_string();
     if let Some(t) = tag.filter(|t| !t.is_empty())
@@ -188,10 +189,8 @@ impl ValidatorJobs {
     fn job(ctx: &Ctx<'_>, v: &Validator, phase: PhaseName, name: &str) -> Value {
         let image = resolve_image(
             &v.image,
-            std::env::var("AICR_VALIDATOR_IMAGE_REGISTRY")
-                .ok()
-                .as_deref(),
-            std::env::var("AICR_VALIDATOR_IMAGE_TAG").ok().as_deref(),
+            ctx.settings.validator_image_registry.as_deref(),
+            ctx.settings.validator_image_tag.as_deref(),
         );
         let timeout = v.timeout().as_secs();
         let mut env = vec![

@@ -3,6 +3,7 @@
 //! `aicr::ErrorKind::exit_code` (or 1 for usage errors, as upstream).
 
 mod aggregator;
+mod args;
 mod bundle;
 mod kubeio;
 mod logging;

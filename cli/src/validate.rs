@@ -5,7 +5,6 @@
 //! itself is `aicr::validate`.
 
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use aicr::agent_job::AgentJob;
 use aicr::error::{Error, Result, ResultExt};
@@ -20,7 +19,12 @@ use aicr::validate::{
 use aicr::{k8s, yaml};
 use clap::Args;
 
+use crate::args::agent_job::{AgentJobArgs, Placement};
+
 #[derive(Debug, Args)]
+// Validate's agent Job has its own default name (spec: validate §1), so a
+// capture never collides with one `aicr snapshot` left with --no-cleanup.
+#[command(mut_arg("job_name", |a| a.default_value("aicr-validate")))]
 pub struct ValidateArgs {
     /// Recipe: file, http(s) URL or cm://namespace/name
     #[arg(long, short = 'r')]
@@ -98,27 +102,17 @@ pub struct ValidateArgs {
     /// Kubeconfig (default: $KUBECONFIG, ~/.kube/config, in-cluster)
     #[arg(long, short = 'k', action = clap::ArgAction::Append)]
     pub kubeconfig: Vec<PathBuf>,
-    /// Agent image, when no --snapshot is given
-    #[arg(long, env = "AICR_IMAGE", default_value = "ghcr.io/nvidia/aicr:latest")]
-    pub image: String,
-    /// Agent Job name, when no --snapshot is given
-    #[arg(long, default_value = "aicr-validate")]
-    pub job_name: String,
-    /// Agent service account, when no --snapshot is given
-    #[arg(long, default_value = "aicr")]
-    pub service_account_name: String,
-    /// How long to wait for the agent Job, when no --snapshot is given
-    #[arg(long, default_value = "5m", value_parser = aicr::flags::timeout)]
-    pub timeout: Duration,
-    /// The agent must find a GPU, when no --snapshot is given
-    #[arg(long, env = "AICR_REQUIRE_GPU", value_parser = aicr::flags::EnvBool)]
-    pub require_gpu: bool,
     /// Judge the recipe against every node's live state in the aggregator
     /// at this URL (readiness, one suite per node; no check phases run)
     #[arg(long, conflicts_with = "snapshot")]
     pub aggregator: Option<String>,
     #[command(flatten)]
     pub connection: crate::aggregator::Connection,
+    // The agent Job that captures a snapshot when none is given. It also
+    // takes --namespace, --image-pull-secret, --node-selector, --toleration
+    // and --no-cleanup, which validate defines for its own workloads too.
+    #[command(flatten, next_help_heading = "Agent Job (without --snapshot)")]
+    pub agent: AgentJobArgs,
 }
 
 fn input_error(e: Error, what: &str, uri: &str) -> Error {
@@ -237,29 +231,29 @@ fn load_snapshots(
     Ok((nodes, fleet))
 }
 
-/// No `--snapshot`: capture one with the agent Job, as `aicr snapshot`
-/// does, into `cm://<namespace>/aicr-snapshot`.
-fn capture_snapshot(a: &ValidateArgs, sched: &Scheduling) -> Result<NodeSnapshot> {
-    let job = AgentJob {
+/// The agent Job that captures a snapshot when none is given: the shared
+/// agent flags, placed as validate's own flags say (its scheduling flags
+/// reach the agent as upstream's do), writing
+/// `cm://<namespace>/aicr-snapshot`.
+fn agent_job(a: &ValidateArgs, sched: &Scheduling) -> Result<AgentJob> {
+    a.agent.check()?;
+    let place = Placement {
         namespace: a.namespace.clone(),
-        image: a.image.clone(),
         image_pull_secrets: a.image_pull_secret.clone(),
-        job_name: a.job_name.clone(),
-        service_account: a.service_account_name.clone(),
         node_selector: sched.node_selector.clone(),
         tolerations: (!sched.tolerations.is_empty()).then(|| sched.tolerations.clone()),
-        timeout: a.timeout,
         cleanup: !a.no_cleanup,
-        privileged: true,
-        require_gpu: a.require_gpu,
-        runtime_class: None,
-        max_nodes_per_entry: 0,
-        debug: tracing::enabled!(tracing::Level::DEBUG),
         output: ConfigMapRef {
             namespace: a.namespace.clone(),
             name: "aicr-snapshot".into(),
         },
     };
+    Ok(a.agent.job(place, a.agent.max_nodes()))
+}
+
+/// No `--snapshot`: capture one with the agent Job, as `aicr snapshot`
+/// does.
+fn capture_snapshot(a: &ValidateArgs, job: &AgentJob) -> Result<NodeSnapshot> {
     tracing::info!(
         "no --snapshot given: capturing one with the agent Job in {}",
         a.namespace
@@ -269,7 +263,7 @@ fn capture_snapshot(a: &ValidateArgs, sched: &Scheduling) -> Result<NodeSnapshot
         let client = k8s::client(kubeconfig.as_deref())
             .await
             .map_err(|e| e.context("failed to create Kubernetes client"))?;
-        aicr::agent_job::run(&client, &job).await
+        aicr::agent_job::run(&client, job).await
     })??;
     let snap = Snapshot::parse(&text, yaml::Format::Yaml)
         .context("failed to parse the agent's snapshot")?;
@@ -382,6 +376,9 @@ pub fn run(a: &ValidateArgs) -> Result<()> {
             "--no-cluster needs --snapshot: without a cluster no snapshot can be captured",
         ));
     }
+    let capture = (a.snapshot.is_empty() && a.aggregator.is_none())
+        .then(|| agent_job(a, &scheduling))
+        .transpose()?;
     let kubeconfig = a.kubeconfig.last();
     let data = crate::recipe::open_catalog(a.data.clone(), false)?;
     let recipe = load_recipe(recipe_uri, kubeconfig)?;
@@ -396,10 +393,9 @@ pub fn run(a: &ValidateArgs) -> Result<()> {
             a.fail_on_error,
         );
     }
-    let (nodes, fleet) = if a.snapshot.is_empty() {
-        (vec![capture_snapshot(a, &scheduling)?], false)
-    } else {
-        load_snapshots(&a.snapshot, kubeconfig)?
+    let (nodes, fleet) = match &capture {
+        Some(job) => (vec![capture_snapshot(a, job)?], false),
+        None => load_snapshots(&a.snapshot, kubeconfig)?,
     };
     let validators = ValidatorCatalog::load(&data)?;
     let request = Request {

@@ -2270,6 +2270,95 @@ fn without_a_snapshot_the_agent_job_captures_one() {
     );
 }
 
+/// The agent Jobs the fake API server was asked to create, as sent.
+fn agent_jobs_sent(api: &FakeApiServer) -> Vec<Value> {
+    api.requests()
+        .into_iter()
+        .filter(|q| {
+            q.method == "POST" && q.path == "/apis/batch/v1/namespaces/aicr-validation/jobs"
+        })
+        .map(|q| serde_json::from_str(&q.body).unwrap())
+        .collect()
+}
+
+#[test]
+fn the_agent_job_takes_the_flags_aicr_snapshot_takes() {
+    let api = FakeApiServer::start_blocking();
+    api.agent_jobs_write(good_snapshot());
+    api.insert(
+        json!({"apiVersion": "node.k8s.io/v1", "kind": "RuntimeClass",
+        "metadata": {"name": "nvidia"}, "handler": "nvidia"}),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let gate_only = write(dir.path(), "r.yaml", &recipe(GATE, "", "  []"));
+    let validate = |flags: &[&str]| {
+        aicr_on(&api)
+            .args(["validate", "--phase", "deployment", "-r", s(&gate_only)])
+            .args(flags)
+            .output()
+            .unwrap()
+    };
+
+    // Before, validate always ran the agent privileged with no RuntimeClass.
+    let out = validate(&[
+        "--privileged=false",
+        "--runtime-class",
+        "nvidia",
+        "--max-nodes-per-entry",
+        "3",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let job = agent_jobs_sent(&api)
+        .pop()
+        .expect("an agent Job was created");
+    assert_eq!(
+        job["metadata"]["name"], "aicr-validate",
+        "validate's own default"
+    );
+    let pod = &job["spec"]["template"]["spec"];
+    assert_eq!(pod["runtimeClassName"], "nvidia");
+    assert!(pod.get("hostPID").is_none(), "{pod}");
+    assert_eq!(pod["securityContext"]["runAsUser"], 65534);
+    let env: Vec<(&str, &str)> = pod["containers"][0]["env"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|e| Some((e["name"].as_str()?, e["value"].as_str()?)))
+        .collect();
+    assert!(env.contains(&("AICR_MAX_NODES_PER_ENTRY", "3")), "{env:?}");
+    assert!(env.contains(&("NVIDIA_VISIBLE_DEVICES", "all")), "{env:?}");
+
+    // The defaults are what validate always used; the variable works too.
+    let out = aicr_on(&api)
+        .env("AICR_RUNTIME_CLASS", "nvidia")
+        .args(["validate", "--phase", "deployment", "-r", s(&gate_only)])
+        .args(["--job-name", "capture"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let job = agent_jobs_sent(&api).pop().unwrap();
+    assert_eq!(job["metadata"]["name"], "capture");
+    let pod = &job["spec"]["template"]["spec"];
+    assert_eq!(pod["runtimeClassName"], "nvidia");
+    assert_eq!(pod["hostPID"], true);
+    assert_eq!(pod["containers"][0]["securityContext"]["privileged"], true);
+
+    // As in snapshot, both routes to a GPU at once are refused up front.
+    api.clear_requests();
+    let out = validate(&["--require-gpu", "--runtime-class", "nvidia"]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("mutually exclusive"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(api.requests().is_empty(), "nothing was sent");
+    // With a snapshot given, no agent Job runs and its flags do not matter.
+    let snap = write(dir.path(), "s.yaml", &good_snapshot());
+    let out = validate(&["-s", s(&snap), "--require-gpu", "--runtime-class", "nvidia"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+}
+
 #[test]
 fn report_can_go_to_a_configmap() {
     let api = FakeApiServer::start_blocking();

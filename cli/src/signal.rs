@@ -1,10 +1,13 @@
 //! Process signals. The binary owns them: the library's long runs take a
 //! cancellation future instead of catching signals themselves, so a caller
 //! that is not a terminal (a test, a server) can stop them its own way.
+//! Only turns signals into futures; what a command does on one is the
+//! command's (and the library's cleanup).
 
 /// Resolves on SIGINT or SIGTERM, naming it. Handlers are installed on the
-/// first poll, so until the library starts waiting on it the default
-/// handling (exit at once) applies, as before anything was created.
+/// first poll: until the library starts waiting on it (once connected,
+/// before it creates anything) a signal ends the process at once, as it
+/// always did.
 pub async fn interrupted() -> &'static str {
     #[cfg(unix)]
     {

@@ -22,8 +22,8 @@ use clap::Args;
 use crate::args::agent_job::{AgentJobArgs, Placement};
 
 #[derive(Debug, Args)]
-// Validate's agent Job has its own default name (spec: validate §1), so a
-// capture never collides with one `aicr snapshot` left with --no-cleanup.
+// Validate documents its own default agent Job name (spec: validate §1);
+// every other default of the shared group is snapshot's.
 #[command(mut_arg("job_name", |a| a.default_value("aicr-validate")))]
 pub struct ValidateArgs {
     /// Recipe: file, http(s) URL or cm://namespace/name

@@ -5,9 +5,9 @@
 //! run gives what it creates.
 //!
 //! Every other part of `validate` builds on this module, so it must not
-//! name any of them; the one sibling it uses is [`api`](super::api), the
-//! I/O layer beneath it, for the cluster handle a [`Ctx`] carries. A type
-//! that two checks share belongs here, not in one of them.
+//! name any of them; the one sibling it uses is [`api`], the I/O layer
+//! beneath it, for the cluster handle a [`Ctx`] carries. A type that two
+//! checks share belongs here, not in one of them.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;

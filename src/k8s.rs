@@ -36,16 +36,6 @@ pub fn request_timeout() -> Result<Duration> {
     }
 }
 
-/// Run a future on a small runtime, for synchronous commands that touch the
-/// cluster only occasionally.
-pub fn block_on<F: std::future::Future>(fut: F) -> Result<F::Output> {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| Error::internal(format!("failed to start async runtime: {e}")))?;
-    Ok(rt.block_on(fut))
-}
-
 /// A client from an explicit kubeconfig, else the standard resolution.
 pub async fn client(kubeconfig: Option<&Path>) -> Result<kube::Client> {
     let mut config = match kubeconfig {

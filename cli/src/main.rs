@@ -9,6 +9,7 @@ mod kubeio;
 mod logging;
 mod recipe;
 mod runtime;
+mod signal;
 mod skill;
 mod snapshot;
 mod trust;

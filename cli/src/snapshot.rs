@@ -7,7 +7,6 @@
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
 
-use aicr::agent_job::AgentJob;
 use aicr::error::{Error, Result, ResultExt};
 use aicr::model::snapshot::Snapshot;
 use aicr::sink::{self, OutputFormat};
@@ -15,6 +14,8 @@ use aicr::source::{ConfigMapRef, Source};
 use aicr::template::Template;
 use aicr::{cluster, k8s, scheduling, snapshot_io, yaml};
 use clap::Args;
+
+use crate::args::agent_job::{AgentJobArgs, Placement};
 
 #[derive(Debug, Args)]
 pub struct SnapshotArgs {
@@ -37,18 +38,11 @@ pub struct SnapshotArgs {
     /// Namespace for the agent's RBAC, Job and default ConfigMap
     #[arg(long, short = 'n', env = "AICR_NAMESPACE", default_value = "default")]
     pub namespace: String,
-    /// Agent image
-    #[arg(long, env = "AICR_IMAGE", default_value = "ghcr.io/nvidia/aicr:latest")]
-    pub image: String,
+    #[command(flatten)]
+    pub agent: AgentJobArgs,
     /// Image pull secret for the agent (repeatable)
     #[arg(long, action = clap::ArgAction::Append)]
     pub image_pull_secret: Vec<String>,
-    /// Name of the agent Job
-    #[arg(long, default_value = "aicr")]
-    pub job_name: String,
-    /// Service account (also names the Role and RoleBinding)
-    #[arg(long, default_value = "aicr")]
-    pub service_account_name: String,
     /// Node selector for the agent pod, key=value (repeatable)
     #[arg(long, action = clap::ArgAction::Append)]
     pub node_selector: Vec<String>,
@@ -56,29 +50,13 @@ pub struct SnapshotArgs {
     /// (repeatable; default: tolerate everything)
     #[arg(long, action = clap::ArgAction::Append)]
     pub toleration: Vec<String>,
-    /// How long to wait for the agent Job (e.g. 90s, 10m)
-    #[arg(long, default_value = "5m", value_parser = aicr::flags::timeout)]
-    pub timeout: Duration,
     /// Keep the Job and RBAC objects for debugging
     #[arg(long)]
     pub no_cleanup: bool,
-    /// Run the agent privileged (host namespaces, systemd socket); use
-    /// --privileged=false in PSS-restricted namespaces
-    #[arg(long, default_value_t = true, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
-    pub privileged: bool,
-    /// Fail unless a GPU is found (agent: request one GPU)
-    #[arg(long, env = "AICR_REQUIRE_GPU", value_parser = aicr::flags::EnvBool)]
-    pub require_gpu: bool,
-    /// RuntimeClass for the agent pod (e.g. nvidia)
-    #[arg(long, env = "AICR_RUNTIME_CLASS")]
-    pub runtime_class: Option<String>,
     /// Render through a template (path or URL) instead of YAML/JSON: a Go
     /// template with Sprig functions, or Tera when the name ends in .tera
     #[arg(long)]
     pub template: Option<String>,
-    /// Cap node lists in NodeTopology entries (0 = unlimited)
-    #[arg(long)]
-    pub max_nodes_per_entry: Option<u32>,
     /// Read the live snapshot from the aggregator at this URL instead of
     /// collecting (with --node; $AICR_AGGREGATOR when only --node is given)
     #[arg(long, conflicts_with = "local")]
@@ -103,11 +81,7 @@ fn local_mode(a: &SnapshotArgs) -> bool {
 }
 
 fn plan(a: &SnapshotArgs) -> Result<Plan> {
-    if a.require_gpu && a.runtime_class.is_some() {
-        return Err(Error::invalid(
-            "--require-gpu and --runtime-class are mutually exclusive; prefer --runtime-class, which gives the agent GPU access without reserving a GPU",
-        ));
-    }
+    a.agent.check()?;
     let format = a.format.unwrap_or_default();
     let output = a.output.clone().unwrap_or_default().trim().to_string();
     let template = match &a.template {
@@ -129,16 +103,7 @@ fn plan(a: &SnapshotArgs) -> Result<Plan> {
     if output.starts_with("cm://") {
         ConfigMapRef::parse(&output)?;
     }
-    let max_nodes = match a.max_nodes_per_entry {
-        Some(n) => n,
-        None => match std::env::var("AICR_MAX_NODES_PER_ENTRY") {
-            Ok(v) => v.trim().parse().unwrap_or_else(|_| {
-                tracing::warn!("invalid AICR_MAX_NODES_PER_ENTRY {v:?} - using 0");
-                0
-            }),
-            Err(_) => 0,
-        },
-    };
+    let max_nodes = a.agent.max_nodes();
     Ok(Plan {
         format,
         output,
@@ -244,12 +209,12 @@ pub async fn collect_local(root: PathBuf, kubeconfig: Option<PathBuf>, max_nodes
 }
 
 fn run_local(a: &SnapshotArgs, plan: &Plan) -> Result<()> {
-    let snap = k8s::block_on(collect_local(
+    let snap = crate::runtime::block_on(collect_local(
         a.root.clone(),
         a.kubeconfig.last().cloned(),
         plan.max_nodes,
     ))?;
-    if a.require_gpu {
+    if a.agent.require_gpu {
         let count = snap
             .measurement("GPU")
             .and_then(|m| m.subtype("smi"))
@@ -282,25 +247,17 @@ fn run_agent_job(a: &SnapshotArgs, plan: &Plan) -> Result<()> {
             name: "aicr-snapshot".into(),
         }
     };
-    let job = AgentJob {
+    let place = Placement {
         namespace: a.namespace.clone(),
-        image: a.image.clone(),
         image_pull_secrets: a.image_pull_secret.clone(),
-        job_name: a.job_name.clone(),
-        service_account: a.service_account_name.clone(),
         node_selector,
         tolerations,
-        timeout: a.timeout,
         cleanup: !a.no_cleanup,
-        privileged: a.privileged,
-        require_gpu: a.require_gpu,
-        runtime_class: a.runtime_class.clone(),
-        max_nodes_per_entry: plan.max_nodes,
-        debug: tracing::enabled!(tracing::Level::DEBUG),
         output: agent_output,
     };
+    let job = a.agent.job(place, plan.max_nodes);
     let kubeconfig = a.kubeconfig.last().cloned();
-    let text = k8s::block_on(async {
+    let text = crate::runtime::block_on(async {
         let client = k8s::client(kubeconfig.as_deref())
             .await
             .map_err(|e| e.context("failed to create Kubernetes client"))?;

@@ -5,7 +5,6 @@
 //! itself is `aicr::validate`.
 
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use aicr::agent_job::AgentJob;
 use aicr::error::{Error, Result, ResultExt};
@@ -20,7 +19,12 @@ use aicr::validate::{
 use aicr::{k8s, yaml};
 use clap::Args;
 
+use crate::args::agent_job::{AgentJobArgs, Placement};
+
 #[derive(Debug, Args)]
+// Validate documents its own default agent Job name (spec: validate §1);
+// every other default of the shared group is snapshot's.
+#[command(mut_arg("job_name", |a| a.default_value("aicr-validate")))]
 pub struct ValidateArgs {
     /// Recipe: file, http(s) URL or cm://namespace/name
     #[arg(long, short = 'r')]
@@ -67,6 +71,17 @@ pub struct ValidateArgs {
     /// Keep what the run created (Jobs, test pods, RBAC) for debugging
     #[arg(long)]
     pub no_cleanup: bool,
+    /// Registry for validator images: replaces the registry part of each
+    /// catalog image (host/org of host/org/name, host of host/name)
+    #[arg(long, env = "AICR_VALIDATOR_IMAGE_REGISTRY")]
+    pub validator_image_registry: Option<String>,
+    /// Tag for validator images: replaces a :latest tag on catalog images
+    #[arg(long, env = "AICR_VALIDATOR_IMAGE_TAG")]
+    pub validator_image_tag: Option<String>,
+    /// Image for the nccl-all-reduce-bw benchmark, providing mpirun and
+    /// nccl-tests' all_reduce_perf (without one the check is skipped)
+    #[arg(long, env = "AICR_NCCL_TESTS_IMAGE")]
+    pub nccl_tests_image: Option<String>,
     /// Write CNCF conformance evidence (markdown) from the results here
     #[arg(long)]
     pub evidence_dir: Option<PathBuf>,
@@ -87,27 +102,17 @@ pub struct ValidateArgs {
     /// Kubeconfig (default: $KUBECONFIG, ~/.kube/config, in-cluster)
     #[arg(long, short = 'k', action = clap::ArgAction::Append)]
     pub kubeconfig: Vec<PathBuf>,
-    /// Agent image, when no --snapshot is given
-    #[arg(long, env = "AICR_IMAGE", default_value = "ghcr.io/nvidia/aicr:latest")]
-    pub image: String,
-    /// Agent Job name, when no --snapshot is given
-    #[arg(long, default_value = "aicr-validate")]
-    pub job_name: String,
-    /// Agent service account, when no --snapshot is given
-    #[arg(long, default_value = "aicr")]
-    pub service_account_name: String,
-    /// How long to wait for the agent Job, when no --snapshot is given
-    #[arg(long, default_value = "5m", value_parser = aicr::flags::timeout)]
-    pub timeout: Duration,
-    /// The agent must find a GPU, when no --snapshot is given
-    #[arg(long, env = "AICR_REQUIRE_GPU", value_parser = aicr::flags::EnvBool)]
-    pub require_gpu: bool,
     /// Judge the recipe against every node's live state in the aggregator
     /// at this URL (readiness, one suite per node; no check phases run)
     #[arg(long, conflicts_with = "snapshot")]
     pub aggregator: Option<String>,
     #[command(flatten)]
     pub connection: crate::aggregator::Connection,
+    // The agent Job that captures a snapshot when none is given. It also
+    // takes --namespace, --image-pull-secret, --node-selector, --toleration
+    // and --no-cleanup, which validate defines for its own workloads too.
+    #[command(flatten, next_help_heading = "Agent Job (without --snapshot)")]
+    pub agent: AgentJobArgs,
 }
 
 fn input_error(e: Error, what: &str, uri: &str) -> Error {
@@ -226,39 +231,39 @@ fn load_snapshots(
     Ok((nodes, fleet))
 }
 
-/// No `--snapshot`: capture one with the agent Job, as `aicr snapshot`
-/// does, into `cm://<namespace>/aicr-snapshot`.
-fn capture_snapshot(a: &ValidateArgs, sched: &Scheduling) -> Result<NodeSnapshot> {
-    let job = AgentJob {
+/// The agent Job that captures a snapshot when none is given: the shared
+/// agent flags, placed as validate's own flags say (its scheduling flags
+/// reach the agent as upstream's do), writing
+/// `cm://<namespace>/aicr-snapshot`.
+fn agent_job(a: &ValidateArgs, sched: &Scheduling) -> Result<AgentJob> {
+    a.agent.check()?;
+    let place = Placement {
         namespace: a.namespace.clone(),
-        image: a.image.clone(),
         image_pull_secrets: a.image_pull_secret.clone(),
-        job_name: a.job_name.clone(),
-        service_account: a.service_account_name.clone(),
         node_selector: sched.node_selector.clone(),
         tolerations: (!sched.tolerations.is_empty()).then(|| sched.tolerations.clone()),
-        timeout: a.timeout,
         cleanup: !a.no_cleanup,
-        privileged: true,
-        require_gpu: a.require_gpu,
-        runtime_class: None,
-        max_nodes_per_entry: 0,
-        debug: tracing::enabled!(tracing::Level::DEBUG),
         output: ConfigMapRef {
             namespace: a.namespace.clone(),
             name: "aicr-snapshot".into(),
         },
     };
+    Ok(a.agent.job(place, a.agent.max_nodes()))
+}
+
+/// No `--snapshot`: capture one with the agent Job, as `aicr snapshot`
+/// does.
+fn capture_snapshot(a: &ValidateArgs, job: &AgentJob) -> Result<NodeSnapshot> {
     tracing::info!(
         "no --snapshot given: capturing one with the agent Job in {}",
         a.namespace
     );
     let kubeconfig = a.kubeconfig.last().cloned();
-    let text = k8s::block_on(async {
+    let text = crate::runtime::block_on(async {
         let client = k8s::client(kubeconfig.as_deref())
             .await
             .map_err(|e| e.context("failed to create Kubernetes client"))?;
-        aicr::agent_job::run(&client, &job).await
+        aicr::agent_job::run(&client, job).await
     })??;
     let snap = Snapshot::parse(&text, yaml::Format::Yaml)
         .context("failed to parse the agent's snapshot")?;
@@ -289,6 +294,21 @@ fn check_output(dest: &str) -> Result<()> {
     Ok(())
 }
 
+/// The run-wide settings both validation paths hand the library.
+fn settings(a: &ValidateArgs, scheduling: Scheduling, kubeconfig: Option<&PathBuf>) -> Settings {
+    Settings {
+        namespace: a.namespace.clone(),
+        scheduling,
+        image_pull_secrets: a.image_pull_secret.clone(),
+        cleanup: !a.no_cleanup,
+        kubeconfig: kubeconfig.cloned(),
+        version: aicr::VERSION.to_string(),
+        validator_image_registry: a.validator_image_registry.clone(),
+        validator_image_tag: a.validator_image_tag.clone(),
+        nccl_tests_image: a.nccl_tests_image.clone(),
+    }
+}
+
 /// `--cncf-submission`: evidence from the conformance checks, no gate, no
 /// phases, no CTRF document.
 fn run_submission(a: &ValidateArgs, evidence_dir: &Path) -> Result<()> {
@@ -302,20 +322,17 @@ fn run_submission(a: &ValidateArgs, evidence_dir: &Path) -> Result<()> {
         .map(|uri| load_recipe(uri, kubeconfig))
         .transpose()?;
     let validators = ValidatorCatalog::load(&data)?;
-    let report = validate::collect_evidence(&validate::Submission {
+    let submission = validate::Submission {
         checks,
         recipe: recipe.as_ref(),
         data: &data,
         validators: &validators,
-        settings: Settings {
-            namespace: a.namespace.clone(),
-            scheduling,
-            image_pull_secrets: a.image_pull_secret.clone(),
-            cleanup: !a.no_cleanup,
-            kubeconfig: kubeconfig.cloned(),
-            version: aicr::VERSION.to_string(),
-        },
-    })?;
+        settings: settings(a, scheduling, kubeconfig),
+    };
+    let report = crate::runtime::block_on(validate::collect_evidence(
+        &submission,
+        crate::signal::interrupted(),
+    ))??;
     evidence::write(evidence_dir, &report)?;
     let mut failed = 0;
     for t in report.tests() {
@@ -359,6 +376,9 @@ pub fn run(a: &ValidateArgs) -> Result<()> {
             "--no-cluster needs --snapshot: without a cluster no snapshot can be captured",
         ));
     }
+    let capture = (a.snapshot.is_empty() && a.aggregator.is_none())
+        .then(|| agent_job(a, &scheduling))
+        .transpose()?;
     let kubeconfig = a.kubeconfig.last();
     let data = crate::recipe::open_catalog(a.data.clone(), false)?;
     let recipe = load_recipe(recipe_uri, kubeconfig)?;
@@ -373,10 +393,9 @@ pub fn run(a: &ValidateArgs) -> Result<()> {
             a.fail_on_error,
         );
     }
-    let (nodes, fleet) = if a.snapshot.is_empty() {
-        (vec![capture_snapshot(a, &scheduling)?], false)
-    } else {
-        load_snapshots(&a.snapshot, kubeconfig)?
+    let (nodes, fleet) = match &capture {
+        Some(job) => (vec![capture_snapshot(a, job)?], false),
+        None => load_snapshots(&a.snapshot, kubeconfig)?,
     };
     let validators = ValidatorCatalog::load(&data)?;
     let request = Request {
@@ -387,16 +406,10 @@ pub fn run(a: &ValidateArgs) -> Result<()> {
         validators: &validators,
         phases,
         no_cluster: a.no_cluster,
-        settings: Settings {
-            namespace: a.namespace.clone(),
-            scheduling,
-            image_pull_secrets: a.image_pull_secret.clone(),
-            cleanup: !a.no_cleanup,
-            kubeconfig: kubeconfig.cloned(),
-            version: aicr::VERSION.to_string(),
-        },
+        settings: settings(a, scheduling, kubeconfig),
     };
-    let (report, gate_failure) = match validate::run(&request)? {
+    let outcome = crate::runtime::block_on(validate::run(&request, crate::signal::interrupted()))??;
+    let (report, gate_failure) = match outcome {
         Outcome::GateFailed(why) => {
             return Err(Error::internal(format!("validation failed: {why}")));
         }

@@ -1836,6 +1836,116 @@ fn a_refused_validator_job_is_other() {
     );
 }
 
+/// An entry with an upstream validator image whose check the CLI does not
+/// implement: it runs as a validator Job under the upstream image name.
+const MIRRORED_CHECK: &str = "  - name: mirrored-check
+    phase: deployment
+    image: ghcr.io/nvidia/aicr-validators/deployment:latest
+    timeout: 20s
+    args: [team-probe]
+";
+
+#[test]
+fn validator_image_flags_and_their_variables_rewrite_validator_job_images() {
+    let api = FakeApiServer::start_blocking();
+    let jobs = kubelet_runs_jobs(&api, 0, false, "ok\n");
+    let dir = tempfile::tempdir().unwrap();
+    let data = test_data(dir.path(), "30s", &[], MIRRORED_CHECK);
+    let r = write(
+        dir.path(),
+        "r.yaml",
+        &recipe(
+            GATE,
+            "validation:\n  deployment:\n    checks: [mirrored-check]",
+            "  []",
+        ),
+    );
+    let snap = write(dir.path(), "s.yaml", &good_snapshot());
+    // Each run's validator Job: its container's image and pull policy.
+    let run = |env: &[(&str, &str)], flags: &[&str]| {
+        let mut c = aicr_on(&api);
+        for (k, v) in env {
+            c.env(k, v);
+        }
+        let out = c
+            .args(["validate", "--phase", "deployment", "-r", s(&r), "-s"])
+            .args([s(&snap), "--data", s(&data)])
+            .args(flags)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+        let job = jobs.lock().unwrap().pop().expect("a validator Job");
+        let c = &job["spec"]["template"]["spec"]["containers"][0];
+        (
+            c["image"].as_str().unwrap().to_string(),
+            c["imagePullPolicy"].as_str().unwrap().to_string(),
+        )
+    };
+    let pair = |image: &str, policy: &str| (image.to_string(), policy.to_string());
+
+    assert_eq!(
+        run(&[], &[]),
+        pair("ghcr.io/nvidia/aicr-validators/deployment:latest", "Always")
+    );
+    assert_eq!(
+        run(
+            &[],
+            &[
+                "--validator-image-registry",
+                "mirror.local/ai",
+                "--validator-image-tag",
+                "v0.11.1"
+            ]
+        ),
+        pair(
+            "mirror.local/ai/aicr-validators/deployment:v0.11.1",
+            "IfNotPresent"
+        )
+    );
+    let env = [
+        ("AICR_VALIDATOR_IMAGE_REGISTRY", "env.mirror.io/nv"),
+        ("AICR_VALIDATOR_IMAGE_TAG", "v1"),
+    ];
+    assert_eq!(
+        run(&env, &[]),
+        pair(
+            "env.mirror.io/nv/aicr-validators/deployment:v1",
+            "IfNotPresent"
+        ),
+        "the variables still work"
+    );
+    assert_eq!(
+        run(&env, &["--validator-image-registry", "flag.mirror.io/x"]),
+        pair(
+            "flag.mirror.io/x/aicr-validators/deployment:v1",
+            "IfNotPresent"
+        ),
+        "a flag wins over its variable"
+    );
+}
+
+#[test]
+fn help_lists_the_image_flags_with_their_variables() {
+    let out = aicr().args(["validate", "--help"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    let help = text(&out).split_whitespace().collect::<Vec<_>>().join(" ");
+    for (flag, var) in [
+        (
+            "--validator-image-registry",
+            "AICR_VALIDATOR_IMAGE_REGISTRY",
+        ),
+        ("--validator-image-tag", "AICR_VALIDATOR_IMAGE_TAG"),
+        ("--nccl-tests-image", "AICR_NCCL_TESTS_IMAGE"),
+    ] {
+        let at = help
+            .find(&format!("{flag} <"))
+            .unwrap_or_else(|| panic!("{flag} missing from:\n{help}"));
+        let entry = &help[at..];
+        let entry = &entry[..entry[2..].find(" --").map_or(entry.len(), |e| e + 2)];
+        assert!(entry.contains(&format!("[env: {var}")), "{entry}");
+    }
+}
+
 // ------------------------------------- performance and conformance checks
 
 fn conformance_recipe(dir: &Path, checks: &str, components: &str) -> PathBuf {
@@ -2093,6 +2203,19 @@ fn nccl_bandwidth_runs_through_kubeflow_trainer() {
             "Constraint: >= 300 → true"
         ]
     );
+    // --nccl-tests-image names the image as the variable does.
+    let out = aicr_on(&api)
+        .args(["validate", "--phase", "performance", "-r", s(&r), "-s"])
+        .args([s(&snap), "--nccl-tests-image", "registry.local/flag-nccl:1"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let flagged = runtimes.lock().unwrap()[1].clone();
+    assert_eq!(
+        flagged["spec"]["template"]["spec"]["replicatedJobs"][0]["template"]["spec"]["template"]["spec"]
+            ["containers"][0]["image"],
+        "registry.local/flag-nccl:1"
+    );
     let rt = &runtimes.lock().unwrap()[0];
     let launcher = &rt["spec"]["template"]["spec"]["replicatedJobs"][0]["template"]["spec"]["template"]
         ["spec"];
@@ -2145,6 +2268,95 @@ fn without_a_snapshot_the_agent_job_captures_one() {
             .any(|p| p == "/apis/batch/v1/namespaces/aicr-validation/jobs"),
         "{created:?}"
     );
+}
+
+/// The agent Jobs the fake API server was asked to create, as sent.
+fn agent_jobs_sent(api: &FakeApiServer) -> Vec<Value> {
+    api.requests()
+        .into_iter()
+        .filter(|q| {
+            q.method == "POST" && q.path == "/apis/batch/v1/namespaces/aicr-validation/jobs"
+        })
+        .map(|q| serde_json::from_str(&q.body).unwrap())
+        .collect()
+}
+
+#[test]
+fn the_agent_job_takes_the_flags_aicr_snapshot_takes() {
+    let api = FakeApiServer::start_blocking();
+    api.agent_jobs_write(good_snapshot());
+    api.insert(
+        json!({"apiVersion": "node.k8s.io/v1", "kind": "RuntimeClass",
+        "metadata": {"name": "nvidia"}, "handler": "nvidia"}),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let gate_only = write(dir.path(), "r.yaml", &recipe(GATE, "", "  []"));
+    let validate = |flags: &[&str]| {
+        aicr_on(&api)
+            .args(["validate", "--phase", "deployment", "-r", s(&gate_only)])
+            .args(flags)
+            .output()
+            .unwrap()
+    };
+
+    // Before, validate always ran the agent privileged with no RuntimeClass.
+    let out = validate(&[
+        "--privileged=false",
+        "--runtime-class",
+        "nvidia",
+        "--max-nodes-per-entry",
+        "3",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let job = agent_jobs_sent(&api)
+        .pop()
+        .expect("an agent Job was created");
+    assert_eq!(
+        job["metadata"]["name"], "aicr-validate",
+        "validate's own default"
+    );
+    let pod = &job["spec"]["template"]["spec"];
+    assert_eq!(pod["runtimeClassName"], "nvidia");
+    assert!(pod.get("hostPID").is_none(), "{pod}");
+    assert_eq!(pod["securityContext"]["runAsUser"], 65534);
+    let env: Vec<(&str, &str)> = pod["containers"][0]["env"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|e| Some((e["name"].as_str()?, e["value"].as_str()?)))
+        .collect();
+    assert!(env.contains(&("AICR_MAX_NODES_PER_ENTRY", "3")), "{env:?}");
+    assert!(env.contains(&("NVIDIA_VISIBLE_DEVICES", "all")), "{env:?}");
+
+    // The defaults are what validate always used; the variable works too.
+    let out = aicr_on(&api)
+        .env("AICR_RUNTIME_CLASS", "nvidia")
+        .args(["validate", "--phase", "deployment", "-r", s(&gate_only)])
+        .args(["--job-name", "capture"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let job = agent_jobs_sent(&api).pop().unwrap();
+    assert_eq!(job["metadata"]["name"], "capture");
+    let pod = &job["spec"]["template"]["spec"];
+    assert_eq!(pod["runtimeClassName"], "nvidia");
+    assert_eq!(pod["hostPID"], true);
+    assert_eq!(pod["containers"][0]["securityContext"]["privileged"], true);
+
+    // As in snapshot, both routes to a GPU at once are refused up front.
+    api.clear_requests();
+    let out = validate(&["--require-gpu", "--runtime-class", "nvidia"]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("mutually exclusive"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(api.requests().is_empty(), "nothing was sent");
+    // With a snapshot given, no agent Job runs and its flags do not matter.
+    let snap = write(dir.path(), "s.yaml", &good_snapshot());
+    let out = validate(&["-s", s(&snap), "--require-gpu", "--runtime-class", "nvidia"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
 }
 
 #[test]

@@ -15,7 +15,7 @@ use std::time::Duration;
 use serde_json::Value;
 use tokio::time::Instant;
 
-use super::cluster::Cluster;
+use super::api::Cluster;
 
 /// Chainsaw's default for an operation without a timeout.
 const DEFAULT_OP_TIMEOUT: Duration = Duration::from_secs(30);

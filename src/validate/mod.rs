@@ -4,40 +4,47 @@
 //! constraints against one snapshot per node, in-process and first; then the
 //! selected check phases ([`phases`]: deployment, performance, conformance,
 //! always in that order, later ones skipped after a failure) run the
-//! recipe's checks from the validator catalog ([`checks`]): deployment
-//! readiness read straight from the API server ([`deployment`], with
-//! health-check asserts in [`chainsaw`]), GPU workloads and validator Jobs
-//! ([`workloads`]), platform capabilities ([`conformance`]). The result is
-//! one CTRF report ([`ctrf`]), optionally rendered as CNCF evidence
-//! ([`evidence`]).
+//! recipe's checks from the validator catalog through a [`runner`]. The
+//! checks themselves ([`checks`]: deployment readiness, with health-check
+//! asserts in [`chainsaw`]; GPU workloads; platform capabilities; validator
+//! Jobs) share one vocabulary ([`check`]) and one view of the API server
+//! ([`api`]). The result is one CTRF report ([`ctrf`]), optionally rendered
+//! as CNCF evidence ([`evidence`]).
+//!
+//! Layers, each naming only those below it: `api`, `ctrf` and `pods` name no
+//! sibling; `check` names only `api`; `chainsaw` only `api`; a check names
+//! only those and never another check; `runner`, `phases` and this module
+//! sit on top. The `layers` test below holds that line.
 //!
 //! This module owns the order of those steps and what stops them. It must
 //! not parse flags, read input files or print: the CLI loads the documents
 //! and writes the report. Everything up to the cluster is pure; cluster I/O
-//! sits behind [`cluster::Cluster`].
+//! sits behind [`api::Cluster`].
 
+pub mod api;
 pub mod chainsaw;
+pub mod check;
 pub mod checks;
-pub mod cluster;
-pub mod conformance;
 pub mod ctrf;
-pub mod deployment;
 pub mod evidence;
+#[cfg(test)]
+mod layers;
 pub mod phases;
+pub mod pods;
 pub mod readiness;
-pub mod workloads;
+pub mod runner;
 
+use std::future::Future;
 use std::time::SystemTime;
 
 use crate::catalog::Catalog;
 use crate::error::{Error, Result};
 use crate::model::recipe::RecipeResult;
 
-pub use checks::Settings;
+pub use check::{PhaseName, Scheduling, Settings};
 pub use ctrf::{PhaseStatus, Report};
-pub use phases::{PhaseName, ValidatorCatalog};
+pub use phases::ValidatorCatalog;
 pub use readiness::NodeSnapshot;
-pub use workloads::Scheduling;
 
 /// One validation run's inputs, loaded and checked by the caller.
 pub struct Request<'a> {
@@ -100,7 +107,12 @@ fn log_gate(result: &readiness::NodeResult, fleet: bool) {
 
 /// Run a validation: gate, then phases (or their skipped stand-ins), then
 /// one merged report.
-pub fn run(req: &Request<'_>) -> Result<Outcome> {
+///
+/// `cancel` resolves, naming why (the binary passes its signal's name), when
+/// the run must stop: checks are abandoned and what the run created is
+/// removed before the error returns. The library installs no signal
+/// handler and starts no runtime; the caller owns both.
+pub async fn run(req: &Request<'_>, cancel: impl Future<Output = &'static str>) -> Result<Outcome> {
     let first = req
         .nodes
         .first()
@@ -157,7 +169,7 @@ pub fn run(req: &Request<'_>) -> Result<Outcome> {
         tracing::info!("--no-cluster: reporting every check as skipped");
         reports.extend(plan.no_cluster());
     } else {
-        reports.extend(run_cluster(req, &plan, first)?);
+        reports.extend(run_cluster(req, &plan, first, cancel).await?);
     }
     let report = Report::merge(reports).ok_or_else(|| Error::internal("no phase to report"))?;
     Ok(Outcome::Finished {
@@ -182,8 +194,12 @@ pub struct Submission<'a> {
 pub const SUBMISSION_LIMIT: std::time::Duration = std::time::Duration::from_secs(20 * 60);
 
 /// Run a submission's checks against the cluster; the report holds one
-/// test per check, whatever its outcome.
-pub fn collect_evidence(sub: &Submission<'_>) -> Result<Report> {
+/// test per check, whatever its outcome. `cancel` stops it as it stops
+/// [`run`].
+pub async fn collect_evidence(
+    sub: &Submission<'_>,
+    cancel: impl Future<Output = &'static str>,
+) -> Result<Report> {
     let bare = RecipeResult {
         kind: crate::model::recipe::RECIPE_RESULT_KIND.into(),
         api_version: crate::model::recipe::API_VERSION.into(),
@@ -196,7 +212,7 @@ pub fn collect_evidence(sub: &Submission<'_>) -> Result<Report> {
     };
     let recipe = sub.recipe.unwrap_or(&bare);
     let snapshot = crate::model::snapshot::Snapshot::default();
-    let checks: Vec<&phases::Validator> = sub
+    let checks: Vec<&check::Validator> = sub
         .checks
         .iter()
         .map(|name| {
@@ -208,49 +224,47 @@ pub fn collect_evidence(sub: &Submission<'_>) -> Result<Report> {
                 })
         })
         .collect::<Result<_>>()?;
-    crate::k8s::block_on(async {
-        let cluster = connect(&sub.settings).await?;
-        let ctx = checks::Ctx::new(
-            cluster,
-            recipe,
-            sub.data,
-            &snapshot,
-            &sub.settings,
-            workloads::new_run_id(),
-        );
-        let mut runner = checks::Runner::new(ctx);
-        let start = ctrf::epoch_ms(SystemTime::now());
-        let mut tests = Vec::new();
-        let work = async {
-            for v in &checks {
-                tests.push(runner.run(v, PhaseName::Conformance).await?);
-            }
-            Ok::<(), Error>(())
-        };
-        let outcome = tokio::select! {
-            r = tokio::time::timeout(SUBMISSION_LIMIT, work) => match r {
-                Ok(r) => r,
-                Err(_) => Err(Error::new(crate::ErrorKind::Internal, format!(
-                    "evidence collection did not finish within {}",
-                    humantime::format_duration(SUBMISSION_LIMIT)
-                ))),
-            },
-            signal = interrupted() => Err(Error::internal(format!("evidence collection cancelled by {signal}"))),
-        };
-        runner.sweep().await;
-        runner.finish().await;
-        outcome?;
-        Ok(Report::build(
-            &sub.settings.version,
-            start,
-            tests,
-            SystemTime::now(),
-        ))
-    })?
+    let cluster = connect(&sub.settings).await?;
+    let ctx = check::Ctx::new(
+        cluster,
+        recipe,
+        sub.data,
+        &snapshot,
+        &sub.settings,
+        check::new_run_id(),
+    );
+    let mut runner = runner::Runner::new(ctx);
+    let start = ctrf::epoch_ms(SystemTime::now());
+    let mut tests = Vec::new();
+    let work = async {
+        for v in &checks {
+            tests.push(runner.run(v, PhaseName::Conformance).await?);
+        }
+        Ok::<(), Error>(())
+    };
+    let outcome = tokio::select! {
+        r = tokio::time::timeout(SUBMISSION_LIMIT, work) => match r {
+            Ok(r) => r,
+            Err(_) => Err(Error::new(crate::ErrorKind::Internal, format!(
+                "evidence collection did not finish within {}",
+                humantime::format_duration(SUBMISSION_LIMIT)
+            ))),
+        },
+        signal = cancel => Err(Error::internal(format!("evidence collection cancelled by {signal}"))),
+    };
+    runner.sweep().await;
+    runner.finish().await;
+    outcome?;
+    Ok(Report::build(
+        &sub.settings.version,
+        start,
+        tests,
+        SystemTime::now(),
+    ))
 }
 
 /// A client for the settings' kubeconfig, checked to reach the API server.
-async fn connect(settings: &Settings) -> Result<cluster::Cluster> {
+async fn connect(settings: &Settings) -> Result<api::Cluster> {
     let client = crate::k8s::client(settings.kubeconfig.as_deref())
         .await
         .map_err(|e| {
@@ -259,7 +273,7 @@ async fn connect(settings: &Settings) -> Result<cluster::Cluster> {
                 "failed to create kubernetes client",
             )
         })?;
-    let cluster = cluster::Cluster::new(client);
+    let cluster = api::Cluster::new(client);
     let version = cluster
         .server_version()
         .await
@@ -268,49 +282,32 @@ async fn connect(settings: &Settings) -> Result<cluster::Cluster> {
     Ok(cluster)
 }
 
-fn run_cluster(
+async fn run_cluster(
     req: &Request<'_>,
     plan: &phases::Plan<'_>,
     first: &NodeSnapshot,
+    cancel: impl Future<Output = &'static str>,
 ) -> Result<Vec<Report>> {
-    crate::k8s::block_on(async {
-        let cluster = connect(&req.settings).await?;
-        let run_id = workloads::new_run_id();
-        tracing::info!("validating: run={run_id}");
-        let ctx = checks::Ctx::new(
-            cluster,
-            req.recipe,
-            req.data,
-            &first.snapshot,
-            &req.settings,
-            run_id,
-        );
-        let mut runner = checks::Runner::new(ctx);
-        let reports = tokio::select! {
-            r = plan.run(&mut runner) => r,
-            signal = interrupted() => {
-                tracing::warn!("{signal}: cancelling validation and removing what it created");
-                runner.sweep().await;
-                Err(Error::internal(format!("validation cancelled by {signal}")))
-            }
-        };
-        runner.finish().await;
-        reports
-    })?
-}
-
-/// Resolves on SIGINT or SIGTERM, naming it.
-async fn interrupted() -> &'static str {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        if let Ok(mut term) = signal(SignalKind::terminate()) {
-            return tokio::select! {
-                _ = tokio::signal::ctrl_c() => "SIGINT",
-                _ = term.recv() => "SIGTERM",
-            };
+    let cluster = connect(&req.settings).await?;
+    let run_id = check::new_run_id();
+    tracing::info!("validating: run={run_id}");
+    let ctx = check::Ctx::new(
+        cluster,
+        req.recipe,
+        req.data,
+        &first.snapshot,
+        &req.settings,
+        run_id,
+    );
+    let mut runner = runner::Runner::new(ctx);
+    let reports = tokio::select! {
+        r = plan.run(&mut runner) => r,
+        signal = cancel => {
+            tracing::warn!("{signal}: cancelling validation and removing what it created");
+            runner.sweep().await;
+            Err(Error::internal(format!("validation cancelled by {signal}")))
         }
-    }
-    let _ = tokio::signal::ctrl_c().await;
-    "SIGINT"
+    };
+    runner.finish().await;
+    reports
 }

@@ -1,75 +1,30 @@
 //! Phases and the validator catalog: which phases run and in what order,
 //! which catalog checks each phase runs for a recipe, the reports of phases
 //! that do not run (`--no-cluster`, after a failure), and the loop that runs
-//! the rest through a [`Runner`](super::checks::Runner).
+//! the rest through a [`Runner`].
 //!
 //! Owns selection and ordering rules and the `ValidatorCatalog` document. It
 //! must not talk to the cluster itself; checks do that.
 
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
 use serde::{Deserialize, Serialize};
 
 use crate::catalog::Catalog;
 use crate::error::{Error, ErrorKind, Result, ResultExt};
-use crate::model::recipe::{Phase, RecipeResult};
+use crate::model::recipe::RecipeResult;
 
+use super::check::{PhaseName, Validator};
 use super::ctrf::{PhaseStatus, Report, Test, epoch_ms};
+use super::runner::Runner;
 
 /// The catalog's path inside recipe data.
 pub const CATALOG_PATH: &str = "validators/catalog.yaml";
 pub const CATALOG_API_VERSION: &str = "aicr.nvidia.com/v1";
 pub const CATALOG_KIND: &str = "ValidatorCatalog";
-/// A catalog entry without a timeout gets this one.
-pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(300);
 
 pub const MSG_NO_CLUSTER: &str = "skipped - no-cluster mode";
 pub const MSG_PREVIOUS_FAILED: &str = "skipped due to previous phase failure";
-
-/// A check phase, in canonical order.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum PhaseName {
-    Deployment,
-    Performance,
-    Conformance,
-}
-
-impl PhaseName {
-    pub const ALL: [PhaseName; 3] = [
-        PhaseName::Deployment,
-        PhaseName::Performance,
-        PhaseName::Conformance,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            PhaseName::Deployment => "deployment",
-            PhaseName::Performance => "performance",
-            PhaseName::Conformance => "conformance",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<PhaseName> {
-        PhaseName::ALL.into_iter().find(|p| p.as_str() == s)
-    }
-
-    /// The recipe's block for this phase, if it has one.
-    pub fn of(self, recipe: &RecipeResult) -> Option<&Phase> {
-        let v = recipe.validation.as_ref()?;
-        match self {
-            PhaseName::Deployment => v.deployment.as_ref(),
-            PhaseName::Performance => v.performance.as_ref(),
-            PhaseName::Conformance => v.conformance.as_ref(),
-        }
-    }
-}
-
-impl std::fmt::Display for PhaseName {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
 
 /// `--phase` values to the phases to run: none or any `all` means every
 /// phase; otherwise the named ones, deduplicated, always in canonical order
@@ -98,54 +53,6 @@ pub fn select(values: &[String]) -> Result<Vec<PhaseName>> {
     chosen.sort();
     chosen.dedup();
     Ok(chosen)
-}
-
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct EnvVar {
-    pub name: String,
-    #[serde(default)]
-    pub value: String,
-}
-
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Resources {
-    #[serde(default)]
-    pub cpu: String,
-    #[serde(default)]
-    pub memory: String,
-}
-
-/// One catalog entry: a check, the phase it belongs to and the image that
-/// implements it.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Validator {
-    pub name: String,
-    pub phase: String,
-    #[serde(default)]
-    pub description: String,
-    pub image: String,
-    #[serde(default)]
-    pub timeout: String,
-    #[serde(default)]
-    pub args: Vec<String>,
-    #[serde(default)]
-    pub env: Vec<EnvVar>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub resources: Option<Resources>,
-}
-
-impl Validator {
-    /// The budget for one run of the check; zero or absent means 5 minutes.
-    pub fn timeout(&self) -> Duration {
-        match humantime::parse_duration(self.timeout.trim()) {
-            Ok(d) if !d.is_zero() => d,
-            _ => DEFAULT_TIMEOUT,
-        }
-    }
-
-    fn phase_name(&self) -> Option<PhaseName> {
-        PhaseName::parse(&self.phase)
-    }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -332,7 +239,7 @@ impl Plan<'_> {
 
     /// Run the phases in order. A `failed` phase turns every later phase
     /// into skipped entries.
-    pub async fn run(&self, runner: &mut super::checks::Runner<'_>) -> Result<Vec<Report>> {
+    pub async fn run(&self, runner: &mut Runner<'_>) -> Result<Vec<Report>> {
         let mut reports = Vec::new();
         let mut blocked = false;
         for &phase in &self.phases {
@@ -369,6 +276,9 @@ impl Plan<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
+
+    use crate::validate::check::DEFAULT_TIMEOUT;
 
     #[test]
     fn selection_is_canonical_and_deduplicated() {

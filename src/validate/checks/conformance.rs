@@ -7,7 +7,8 @@
 //! workloads take the run's inner-workload scheduling (unless pinned to a
 //! node or placed by a DRA claim) and are removed afterwards. Endpoints
 //! inside the cluster are reached through the API server's service proxy.
-//! Owns these checks; shares plumbing with `workloads` and `cluster`.
+//! Owns these checks; must not name other checks (what they share is in
+//! `check` and `pods`).
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -15,9 +16,9 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use tokio::time::Instant;
 
-use super::checks::{Ctx, Out, Verdict};
-use super::cluster::{self, Res, condition_true, int_at, name_of, str_at};
-use super::workloads::{CUDA_IMAGE, random_hex};
+use crate::validate::api::{self, Res, condition_true, int_at, name_of, str_at};
+use crate::validate::check::{CheckLog, Ctx, Verdict, random_hex};
+use crate::validate::pods::{CUDA_IMAGE, log_lines};
 
 const GPU_DRIVER: &str = "gpu.nvidia.com";
 const DCGM_METRICS: [&str; 4] = [
@@ -46,7 +47,7 @@ fn pull_secrets(ctx: &Ctx<'_>) -> Value {
 
 /// Available replicas of a Deployment, or why they cannot be read.
 async fn available(ctx: &Ctx<'_>, ns: &str, name: &str) -> Result<i64, String> {
-    match ctx.cluster.get(&cluster::DEPLOYMENT, ns, name).await {
+    match ctx.cluster.get(&api::DEPLOYMENT, ns, name).await {
         Ok(Some(d)) => Ok(int_at(&d, "/status/availableReplicas").unwrap_or(0)),
         Ok(None) => Err(format!("Deployment {ns}/{name} not found")),
         Err(e) => Err(format!("failed to get Deployment {ns}/{name}: {e}")),
@@ -116,8 +117,8 @@ async fn wait_for_pod(
     deadline: Instant,
     probe: impl Fn(&Value) -> bool,
 ) -> Option<Value> {
-    cluster::poll(deadline, Duration::from_secs(2), || async {
-        match ctx.cluster.get(&cluster::POD, ns, name).await {
+    api::poll(deadline, Duration::from_secs(2), || async {
+        match ctx.cluster.get(&api::POD, ns, name).await {
             Ok(Some(p)) if probe(&p) => Some(p),
             _ => None,
         }
@@ -144,7 +145,7 @@ async fn test_namespace(ctx: &Ctx<'_>, prefix: &str, check: &str) -> Result<Stri
     let ns = json!({"apiVersion": "v1", "kind": "Namespace",
                     "metadata": {"name": name, "labels": ctx.labels(check)}});
     ctx.cluster
-        .create(&cluster::NAMESPACE, "", ns)
+        .create(&api::NAMESPACE, "", ns)
         .await
         .map(|_| name.clone())
         .map_err(|e| format!("failed to create namespace {name}: {e}"))
@@ -167,7 +168,7 @@ async fn dra_versions(ctx: &Ctx<'_>) -> Result<(bool, bool), String> {
 
 /// `dra-support`: the DRA API, the NVIDIA DRA driver's controller and
 /// kubelet plugin, published GPUs, and one claim actually allocated to a pod.
-pub async fn dra_support(ctx: &Ctx<'_>, out: &mut Out) -> Verdict {
+pub async fn dra_support(ctx: &Ctx<'_>, out: &mut CheckLog) -> Verdict {
     let (v1, any) = match dra_versions(ctx).await {
         Ok(v) => v,
         Err(e) => return Verdict::Fail(format!("failed to discover resource.k8s.io: {e}")),
@@ -179,11 +180,11 @@ pub async fn dra_support(ctx: &Ctx<'_>, out: &mut Out) -> Verdict {
     }
     let ns = ctx.component_namespace("nvidia-dra-driver-gpu", "nvidia-dra-driver");
     let controller = "nvidia-dra-driver-gpu-controller";
-    let pods = match ctx.cluster.list(&cluster::POD, &ns, "").await {
+    let pods = match ctx.cluster.list(&api::POD, &ns, "").await {
         Ok(p) => p,
         Err(e) => return Verdict::Fail(format!("failed to list pods in {ns}: {e}")),
     };
-    let ctl = match ctx.cluster.get(&cluster::DEPLOYMENT, &ns, controller).await {
+    let ctl = match ctx.cluster.get(&api::DEPLOYMENT, &ns, controller).await {
         Ok(d) => d,
         Err(e) => {
             return Verdict::Fail(format!("failed to get Deployment {ns}/{controller}: {e}"));
@@ -208,7 +209,7 @@ pub async fn dra_support(ctx: &Ctx<'_>, out: &mut Out) -> Verdict {
         )),
         Err(e) => problems.push(e),
     }
-    match ctx.cluster.list(&cluster::DAEMON_SET, &ns, "").await {
+    match ctx.cluster.list(&api::DAEMON_SET, &ns, "").await {
         Ok(ds) => match ds.iter().find(|d| name_of(d).ends_with("-kubelet-plugin")) {
             Some(d) if int_at(d, "/status/numberReady").unwrap_or(0) >= 1 => {
                 out.say(format!("DaemonSet {ns}/{}: ready", name_of(d)))
@@ -221,7 +222,7 @@ pub async fn dra_support(ctx: &Ctx<'_>, out: &mut Out) -> Verdict {
     if !problems.is_empty() {
         return Verdict::from_problems("DRA driver not ready", &problems);
     }
-    let slices = match ctx.cluster.list(&cluster::RESOURCE_SLICE, "", "").await {
+    let slices = match ctx.cluster.list(&api::RESOURCE_SLICE, "", "").await {
         Ok(s) => s,
         Err(e) => return Verdict::Fail(format!("failed to list ResourceSlices: {e}")),
     };
@@ -240,7 +241,7 @@ pub async fn dra_support(ctx: &Ctx<'_>, out: &mut Out) -> Verdict {
     if let Err(e) = ctx
         .cluster
         .create(
-            &cluster::RESOURCE_CLAIM,
+            &api::RESOURCE_CLAIM,
             vns,
             gpu_claim(ctx, "dra-support", vns, &name),
         )
@@ -252,7 +253,7 @@ pub async fn dra_support(ctx: &Ctx<'_>, out: &mut Out) -> Verdict {
     ctx.settings
         .scheduling
         .apply(&mut pod["spec"], BTreeMap::new());
-    let verdict = match ctx.cluster.create(&cluster::POD, vns, pod).await {
+    let verdict = match ctx.cluster.create(&api::POD, vns, pod).await {
         Err(e) => Verdict::Fail(format!("failed to create pod {vns}/{name}: {e}")),
         Ok(_) => {
             let deadline = out.deadline_less(Duration::from_secs(15));
@@ -266,7 +267,7 @@ pub async fn dra_support(ctx: &Ctx<'_>, out: &mut Out) -> Verdict {
                 )),
                 // A pod that uses a claim only runs once the claim is allocated.
                 Some(p) => {
-                    let claim = ctx.cluster.get(&cluster::RESOURCE_CLAIM, vns, &name).await;
+                    let claim = ctx.cluster.get(&api::RESOURCE_CLAIM, vns, &name).await;
                     let device = match &claim {
                         Ok(Some(c)) => {
                             str_at(c, "/status/allocation/devices/results/0/device").to_string()
@@ -283,25 +284,25 @@ pub async fn dra_support(ctx: &Ctx<'_>, out: &mut Out) -> Verdict {
                         str_at(&p, "/spec/nodeName")
                     ));
                     if let Ok(log) = ctx.cluster.logs(vns, &name).await {
-                        out.lines.extend(super::workloads::log_lines(&log));
+                        out.lines.extend(log_lines(&log));
                     }
                     Verdict::Pass
                 }
             }
         }
     };
-    remove(ctx, &cluster::POD, vns, &name).await;
-    remove(ctx, &cluster::RESOURCE_CLAIM, vns, &name).await;
+    remove(ctx, &api::POD, vns, &name).await;
+    remove(ctx, &api::RESOURCE_CLAIM, vns, &name).await;
     verdict
 }
 
 /// `gang-scheduling`: KAI scheduler healthy, and two claim-placed pods of
 /// one PodGroup scheduled together.
-pub async fn gang_scheduling(ctx: &Ctx<'_>, out: &mut Out) -> Verdict {
+pub async fn gang_scheduling(ctx: &Ctx<'_>, out: &mut CheckLog) -> Verdict {
     let ns = ctx.component_namespace("kai-scheduler", "kai-scheduler");
     match ctx
         .cluster
-        .get(&cluster::DEPLOYMENT, &ns, "kai-scheduler-default")
+        .get(&api::DEPLOYMENT, &ns, "kai-scheduler-default")
         .await
     {
         Ok(Some(_)) => {}
@@ -332,7 +333,7 @@ pub async fn gang_scheduling(ctx: &Ctx<'_>, out: &mut Out) -> Verdict {
         }
     }
     for crd in ["queues.scheduling.run.ai", "podgroups.scheduling.run.ai"] {
-        match ctx.cluster.get(&cluster::CRD, "", crd).await {
+        match ctx.cluster.get(&api::CRD, "", crd).await {
             Ok(Some(_)) => out.say(format!("CRD {crd}: present")),
             Ok(None) => problems.push(format!("CRD {crd} not found")),
             Err(e) => problems.push(format!("failed to get CRD {crd}: {e}")),
@@ -341,8 +342,8 @@ pub async fn gang_scheduling(ctx: &Ctx<'_>, out: &mut Out) -> Verdict {
     if !problems.is_empty() {
         return Verdict::from_problems("KAI scheduler not ready", &problems);
     }
-    let slices = ctx.cluster.list(&cluster::RESOURCE_SLICE, "", "").await;
-    let claims = ctx.cluster.list(&cluster::RESOURCE_CLAIM, "", "").await;
+    let slices = ctx.cluster.list(&api::RESOURCE_SLICE, "", "").await;
+    let claims = ctx.cluster.list(&api::RESOURCE_CLAIM, "", "").await;
     let (total, used) = match (slices, claims) {
         (Ok(s), Ok(c)) => gpu_devices(&s, &c),
         (Err(e), _) | (_, Err(e)) => {
@@ -372,18 +373,18 @@ pub async fn gang_scheduling(ctx: &Ctx<'_>, out: &mut Out) -> Verdict {
         Err(e) => return Verdict::Fail(e),
     };
     let verdict = run_gang(ctx, out, &tns, &queue).await;
-    remove(ctx, &cluster::NAMESPACE, "", &tns).await;
+    remove(ctx, &api::NAMESPACE, "", &tns).await;
     verdict
 }
 
-async fn run_gang(ctx: &Ctx<'_>, out: &mut Out, ns: &str, queue: &str) -> Verdict {
+async fn run_gang(ctx: &Ctx<'_>, out: &mut CheckLog, ns: &str, queue: &str) -> Verdict {
     let group = "aicr-gang";
     let pg = json!({
         "apiVersion": "scheduling.run.ai/v2alpha2", "kind": "PodGroup",
         "metadata": {"name": group, "namespace": ns, "labels": ctx.labels("gang-scheduling")},
         "spec": {"minMember": 2, "queue": queue},
     });
-    if let Err(e) = ctx.cluster.create(&cluster::POD_GROUP, ns, pg).await {
+    if let Err(e) = ctx.cluster.create(&api::POD_GROUP, ns, pg).await {
         return Verdict::Fail(format!("failed to create PodGroup {ns}/{group}: {e}"));
     }
     let mut names = Vec::new();
@@ -392,7 +393,7 @@ async fn run_gang(ctx: &Ctx<'_>, out: &mut Out, ns: &str, queue: &str) -> Verdic
         if let Err(e) = ctx
             .cluster
             .create(
-                &cluster::RESOURCE_CLAIM,
+                &api::RESOURCE_CLAIM,
                 ns,
                 gpu_claim(ctx, "gang-scheduling", ns, &name),
             )
@@ -407,14 +408,14 @@ async fn run_gang(ctx: &Ctx<'_>, out: &mut Out, ns: &str, queue: &str) -> Verdic
         pod["spec"]["containers"][0]["command"] = json!(["sh", "-c", "nvidia-smi -L && sleep 30"]);
         pod["metadata"]["annotations"] = json!({"pod-group-name": group});
         pod["metadata"]["labels"]["kai.scheduler/queue"] = queue.into();
-        if let Err(e) = ctx.cluster.create(&cluster::POD, ns, pod).await {
+        if let Err(e) = ctx.cluster.create(&api::POD, ns, pod).await {
             return Verdict::Fail(format!("failed to create pod {ns}/{name}: {e}"));
         }
         names.push(name);
     }
     let deadline = out.deadline_less(Duration::from_secs(20));
-    let placed = cluster::poll(deadline, Duration::from_secs(2), || async {
-        let pods = ctx.cluster.list(&cluster::POD, ns, "").await.ok()?;
+    let placed = api::poll(deadline, Duration::from_secs(2), || async {
+        let pods = ctx.cluster.list(&api::POD, ns, "").await.ok()?;
         let running: Vec<String> = pods
             .iter()
             .filter(|p| matches!(str_at(p, "/status/phase"), "Running" | "Succeeded"))
@@ -452,7 +453,7 @@ pub fn missing_metrics<'a>(text: &str, names: &[&'a str]) -> Vec<&'a str> {
 }
 
 /// `accelerator-metrics`: the DCGM exporter serves the core GPU metrics.
-pub async fn accelerator_metrics(ctx: &Ctx<'_>, out: &mut Out) -> Verdict {
+pub async fn accelerator_metrics(ctx: &Ctx<'_>, out: &mut CheckLog) -> Verdict {
     let ns = ctx.component_namespace("gpu-operator", "gpu-operator");
     let path = format!("/api/v1/namespaces/{ns}/services/nvidia-dcgm-exporter:9400/proxy/metrics");
     let text = match ctx.cluster.raw_get(&path).await {
@@ -481,11 +482,11 @@ pub async fn accelerator_metrics(ctx: &Ctx<'_>, out: &mut Out) -> Verdict {
 
 /// `ai-service-metrics`: Prometheus has DCGM series and the custom metrics
 /// API answers.
-pub async fn ai_service_metrics(ctx: &Ctx<'_>, out: &mut Out) -> Verdict {
+pub async fn ai_service_metrics(ctx: &Ctx<'_>, out: &mut CheckLog) -> Verdict {
     let ns = ctx.component_namespace("kube-prometheus-stack", "monitoring");
     let mut services = Vec::new();
     for selector in ["app.kubernetes.io/name=prometheus", "self-monitor=true"] {
-        match ctx.cluster.list(&cluster::SERVICE, &ns, selector).await {
+        match ctx.cluster.list(&api::SERVICE, &ns, selector).await {
             Ok(s) => services.extend(s),
             Err(e) => return Verdict::Fail(format!("failed to list Services in {ns}: {e}")),
         }
@@ -507,7 +508,7 @@ pub async fn ai_service_metrics(ctx: &Ctx<'_>, out: &mut Out) -> Verdict {
     let deadline =
         (Instant::now() + Duration::from_secs(120)).min(out.deadline_less(Duration::from_secs(10)));
     let last_error = std::cell::RefCell::new(String::new());
-    let series = cluster::poll(deadline, Duration::from_secs(10), || async {
+    let series = api::poll(deadline, Duration::from_secs(10), || async {
         match get_json(ctx, &path).await {
             Ok(v) => v
                 .pointer("/data/result")
@@ -548,16 +549,12 @@ pub async fn ai_service_metrics(ctx: &Ctx<'_>, out: &mut Out) -> Verdict {
 
 /// `inference-gateway`: kgateway accepted, the inference Gateway
 /// programmed, its CRDs present and its data plane ready.
-pub async fn inference_gateway(ctx: &Ctx<'_>, out: &mut Out) -> Verdict {
+pub async fn inference_gateway(ctx: &Ctx<'_>, out: &mut CheckLog) -> Verdict {
     if !ctx.has_component("kgateway") {
         return Verdict::Skip("kgateway is not a component of the recipe".into());
     }
     let mut problems = Vec::new();
-    match ctx
-        .cluster
-        .get(&cluster::GATEWAY_CLASS, "", "kgateway")
-        .await
-    {
+    match ctx.cluster.get(&api::GATEWAY_CLASS, "", "kgateway").await {
         Ok(Some(gc)) if condition_true(&gc, "Accepted") => {
             out.say("GatewayClass kgateway: Accepted")
         }
@@ -566,7 +563,7 @@ pub async fn inference_gateway(ctx: &Ctx<'_>, out: &mut Out) -> Verdict {
         Err(e) => problems.push(format!("failed to get GatewayClass kgateway: {e}")),
     }
     let (gns, gw) = ("kgateway-system", "inference-gateway");
-    match ctx.cluster.get(&cluster::GATEWAY, gns, gw).await {
+    match ctx.cluster.get(&api::GATEWAY, gns, gw).await {
         Ok(Some(g)) if condition_true(&g, "Programmed") => {
             out.say(format!("Gateway {gns}/{gw}: Programmed"))
         }
@@ -578,7 +575,7 @@ pub async fn inference_gateway(ctx: &Ctx<'_>, out: &mut Out) -> Verdict {
         "gateways.gateway.networking.k8s.io",
         "httproutes.gateway.networking.k8s.io",
     ] {
-        match ctx.cluster.get(&cluster::CRD, "", crd).await {
+        match ctx.cluster.get(&api::CRD, "", crd).await {
             Ok(Some(_)) => {}
             Ok(None) => problems.push(format!("CRD {crd} not found")),
             Err(e) => problems.push(format!("failed to get CRD {crd}: {e}")),
@@ -589,7 +586,7 @@ pub async fn inference_gateway(ctx: &Ctx<'_>, out: &mut Out) -> Verdict {
         "inferencepools.inference.networking.k8s.io",
         "inferencepools.inference.networking.x-k8s.io",
     ] {
-        if let Ok(Some(_)) = ctx.cluster.get(&cluster::CRD, "", crd).await {
+        if let Ok(Some(_)) = ctx.cluster.get(&api::CRD, "", crd).await {
             pools = true;
         }
     }
@@ -602,7 +599,7 @@ pub async fn inference_gateway(ctx: &Ctx<'_>, out: &mut Out) -> Verdict {
     match ctx
         .cluster
         .list(
-            &cluster::ENDPOINT_SLICE,
+            &api::ENDPOINT_SLICE,
             gns,
             &format!("kubernetes.io/service-name={gw}"),
         )
@@ -630,10 +627,10 @@ pub async fn inference_gateway(ctx: &Ctx<'_>, out: &mut Out) -> Verdict {
 
 /// `pod-autoscaling`: GPU metrics reach the metrics APIs, and an HPA on a
 /// GPU metric scales a test Deployment up and back down.
-pub async fn pod_autoscaling(ctx: &Ctx<'_>, out: &mut Out) -> Verdict {
+pub async fn pod_autoscaling(ctx: &Ctx<'_>, out: &mut CheckLog) -> Verdict {
     match ctx
         .cluster
-        .list(&cluster::POD, "", "app=nvidia-dcgm-exporter")
+        .list(&api::POD, "", "app=nvidia-dcgm-exporter")
         .await
     {
         Ok(p) if !p.is_empty() => {}
@@ -657,7 +654,7 @@ pub async fn pod_autoscaling(ctx: &Ctx<'_>, out: &mut Out) -> Verdict {
     let gpu_ns = ctx.component_namespace("gpu-operator", "gpu-operator");
     let deadline =
         (Instant::now() + Duration::from_secs(120)).min(out.deadline_less(Duration::from_secs(60)));
-    let found = cluster::poll(deadline, Duration::from_secs(10), || async {
+    let found = api::poll(deadline, Duration::from_secs(10), || async {
         for ns in [gpu_ns.as_str(), "dynamo-system"] {
             let path = format!(
                 "/apis/custom.metrics.k8s.io/v1beta1/namespaces/{ns}/pods/*/gpu_utilization"
@@ -692,12 +689,12 @@ pub async fn pod_autoscaling(ctx: &Ctx<'_>, out: &mut Out) -> Verdict {
     }
     let name = format!("aicr-hpa-{}", &random_hex()[..8]);
     let verdict = run_hpa(ctx, out, vns, &name).await;
-    remove(ctx, &cluster::HPA, vns, &name).await;
-    remove(ctx, &cluster::DEPLOYMENT, vns, &name).await;
+    remove(ctx, &api::HPA, vns, &name).await;
+    remove(ctx, &api::DEPLOYMENT, vns, &name).await;
     verdict
 }
 
-async fn run_hpa(ctx: &Ctx<'_>, out: &mut Out, ns: &str, name: &str) -> Verdict {
+async fn run_hpa(ctx: &Ctx<'_>, out: &mut CheckLog, ns: &str, name: &str) -> Verdict {
     let labels = ctx.labels("pod-autoscaling");
     let mut pod_spec = json!({
         "imagePullSecrets": pull_secrets(ctx),
@@ -716,7 +713,7 @@ async fn run_hpa(ctx: &Ctx<'_>, out: &mut Out, ns: &str, name: &str) -> Verdict 
             "template": {"metadata": {"labels": {"app": name}}, "spec": pod_spec},
         },
     });
-    if let Err(e) = ctx.cluster.create(&cluster::DEPLOYMENT, ns, deploy).await {
+    if let Err(e) = ctx.cluster.create(&api::DEPLOYMENT, ns, deploy).await {
         return Verdict::Fail(format!("failed to create Deployment {ns}/{name}: {e}"));
     }
     // A tiny per-pod target makes any GPU power draw ask for the maximum;
@@ -737,7 +734,7 @@ async fn run_hpa(ctx: &Ctx<'_>, out: &mut Out, ns: &str, name: &str) -> Verdict 
             },
         },
     });
-    if let Err(e) = ctx.cluster.create(&cluster::HPA, ns, hpa).await {
+    if let Err(e) = ctx.cluster.create(&api::HPA, ns, hpa).await {
         return Verdict::Fail(format!(
             "failed to create HorizontalPodAutoscaler {ns}/{name}: {e}"
         ));
@@ -749,8 +746,8 @@ async fn run_hpa(ctx: &Ctx<'_>, out: &mut Out, ns: &str, name: &str) -> Verdict 
             .saturating_duration_since(now))
             / 2;
     let replicas = |want: i64, deadline: Instant| async move {
-        cluster::poll(deadline, Duration::from_secs(5), || async {
-            let h = ctx.cluster.get(&cluster::HPA, ns, name).await.ok()??;
+        api::poll(deadline, Duration::from_secs(5), || async {
+            let h = ctx.cluster.get(&api::HPA, ns, name).await.ok()??;
             (int_at(&h, "/status/desiredReplicas") == Some(want)).then_some(())
         })
         .await
@@ -763,11 +760,7 @@ async fn run_hpa(ctx: &Ctx<'_>, out: &mut Out, ns: &str, name: &str) -> Verdict 
     out.say("HPA scaled the test Deployment up to 2 replicas");
     let patch = json!({"spec": {"metrics": [{"type": "External", "external": {
         "metric": {"name": "dcgm_gpu_power_usage"}, "target": target("1G")}}]}});
-    if let Err(e) = ctx
-        .cluster
-        .merge_patch(&cluster::HPA, ns, name, patch)
-        .await
-    {
+    if let Err(e) = ctx.cluster.merge_patch(&api::HPA, ns, name, patch).await {
         return Verdict::Fail(format!("failed to update HPA {ns}/{name}: {e}"));
     }
     if replicas(1, out.deadline_less(Duration::from_secs(20)))
@@ -782,10 +775,10 @@ async fn run_hpa(ctx: &Ctx<'_>, out: &mut Out, ns: &str, name: &str) -> Verdict 
 
 /// `cluster-autoscaling`: Karpenter with a GPU NodePool, else the
 /// platform's node groups behind the GPU nodes.
-pub async fn cluster_autoscaling(ctx: &Ctx<'_>, out: &mut Out) -> Verdict {
+pub async fn cluster_autoscaling(ctx: &Ctx<'_>, out: &mut CheckLog) -> Verdict {
     let karpenter = match ctx
         .cluster
-        .list(&cluster::DEPLOYMENT, "", "app.kubernetes.io/name=karpenter")
+        .list(&api::DEPLOYMENT, "", "app.kubernetes.io/name=karpenter")
         .await
     {
         Ok(k) => k,
@@ -800,7 +793,7 @@ pub async fn cluster_autoscaling(ctx: &Ctx<'_>, out: &mut Out) -> Verdict {
             ));
         }
         out.say(format!("Karpenter: {kns}/{} available", name_of(k)));
-        let pools = match ctx.cluster.list(&cluster::NODE_POOL, "", "").await {
+        let pools = match ctx.cluster.list(&api::NODE_POOL, "", "").await {
             Ok(p) => p,
             Err(e) => {
                 return Verdict::Fail(format!(
@@ -841,7 +834,7 @@ pub async fn cluster_autoscaling(ctx: &Ctx<'_>, out: &mut Out) -> Verdict {
             ));
         }
     };
-    let nodes = match ctx.cluster.list(&cluster::NODE, "", label).await {
+    let nodes = match ctx.cluster.list(&api::NODE, "", label).await {
         Ok(n) => n,
         Err(e) => return Verdict::Fail(format!("failed to list GPU nodes: {e}")),
     };
@@ -882,7 +875,7 @@ async fn webhook_live(ctx: &Ctx<'_>, webhook: &Value) -> Result<(), String> {
     let slices = ctx
         .cluster
         .list(
-            &cluster::ENDPOINT_SLICE,
+            &api::ENDPOINT_SLICE,
             ns,
             &format!("kubernetes.io/service-name={svc}"),
         )
@@ -902,7 +895,7 @@ async fn webhook_live(ctx: &Ctx<'_>, webhook: &Value) -> Result<(), String> {
 
 /// `robust-controller`: the AI operator the recipe installs (Dynamo, else
 /// Kubeflow Trainer) runs, and its validating webhooks are served.
-pub async fn robust_controller(ctx: &Ctx<'_>, out: &mut Out) -> Verdict {
+pub async fn robust_controller(ctx: &Ctx<'_>, out: &mut CheckLog) -> Verdict {
     let (ns, deployment, webhooks): (String, Option<&str>, &str) =
         if ctx.has_component("dynamo-platform") {
             (
@@ -928,7 +921,7 @@ pub async fn robust_controller(ctx: &Ctx<'_>, out: &mut Out) -> Verdict {
             Ok(_) => problems.push(format!("Deployment {ns}/{d} has no available replicas")),
             Err(e) => problems.push(e),
         },
-        None => match ctx.cluster.list(&cluster::DEPLOYMENT, &ns, "").await {
+        None => match ctx.cluster.list(&api::DEPLOYMENT, &ns, "").await {
             Ok(ds) => {
                 let ops: Vec<&Value> = ds
                     .iter()
@@ -952,7 +945,7 @@ pub async fn robust_controller(ctx: &Ctx<'_>, out: &mut Out) -> Verdict {
             Err(e) => problems.push(format!("failed to list Deployments in {ns}: {e}")),
         },
     }
-    match ctx.cluster.list(&cluster::VALIDATING_WEBHOOK, "", "").await {
+    match ctx.cluster.list(&api::VALIDATING_WEBHOOK, "", "").await {
         Ok(all) => {
             let mine: Vec<&Value> = all
                 .iter()
@@ -1023,7 +1016,7 @@ pub fn direct_gpu_access(pod: &Value) -> Vec<String> {
 /// `secure-accelerator-access`: a pod pinned to a GPU node gets its GPU
 /// only through a DRA claim (no device-plugin limits, no host device mounts)
 /// and the claim is allocated.
-pub async fn secure_accelerator_access(ctx: &Ctx<'_>, out: &mut Out) -> Verdict {
+pub async fn secure_accelerator_access(ctx: &Ctx<'_>, out: &mut CheckLog) -> Verdict {
     match dra_versions(ctx).await {
         Ok((true, _)) => {}
         Ok(_) => {
@@ -1034,7 +1027,7 @@ pub async fn secure_accelerator_access(ctx: &Ctx<'_>, out: &mut Out) -> Verdict 
         }
         Err(e) => return Verdict::Fail(format!("failed to discover resource.k8s.io: {e}")),
     }
-    let slices = match ctx.cluster.list(&cluster::RESOURCE_SLICE, "", "").await {
+    let slices = match ctx.cluster.list(&api::RESOURCE_SLICE, "", "").await {
         Ok(s) => s,
         Err(e) => return Verdict::Fail(format!("failed to list ResourceSlices: {e}")),
     };
@@ -1054,16 +1047,16 @@ pub async fn secure_accelerator_access(ctx: &Ctx<'_>, out: &mut Out) -> Verdict 
         Err(e) => return Verdict::Fail(e),
     };
     let verdict = run_isolation(ctx, out, &ns, &node).await;
-    remove(ctx, &cluster::NAMESPACE, "", &ns).await;
+    remove(ctx, &api::NAMESPACE, "", &ns).await;
     verdict
 }
 
-async fn run_isolation(ctx: &Ctx<'_>, out: &mut Out, ns: &str, node: &str) -> Verdict {
+async fn run_isolation(ctx: &Ctx<'_>, out: &mut CheckLog, ns: &str, node: &str) -> Verdict {
     let name = "isolation-test";
     if let Err(e) = ctx
         .cluster
         .create(
-            &cluster::RESOURCE_CLAIM,
+            &api::RESOURCE_CLAIM,
             ns,
             gpu_claim(ctx, "secure-accelerator-access", ns, name),
         )
@@ -1075,7 +1068,7 @@ async fn run_isolation(ctx: &Ctx<'_>, out: &mut Out, ns: &str, node: &str) -> Ve
     // Pinned to a GPU node: scheduling flags do not apply.
     pod["spec"]["nodeName"] = node.into();
     pod["spec"]["tolerations"] = json!([{"operator": "Exists"}]);
-    if let Err(e) = ctx.cluster.create(&cluster::POD, ns, pod).await {
+    if let Err(e) = ctx.cluster.create(&api::POD, ns, pod).await {
         return Verdict::Fail(format!("failed to create pod {ns}/{name}: {e}"));
     }
     let deadline = out.deadline_less(Duration::from_secs(20));
@@ -1089,7 +1082,7 @@ async fn run_isolation(ctx: &Ctx<'_>, out: &mut Out, ns: &str, node: &str) -> Ve
             str_at(&p, "/status/phase")
         ));
     }
-    match ctx.cluster.get(&cluster::RESOURCE_CLAIM, ns, name).await {
+    match ctx.cluster.get(&api::RESOURCE_CLAIM, ns, name).await {
         Ok(Some(c))
             if c.pointer("/status/allocation")
                 .is_some_and(|a| !a.is_null()) =>

@@ -7,7 +7,7 @@
 //!
 //! A signal whose CRD is not registered is skipped; everything else that
 //! cannot be read fails closed. Owns these rules; must never write to the
-//! cluster.
+//! cluster, and names no other check.
 
 use std::time::Duration;
 
@@ -16,10 +16,9 @@ use serde_json::Value;
 use crate::constraint::Expr;
 use crate::model::recipe::ComponentRef;
 
-use super::chainsaw;
-use super::checks::{Ctx, Out, Verdict};
-use super::cluster::{self, ApiError, Res, int_at, name_of, str_at};
-use super::phases::PhaseName;
+use crate::validate::api::{self, ApiError, Res, int_at, name_of, str_at};
+use crate::validate::chainsaw;
+use crate::validate::check::{CheckLog, Ctx, PhaseName, Verdict, image_repository};
 
 /// Time allowed for each single read.
 const READ_TIMEOUT: Duration = Duration::from_secs(10);
@@ -54,9 +53,7 @@ pub fn enabled_components<'a>(ctx: &Ctx<'a>) -> Vec<&'a ComponentRef> {
         .collect()
 }
 
-async fn read<T>(
-    fut: impl std::future::Future<Output = cluster::ApiResult<T>>,
-) -> cluster::ApiResult<T> {
+async fn read<T>(fut: impl std::future::Future<Output = api::ApiResult<T>>) -> api::ApiResult<T> {
     match tokio::time::timeout(READ_TIMEOUT, fut).await {
         Ok(r) => r,
         Err(_) => Err(ApiError::other(format!(
@@ -70,7 +67,7 @@ async fn read<T>(
 async fn check_namespaces(
     ctx: &Ctx<'_>,
     components: &[&ComponentRef],
-    out: &mut Out,
+    out: &mut CheckLog,
     failures: &mut Vec<String>,
 ) {
     let mut seen: Vec<&str> = Vec::new();
@@ -80,7 +77,7 @@ async fn check_namespaces(
             continue;
         }
         seen.push(ns);
-        match read(ctx.cluster.fetch(&cluster::NAMESPACE, "", ns)).await {
+        match read(ctx.cluster.fetch(&api::NAMESPACE, "", ns)).await {
             Err(e) => failures.push(format!("namespace {ns}: {e}")),
             Ok(obj) => {
                 let phase = str_at(&obj, "/status/phase");
@@ -97,12 +94,12 @@ async fn check_namespaces(
 /// One `expectedResources` entry: its failure text, or `None` if healthy.
 async fn check_resource(ctx: &Ctx<'_>, kind: &str, ns: &str, name: &str) -> Option<String> {
     let res: &Res = match kind {
-        "Deployment" => &cluster::DEPLOYMENT,
-        "DaemonSet" => &cluster::DAEMON_SET,
-        "StatefulSet" => &cluster::STATEFUL_SET,
-        "Service" => &cluster::SERVICE,
-        "ConfigMap" => &cluster::CONFIG_MAP,
-        "Secret" => &cluster::SECRET,
+        "Deployment" => &api::DEPLOYMENT,
+        "DaemonSet" => &api::DAEMON_SET,
+        "StatefulSet" => &api::STATEFUL_SET,
+        "Service" => &api::SERVICE,
+        "ConfigMap" => &api::CONFIG_MAP,
+        "Secret" => &api::SECRET,
         other => {
             return Some(format!(
                 "[INVALID_REQUEST] unsupported resource kind {other:?}"
@@ -140,7 +137,7 @@ async fn check_resource(ctx: &Ctx<'_>, kind: &str, ns: &str, name: &str) -> Opti
 async fn check_expected(
     ctx: &Ctx<'_>,
     c: &ComponentRef,
-    out: &mut Out,
+    out: &mut CheckLog,
     failures: &mut Vec<String>,
 ) {
     for r in &c.expected_resources {
@@ -202,7 +199,7 @@ async fn registered(ctx: &Ctx<'_>, gv: &str, plural: &str) -> Result<bool, ApiEr
 async fn check_nodewright(
     ctx: &Ctx<'_>,
     c: &ComponentRef,
-    out: &mut Out,
+    out: &mut CheckLog,
     failures: &mut Vec<String>,
 ) {
     let mut names: Vec<String> = Vec::new();
@@ -229,7 +226,7 @@ async fn check_nodewright(
         ));
         return;
     }
-    match registered(ctx, SKYHOOK_GV, cluster::SKYHOOK.plural).await {
+    match registered(ctx, SKYHOOK_GV, api::SKYHOOK.plural).await {
         Ok(false) => {
             out.say(format!(
                 "  Nodewright: {SKYHOOK_GV} not registered, skipping"
@@ -246,7 +243,7 @@ async fn check_nodewright(
     }
     let mut bad = Vec::new();
     for name in &names {
-        match read(ctx.cluster.get(&cluster::SKYHOOK, "", name)).await {
+        match read(ctx.cluster.get(&api::SKYHOOK, "", name)).await {
             Ok(None) => bad.push(format!(
                 "Nodewright {name}: not found (recipe declared it but the cluster has no such CR)"
             )),
@@ -277,8 +274,8 @@ async fn check_nodewright(
 
 /// §7.5 ClusterPolicy: once the CRD is registered, `cluster-policy` must
 /// exist and be `ready`.
-async fn check_cluster_policy(ctx: &Ctx<'_>, out: &mut Out, failures: &mut Vec<String>) {
-    match registered(ctx, NVIDIA_GV, cluster::CLUSTER_POLICY.plural).await {
+async fn check_cluster_policy(ctx: &Ctx<'_>, out: &mut CheckLog, failures: &mut Vec<String>) {
+    match registered(ctx, NVIDIA_GV, api::CLUSTER_POLICY.plural).await {
         Ok(false) => {
             out.say(format!(
                 "  ClusterPolicy: {NVIDIA_GV} not registered, skipping"
@@ -295,7 +292,7 @@ async fn check_cluster_policy(ctx: &Ctx<'_>, out: &mut Out, failures: &mut Vec<S
     }
     let obj = match read(
         ctx.cluster
-            .fetch(&cluster::CLUSTER_POLICY, "", "cluster-policy"),
+            .fetch(&api::CLUSTER_POLICY, "", "cluster-policy"),
     )
     .await
     {
@@ -319,11 +316,11 @@ async fn check_cluster_policy(ctx: &Ctx<'_>, out: &mut Out, failures: &mut Vec<S
 async fn check_dra_plugin(
     ctx: &Ctx<'_>,
     c: &ComponentRef,
-    out: &mut Out,
+    out: &mut CheckLog,
     failures: &mut Vec<String>,
 ) {
     let ns = c.namespace.as_str();
-    let all = match read(ctx.cluster.list(&cluster::DAEMON_SET, ns, "")).await {
+    let all = match read(ctx.cluster.list(&api::DAEMON_SET, ns, "")).await {
         Ok(l) => l,
         Err(e) => {
             failures.push(format!(
@@ -395,7 +392,7 @@ fn asserts_of(ctx: &Ctx<'_>, c: &ComponentRef) -> Option<String> {
 async fn check_asserts(
     ctx: &Ctx<'_>,
     queued: Vec<(String, String)>,
-    out: &mut Out,
+    out: &mut CheckLog,
     failures: &mut Vec<String>,
 ) {
     let deadline = out.deadline_less(Duration::from_secs(5));
@@ -424,7 +421,7 @@ async fn check_asserts(
 
 /// `expected-resources` (§7): collect failure lines from every rule, then
 /// decide once. Never skips.
-pub async fn expected_resources(ctx: &Ctx<'_>, out: &mut Out) -> Verdict {
+pub async fn expected_resources(ctx: &Ctx<'_>, out: &mut CheckLog) -> Verdict {
     let components = enabled_components(ctx);
     let mut failures = Vec::new();
     check_namespaces(ctx, &components, out, &mut failures).await;
@@ -460,7 +457,7 @@ pub async fn expected_resources(ctx: &Ctx<'_>, out: &mut Out) -> Verdict {
     verdict_from(failures, out, "expected resource check failed")
 }
 
-fn verdict_from(failures: Vec<String>, out: &mut Out, what: &str) -> Verdict {
+fn verdict_from(failures: Vec<String>, out: &mut CheckLog, what: &str) -> Verdict {
     if failures.is_empty() {
         out.say("All deployment resources and required readiness signals are healthy");
         return Verdict::Pass;
@@ -485,7 +482,7 @@ fn verdict_from(failures: Vec<String>, out: &mut Out, what: &str) -> Verdict {
 
 /// `platform-health`: component namespaces `Active` and declared resources
 /// healthy (§7.2, §7.3), nothing else.
-pub async fn platform_health(ctx: &Ctx<'_>, out: &mut Out) -> Verdict {
+pub async fn platform_health(ctx: &Ctx<'_>, out: &mut CheckLog) -> Verdict {
     let components = enabled_components(ctx);
     if components
         .iter()
@@ -505,9 +502,9 @@ pub async fn platform_health(ctx: &Ctx<'_>, out: &mut Out) -> Verdict {
 }
 
 /// `operator-health`: at least one `app=gpu-operator` pod, and one running.
-pub async fn operator_health(ctx: &Ctx<'_>, out: &mut Out) -> Verdict {
+pub async fn operator_health(ctx: &Ctx<'_>, out: &mut CheckLog) -> Verdict {
     let ns = ctx.component_namespace("gpu-operator", "gpu-operator");
-    let pods = match read(ctx.cluster.list(&cluster::POD, &ns, "app=gpu-operator")).await {
+    let pods = match read(ctx.cluster.list(&api::POD, &ns, "app=gpu-operator")).await {
         Ok(p) => p,
         Err(e) => return Verdict::Fail(format!("failed to list gpu-operator pods in {ns}: {e}")),
     };
@@ -543,7 +540,7 @@ pub fn operator_version(deployment: &Value) -> Option<String> {
             .filter_map(|c| c["image"].as_str())
             .filter(|i| i.contains("gpu-operator"))
             .find_map(|i| {
-                let repo = super::checks::image_repository(i);
+                let repo = image_repository(i);
                 let tag = i.get(repo.len()..)?.strip_prefix(':')?;
                 let tag = tag.split('@').next()?.split('-').next()?;
                 (!tag.is_empty()).then(|| tag.to_string())
@@ -571,13 +568,13 @@ pub fn operator_version(deployment: &Value) -> Option<String> {
 
 /// `gpu-operator-version`: find the operator, read its version, and hold it
 /// to `Deployment.gpu-operator.version` when the recipe sets one.
-pub async fn gpu_operator_version(ctx: &Ctx<'_>, out: &mut Out) -> Verdict {
+pub async fn gpu_operator_version(ctx: &Ctx<'_>, out: &mut CheckLog) -> Verdict {
     let mut found = None;
     let mut tried = Vec::new();
     'search: for ns in ["gpu-operator", "nvidia-gpu-operator", "kube-system"] {
         for name in ["gpu-operator", "nvidia-gpu-operator"] {
             tried.push(format!("{ns}/{name}"));
-            match read(ctx.cluster.get(&cluster::DEPLOYMENT, ns, name)).await {
+            match read(ctx.cluster.get(&api::DEPLOYMENT, ns, name)).await {
                 Ok(Some(d)) => {
                     found = Some(d);
                     break 'search;
@@ -628,18 +625,18 @@ pub async fn gpu_operator_version(ctx: &Ctx<'_>, out: &mut Out) -> Verdict {
 
 /// `gpu-operator-health`: operator Deployment available, ClusterPolicy
 /// ready, DCGM exporter running.
-pub async fn gpu_operator_health(ctx: &Ctx<'_>, out: &mut Out) -> Verdict {
+pub async fn gpu_operator_health(ctx: &Ctx<'_>, out: &mut CheckLog) -> Verdict {
     let ns = ctx.component_namespace("gpu-operator", "gpu-operator");
     let mut problems = Vec::new();
     let by_label = read(ctx.cluster.list(
-        &cluster::DEPLOYMENT,
+        &api::DEPLOYMENT,
         &ns,
         "app.kubernetes.io/name=gpu-operator",
     ))
     .await;
     let operator = match by_label {
         Ok(mut l) if !l.is_empty() => Ok(Some(l.remove(0))),
-        Ok(_) => read(ctx.cluster.get(&cluster::DEPLOYMENT, &ns, "gpu-operator")).await,
+        Ok(_) => read(ctx.cluster.get(&api::DEPLOYMENT, &ns, "gpu-operator")).await,
         Err(e) => Err(e),
     };
     match operator {
@@ -666,7 +663,7 @@ pub async fn gpu_operator_health(ctx: &Ctx<'_>, out: &mut Out) -> Verdict {
     }
     match read(
         ctx.cluster
-            .fetch(&cluster::CLUSTER_POLICY, "", "cluster-policy"),
+            .fetch(&api::CLUSTER_POLICY, "", "cluster-policy"),
     )
     .await
     {
@@ -679,7 +676,7 @@ pub async fn gpu_operator_health(ctx: &Ctx<'_>, out: &mut Out) -> Verdict {
     }
     match read(
         ctx.cluster
-            .fetch(&cluster::DAEMON_SET, &ns, "nvidia-dcgm-exporter"),
+            .fetch(&api::DAEMON_SET, &ns, "nvidia-dcgm-exporter"),
     )
     .await
     {

@@ -3,7 +3,8 @@
 //! APIs), pod logs, and bounded polling.
 //!
 //! Owns transport and error text only; what an answer means is the checks'
-//! business. Nothing here decides pass or fail.
+//! business. Nothing here decides pass or fail. Named for the API server
+//! it talks to: `crate::cluster` is the snapshot's cluster reader.
 
 use std::future::Future;
 use std::time::Duration;

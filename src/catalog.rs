@@ -30,7 +30,7 @@ struct Prebuilt {
 }
 
 /// Largest file an external data directory may contain.
-pub const MAX_EXTERNAL_FILE_BYTES: u64 = 10 * 1024 * 1024;
+pub(crate) const MAX_EXTERNAL_FILE_BYTES: u64 = 10 * 1024 * 1024;
 
 /// Where the catalog comes from.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -216,7 +216,7 @@ impl Catalog {
 
     /// A component file parsed as a YAML values document (an empty file is
     /// an empty map); `None` when the catalog has no such file.
-    pub fn values_file(&self, path: &str) -> Result<Option<Arc<serde_json::Value>>> {
+    pub(crate) fn values_file(&self, path: &str) -> Result<Option<Arc<serde_json::Value>>> {
         if let Some(v) = self
             .values
             .lock()

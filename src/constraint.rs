@@ -149,13 +149,13 @@ fn looks_like_version(v: &str) -> bool {
 /// Up to three numeric components; pre-release, build and distro suffixes
 /// are kept out of comparisons.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Version {
+pub(crate) struct Version {
     pub parts: [u64; 3],
     pub precision: usize,
 }
 
 impl Version {
-    pub fn parse(s: &str) -> Result<Version, String> {
+    pub(crate) fn parse(s: &str) -> Result<Version, String> {
         if s.is_empty() {
             return Err("version string is empty".into());
         }
@@ -190,13 +190,13 @@ impl Version {
     }
 
     /// Ordering over the shared precision only: `6.8` vs `6.8.0-1028` is equal.
-    pub fn cmp_prefix(&self, other: &Version) -> Ordering {
+    pub(crate) fn cmp_prefix(&self, other: &Version) -> Ordering {
         let n = self.precision.min(other.precision);
         self.parts[..n].cmp(&other.parts[..n])
     }
 
     /// Equality of all three components, missing ones being zero.
-    pub fn eq_numeric(&self, other: &Version) -> bool {
+    pub(crate) fn eq_numeric(&self, other: &Version) -> bool {
         self.parts == other.parts
     }
 }

@@ -149,7 +149,10 @@ pub fn criteria_from_snapshot(snap: &Snapshot) -> Criteria {
 
 /// Overlays whose criteria admit the query, ordered by upstream's score and
 /// then by name (upstream's tie order is random; ours is stable).
-pub fn matching_overlays<'c>(catalog: &'c Catalog, criteria: &Criteria) -> Vec<&'c RecipeMetadata> {
+pub(crate) fn matching_overlays<'c>(
+    catalog: &'c Catalog,
+    criteria: &Criteria,
+) -> Vec<&'c RecipeMetadata> {
     let mut found: Vec<&RecipeMetadata> = catalog
         .overlays()
         .values()
@@ -216,14 +219,14 @@ fn chain<'c>(catalog: &'c Catalog, overlay: &'c RecipeMetadata) -> Result<Vec<&'
 
 /// The working spec while overlays are merged in.
 #[derive(Debug, Clone, Default)]
-pub struct Merged {
+pub(crate) struct Merged {
     pub constraints: Vec<Constraint>,
     pub refs: Vec<ComponentRef>,
     pub validation: Option<Validation>,
 }
 
 impl Merged {
-    pub fn from_base(base: &RecipeMetadata) -> Merged {
+    pub(crate) fn from_base(base: &RecipeMetadata) -> Merged {
         Merged {
             constraints: base.spec.constraints.clone(),
             refs: base.spec.component_refs.clone(),
@@ -232,7 +235,7 @@ impl Merged {
     }
 
     /// Merge one overlay per the recipes spec §3.
-    pub fn merge(&mut self, overlay: &RecipeMetadata) {
+    pub(crate) fn merge(&mut self, overlay: &RecipeMetadata) {
         for c in &overlay.spec.constraints {
             match self.constraints.iter_mut().find(|x| x.name == c.name) {
                 Some(slot) => *slot = c.clone(),
@@ -297,7 +300,7 @@ fn merge_ref(dst: &mut ComponentRef, src: &ComponentRef) {
 
 /// Every dependency must exist, and the graph must be acyclic. The cycle is
 /// reported as the path from the first repeated component back to itself.
-pub fn check_dependencies(refs: &[ComponentRef]) -> Result<()> {
+pub(crate) fn check_dependencies(refs: &[ComponentRef]) -> Result<()> {
     let index: HashMap<&str, &ComponentRef> = refs.iter().map(|r| (r.name.as_str(), r)).collect();
     for r in refs {
         for d in &r.dependency_refs {
@@ -356,7 +359,7 @@ pub fn check_dependencies(refs: &[ComponentRef]) -> Result<()> {
 
 /// Kahn's algorithm where the alphabetically smallest ready component is
 /// always emitted next, so the order is stable and reviewable.
-pub fn deployment_order(refs: &[ComponentRef]) -> Result<Vec<String>> {
+pub(crate) fn deployment_order(refs: &[ComponentRef]) -> Result<Vec<String>> {
     let mut indegree: BTreeMap<&str, usize> = refs
         .iter()
         .map(|r| (r.name.as_str(), r.dependency_refs.len()))
@@ -395,7 +398,7 @@ pub fn deployment_order(refs: &[ComponentRef]) -> Result<Vec<String>> {
 }
 
 /// Fill what the recipe left empty from the registry entry of the same name.
-pub fn apply_registry_defaults(refs: &mut [ComponentRef], registry: &ComponentRegistry) {
+pub(crate) fn apply_registry_defaults(refs: &mut [ComponentRef], registry: &ComponentRegistry) {
     fn fill(slot: &mut String, default: &str) {
         if slot.is_empty() && !default.is_empty() {
             *slot = default.to_string();

@@ -40,19 +40,6 @@ impl ErrorKind {
             ErrorKind::Internal => 8,
         }
     }
-
-    /// Upstream's code name, used in structured logs.
-    pub const fn code(self) -> &'static str {
-        match self {
-            ErrorKind::InvalidRequest => "INVALID_REQUEST",
-            ErrorKind::NotFound => "NOT_FOUND",
-            ErrorKind::Unauthorized => "UNAUTHORIZED",
-            ErrorKind::Timeout => "TIMEOUT",
-            ErrorKind::Unavailable => "UNAVAILABLE",
-            ErrorKind::RateLimit => "RATE_LIMIT",
-            ErrorKind::Internal => "INTERNAL",
-        }
-    }
 }
 
 /// An error with a kind (which decides the exit code) and a message that

@@ -46,7 +46,7 @@ where
 
 /// Go's `strconv.ParseBool`: `1 t T TRUE true True` and
 /// `0 f F FALSE false False`, nothing else.
-pub fn parse_bool(s: &str) -> Option<bool> {
+pub(crate) fn parse_bool(s: &str) -> Option<bool> {
     match s {
         "1" | "t" | "T" | "TRUE" | "true" | "True" => Some(true),
         "0" | "f" | "F" | "FALSE" | "false" | "False" => Some(false),

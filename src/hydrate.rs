@@ -10,7 +10,7 @@ use crate::yaml;
 
 /// Deep merge: maps merge recursively, anything else in `src` replaces
 /// `dst` (lists replace lists, `null` replaces anything).
-pub fn deep_merge(dst: &mut Value, src: &Value) {
+pub(crate) fn deep_merge(dst: &mut Value, src: &Value) {
     match (dst, src) {
         (Value::Object(d), Value::Object(s)) => {
             for (k, v) in s {
@@ -35,7 +35,7 @@ fn load_values(catalog: &Catalog, path: &str, what: &str) -> Result<Option<Value
 
 /// A component's effective Helm values: its base values file, the recipe's
 /// values file on top (when different), then the inline overrides.
-pub fn component_values(catalog: &Catalog, r: &ComponentRef) -> Result<Value> {
+pub(crate) fn component_values(catalog: &Catalog, r: &ComponentRef) -> Result<Value> {
     let mut values = Value::Object(Map::new());
     if !r.values_file.is_empty() {
         let base_path = format!("components/{}/values.yaml", r.name);

@@ -29,13 +29,7 @@ pub mod sink;
 pub mod snapshot_io;
 
 #[cfg(feature = "kube")]
-pub mod agent_job;
-#[cfg(feature = "kube")]
-pub mod cluster;
-#[cfg(feature = "kube")]
-pub mod k8s;
-#[cfg(feature = "kube")]
-pub mod scheduling;
+pub mod kubernetes;
 #[cfg(feature = "kube")]
 pub mod source;
 
@@ -66,6 +60,6 @@ pub const VERSION: &str = concat!("v", env!("CARGO_PKG_VERSION"));
 /// provider so the process keeps the single one ureq, kube and tonic use
 /// here; without a default, building the client panics. Calling it again
 /// is harmless.
-pub fn install_tls_provider() {
+pub(crate) fn install_tls_provider() {
     let _ = rustls::crypto::ring::default_provider().install_default();
 }

@@ -18,7 +18,7 @@ use tracing_subscriber::registry::LookupSpan;
 
 /// The environment variables that set the log level, in precedence order:
 /// the reference's name first, then the older plain one.
-pub const LEVEL_VARS: [&str; 2] = ["AICR_LOG_LEVEL", "LOG_LEVEL"];
+pub(crate) const LEVEL_VARS: [&str; 2] = ["AICR_LOG_LEVEL", "LOG_LEVEL"];
 
 /// The level filter: `debug` when asked for, else the first non-empty of
 /// [`LEVEL_VARS`] as `lookup` returns them, else `info`. A plain level is
@@ -159,7 +159,7 @@ pub struct Json;
 
 impl Json {
     /// The line for `record` at `level`, stamped `time`, without newline.
-    pub fn line(time: &str, level: &Level, record: &Record) -> String {
+    pub(crate) fn line(time: &str, level: &Level, record: &Record) -> String {
         let s = |v: &str| serde_json::Value::String(v.to_string()).to_string();
         let mut out = format!(
             "{{\"time\":{},\"level\":{},\"msg\":{}",

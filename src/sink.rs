@@ -88,7 +88,7 @@ pub fn write_file_atomic(path: &Path, content: &[u8]) -> Result<()> {
 
 /// The process umask, read once from `/proc/self/status` (Linux); `None`
 /// when unknown.
-pub fn umask() -> Option<u32> {
+pub(crate) fn umask() -> Option<u32> {
     static CELL: std::sync::OnceLock<Option<u32>> = std::sync::OnceLock::new();
     *CELL.get_or_init(|| {
         let status = std::fs::read_to_string("/proc/self/status").ok()?;

@@ -10,16 +10,7 @@ use crate::sink::{self, OutputFormat};
 use crate::yaml;
 
 /// Measurement types in the order we write them.
-pub const ORDER: [&str; 5] = ["K8s", "SystemD", "OS", "GPU", "NodeTopology"];
-
-/// The node name a snapshot reports: `NODE_NAME`, `KUBERNETES_NODE_NAME`,
-/// `HOSTNAME`, else empty.
-pub fn node_name_from_env() -> String {
-    ["NODE_NAME", "KUBERNETES_NODE_NAME", "HOSTNAME"]
-        .iter()
-        .find_map(|k| std::env::var(k).ok().filter(|v| !v.is_empty()))
-        .unwrap_or_default()
-}
+pub(crate) const ORDER: [&str; 5] = ["K8s", "SystemD", "OS", "GPU", "NodeTopology"];
 
 /// A snapshot of `measurements` (put in the canonical order) taken at
 /// `started` on `node`.
@@ -51,7 +42,7 @@ pub fn assemble(
 
 /// Upstream's table rows: Go field names, readings under `.V`, null readings
 /// without it.
-pub fn table_rows(snap: &Snapshot) -> Vec<(String, String)> {
+pub(crate) fn table_rows(snap: &Snapshot) -> Vec<(String, String)> {
     let mut rows = vec![
         ("Header.Kind".to_string(), snap.kind.clone()),
         ("Header.APIVersion".to_string(), snap.api_version.clone()),

@@ -10,9 +10,9 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::yaml::{Format, MAX_DOCUMENT_BYTES};
 
 /// Connect timeout for HTTP sources.
-pub const HTTP_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+pub(crate) const HTTP_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// Whole-request timeout for HTTP sources.
-pub const HTTP_TOTAL_TIMEOUT: Duration = Duration::from_secs(30);
+pub(crate) const HTTP_TOTAL_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// A parsed `cm://namespace/name` reference.
 #[derive(Debug, Clone, PartialEq, Eq)]

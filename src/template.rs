@@ -33,7 +33,7 @@ use crate::model::snapshot::{Reading, Snapshot};
 
 /// Which template language a file is read with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Engine {
+pub(crate) enum Engine {
     /// Go `text/template` with Sprig (upstream's engine): the default.
     Go,
     /// Tera: files whose name ends in `.tera`.
@@ -43,7 +43,7 @@ pub enum Engine {
 impl Engine {
     /// The engine for a template path or URL: `.tera` is Tera, anything
     /// else Go. A URL's query and fragment are not part of its name.
-    pub fn for_name(name: &str) -> Engine {
+    pub(crate) fn for_name(name: &str) -> Engine {
         let path = name.split(['?', '#']).next().unwrap_or(name);
         let file = path.rsplit(['/', '\\']).next().unwrap_or(path);
         if file.to_ascii_lowercase().ends_with(".tera") {
@@ -54,7 +54,7 @@ impl Engine {
     }
 
     /// How error messages name the engine.
-    pub fn describe(self) -> &'static str {
+    pub(crate) fn describe(self) -> &'static str {
         match self {
             Engine::Go => "a Go template (any name not ending in .tera)",
             Engine::Tera => "a Tera template (.tera)",
@@ -122,12 +122,12 @@ fn build(snap: &Snapshot, reading: fn(&Reading) -> Value) -> Value {
 }
 
 /// The Tera context: readings are plain scalars.
-pub fn context(snap: &Snapshot) -> Value {
+pub(crate) fn context(snap: &Snapshot) -> Value {
     build(snap, reading_value)
 }
 
 /// The Go template data: readings carry `String` and `Any`.
-pub fn go_data(snap: &Snapshot) -> Value {
+pub(crate) fn go_data(snap: &Snapshot) -> Value {
     build(snap, go_reading)
 }
 
@@ -183,20 +183,6 @@ impl Template {
         parse_tera(text)
             .map(|inner| Template { inner })
             .map_err(|e| Error::invalid(format!("failed to parse template: {e}")))
-    }
-
-    /// A Go template; `name` (its base name) appears in its errors.
-    pub fn parse_go(name: &str, text: &str) -> Result<Template> {
-        parse_go(name, text)
-            .map(|inner| Template { inner })
-            .map_err(|e| Error::invalid(format!("failed to parse template: {e}")))
-    }
-
-    pub fn engine(&self) -> Engine {
-        match self.inner {
-            Inner::Tera(_) => Engine::Tera,
-            Inner::Go(_) => Engine::Go,
-        }
     }
 
     /// Render; errors here come from the data meeting the template.
@@ -270,7 +256,7 @@ mod tests {
             assert_eq!(Engine::for_name(go), Engine::Go, "{go}");
         }
         let t = Template::load("r.md.tmpl", "{{ .Kind }}").unwrap();
-        assert_eq!(t.engine(), Engine::Go);
+        assert!(matches!(t.inner, Inner::Go(_)));
         assert_eq!(t.render(&snap()).unwrap(), "Snapshot");
         // The same text read as Tera is plain text.
         let t = Template::load("r.tera", "{{ .Kind }}");

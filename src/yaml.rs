@@ -8,7 +8,7 @@ use serde::de::DeserializeOwned;
 use crate::error::{Error, Result};
 
 /// Largest document any source may hand us (data files, snapshots, configs).
-pub const MAX_DOCUMENT_BYTES: usize = 10 * 1024 * 1024;
+pub(crate) const MAX_DOCUMENT_BYTES: usize = 10 * 1024 * 1024;
 
 /// Input formats, chosen by the caller (usually from a file extension).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -59,7 +59,7 @@ pub fn from_yaml<T: DeserializeOwned>(text: &str) -> Result<T> {
 }
 
 /// Parse JSON into `T`.
-pub fn from_json<T: DeserializeOwned>(text: &str) -> Result<T> {
+pub(crate) fn from_json<T: DeserializeOwned>(text: &str) -> Result<T> {
     serde_json::from_str(text).map_err(parse_err)
 }
 

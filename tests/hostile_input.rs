@@ -125,9 +125,9 @@ proptest! {
 
     #[test]
     fn scheduling_flags(s in text("abc.-/=:_ NoSchedule NoExecute PreferNoSchedule0123456789")) {
-        let _ = aicr::scheduling::parse_toleration(&s);
-        let _ = aicr::scheduling::parse_taint(&s);
-        let _ = aicr::scheduling::parse_node_selectors(std::slice::from_ref(&s));
+        let _ = aicr::kubernetes::scheduling::parse_toleration(&s);
+        let _ = aicr::kubernetes::scheduling::parse_taint(&s);
+        let _ = aicr::kubernetes::scheduling::parse_node_selectors(std::slice::from_ref(&s));
     }
 
     #[test]

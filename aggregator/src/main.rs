@@ -56,6 +56,9 @@ struct Flags {
     /// Kubeconfig (default: $KUBECONFIG, ~/.kube/config, in-cluster)
     #[arg(long, short = 'k')]
     kubeconfig: Option<PathBuf>,
+    /// Bound on each Kubernetes API request
+    #[arg(long, env = "AICR_KUBE_TIMEOUT", value_name = "DURATION", default_value = "30s", value_parser = aicr::flags::duration)]
+    kube_timeout: Duration,
     /// Run without a cluster: no cluster-level state, Events or TokenReview
     #[arg(long)]
     no_kube: bool,
@@ -133,7 +136,7 @@ async fn config(flags: Flags) -> Result<Config> {
         None
     } else {
         let needed = !flags.trust_node_names || flags.leader_elect;
-        match aicr::k8s::client(flags.kubeconfig.as_deref()).await {
+        match aicr::kubernetes::client(flags.kubeconfig.as_deref(), flags.kube_timeout).await {
             Ok(c) => Some(c),
             Err(e) if !needed && flags.kubeconfig.is_none() => {
                 tracing::warn!("running without a cluster: {e}");

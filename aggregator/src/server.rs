@@ -318,7 +318,7 @@ pub async fn start(config: Config) -> Result<Running> {
     let recorder = recorder::spawn(store.clone(), rx, sinks, healthy.clone());
 
     if let Some(client) = &config.kube {
-        background.extend(crate::cluster::spawn(
+        background.extend(crate::cluster_state::spawn(
             client.clone(),
             hub.clone(),
             config.version_poll,

@@ -2,22 +2,18 @@
 //! library together and prints; every exit code comes from
 //! `aicr::ErrorKind::exit_code` (or 1 for usage errors, as upstream).
 
-mod aggregator;
 mod args;
-mod bundle;
-mod kubeio;
+mod cmd;
+mod kubernetes;
 mod logging;
-mod recipe;
+mod remote;
 mod runtime;
 mod signal;
-mod skill;
-mod snapshot;
-mod trust;
-mod validate;
-mod verify;
 
 use std::io::Write;
 use std::process::ExitCode;
+
+use cmd::{bundle, diff, fleet, recipe, skill, snapshot, trust, validate, verify};
 
 use clap::{CommandFactory, Parser, Subcommand, ValueEnum};
 
@@ -37,6 +33,9 @@ struct Cli {
     /// Structured JSON logs for automation
     #[arg(long, global = true, env = "AICR_LOG_JSON", value_parser = aicr::flags::EnvBool)]
     log_json: bool,
+    /// Bound on each Kubernetes API request
+    #[arg(long, global = true, env = "AICR_KUBE_TIMEOUT", value_name = "DURATION", default_value = "30s", value_parser = aicr::flags::duration)]
+    kube_timeout: std::time::Duration,
     /// Print the version and exit
     #[arg(short = 'v', long = "version", action = clap::ArgAction::Version)]
     version: Option<bool>,
@@ -56,6 +55,8 @@ enum Command {
     Validate(validate::ValidateArgs),
     /// Render a recipe into a Helm or Argo CD deployment bundle
     Bundle(bundle::BundleArgs),
+    /// Compare two snapshots reading by reading; exit 1 when they differ
+    Diff(diff::DiffArgs),
     /// Verify a bundle's checksums and trust level
     Verify(verify::VerifyArgs),
     /// Manage the Sigstore trusted root used to verify attestations
@@ -66,11 +67,11 @@ enum Command {
     /// Install an agent skill file that teaches a coding agent to use aicr
     Skill(skill::SkillArgs),
     /// List the nodes the aggregator knows: agent version, last seen, violations
-    Nodes(aggregator::NodesArgs),
+    Nodes(fleet::NodesArgs),
     /// Show drift the aggregator has open now, or its history
-    Drift(aggregator::DriftArgs),
+    Drift(fleet::DriftArgs),
     /// Follow drift events live as the aggregator records them
-    Watch(aggregator::WatchArgs),
+    Watch(fleet::WatchArgs),
     /// Print a shell completion script
     Completion {
         #[arg(value_enum)]
@@ -86,19 +87,22 @@ enum Shell {
     Pwsh,
 }
 
-fn run(cli: Cli) -> Result<()> {
-    match cli.command {
+/// Run the command; `Ok(false)` asks for exit 1 without an error, which
+/// only `diff` does (the snapshots differ).
+fn run(cli: Cli) -> Result<bool> {
+    let done = match cli.command {
         Command::Snapshot(a) => snapshot::run(&a),
         Command::Recipe(a) => recipe::run_recipe(&a),
         Command::Query(a) => recipe::run_query(&a),
         Command::Validate(a) => validate::run(&a),
         Command::Bundle(a) => bundle::run(&a),
         Command::Verify(a) => verify::run(&a),
+        Command::Diff(a) => return diff::run(&a),
         Command::Trust { command } => trust::run(&command),
         Command::Skill(a) => skill::run(&a, &Cli::command()),
-        Command::Nodes(a) => aggregator::run_nodes(&a),
-        Command::Drift(a) => aggregator::run_drift(&a),
-        Command::Watch(a) => aggregator::run_watch(&a),
+        Command::Nodes(a) => fleet::run_nodes(&a),
+        Command::Drift(a) => fleet::run_drift(&a),
+        Command::Watch(a) => fleet::run_watch(&a),
         Command::Completion { shell } => {
             let shell = match shell {
                 Shell::Bash => clap_complete::Shell::Bash,
@@ -112,7 +116,8 @@ fn run(cli: Cli) -> Result<()> {
                 .write_all(&buf)
                 .map_err(|e| Error::internal(format!("failed to write completion script: {e}")))
         }
-    }
+    };
+    done.map(|()| true)
 }
 
 /// Usage errors exit 1, as upstream's flag parser does; a single-value flag
@@ -174,8 +179,10 @@ fn main() -> ExitCode {
         logging::Mode::Cli
     };
     logging::init(mode, cli.debug);
+    kubernetes::set_request_timeout(cli.kube_timeout);
     match run(cli) {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::FAILURE,
         Err(e) => {
             let code = e.kind().exit_code();
             logging::report_error(mode, e.message(), code);

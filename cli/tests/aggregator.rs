@@ -151,6 +151,33 @@ async fn nodes_snapshot_drift_watch_and_validate_through_the_binary() {
     let again = Snapshot::parse(&yaml, aicr::yaml::Format::Yaml).unwrap();
     assert_eq!(again.measurements, snap.measurements);
 
+    // aicr diff node/A node/B: two live snapshots, reading by reading.
+    let mut c = aicr(home.path());
+    c.args(["diff", "--aggregator", &u, "node/gpu-1", "node/gpu-2"]);
+    let out = run(c).await;
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    assert_eq!(
+        text(&out.stdout),
+        "~ OS.release.PRETTY_NAME: Ubuntu 24.04 LTS -> Ubuntu 22.04 LTS\n\
+         ~ OS.release.VERSION_ID: 24.04 -> 22.04\n\
+         2 differences (0 added, 0 removed, 2 changed)\n"
+    );
+    let mut c = aicr(home.path());
+    c.env("AICR_AGGREGATOR", &u)
+        .args(["diff", "node/gpu-1", "node/gpu-1"]);
+    let out = run(c).await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let mut c = aicr(home.path());
+    c.args([
+        "diff",
+        "--aggregator",
+        &u,
+        "node/gpu-1",
+        "node/no-such-node",
+    ]);
+    let out = run(c).await;
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out.stderr));
+
     // aicr drift: what is open now; --history: what happened.
     let mut c = aicr(home.path());
     c.args(["drift", "--aggregator", &u]);

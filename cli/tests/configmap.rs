@@ -106,14 +106,19 @@ fn recipe_written_to_a_configmap_reads_back() {
 
     // And the library reads it back the way later commands will.
     let cm_ref = aicr::source::ConfigMapRef::parse("cm://default/r1").unwrap();
-    let (bytes, format) = aicr::k8s::block_on(async {
-        let client = aicr::k8s::client(Some(api.kubeconfig_path()))
-            .await
-            .unwrap();
-        aicr::k8s::read_document(&client, &cm_ref).await
-    })
-    .unwrap()
-    .unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let (bytes, format) = runtime
+        .block_on(async {
+            let timeout = aicr::kubernetes::REQUEST_TIMEOUT;
+            let client = aicr::kubernetes::client(Some(api.kubeconfig_path()), timeout)
+                .await
+                .unwrap();
+            aicr::kubernetes::read_document(&client, &cm_ref).await
+        })
+        .unwrap();
     assert_eq!(format, aicr::yaml::Format::Json);
     let back: aicr::model::RecipeResult = serde_json::from_slice(&bytes).unwrap();
     assert_eq!(back.criteria.service, "gke");

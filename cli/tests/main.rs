@@ -10,6 +10,7 @@ mod bundle_oci;
 mod bundle_registry;
 mod compat;
 mod configmap;
+mod diff;
 mod env_and_logs;
 mod examples;
 mod exit_codes;

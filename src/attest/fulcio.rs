@@ -12,7 +12,7 @@ pub const PUBLIC_GOOD: &str = "https://fulcio.sigstore.dev";
 
 /// Request a certificate chain (leaf first, DER) for `public_key_pem`.
 /// `proof` is the key's signature over the token's subject.
-pub fn signing_cert(
+pub(crate) fn signing_cert(
     base: &str,
     token: &str,
     public_key_pem: &str,

@@ -43,7 +43,7 @@ fn finish(what: &str, resp: ureq::http::Response<ureq::Body>, ok: &[u16]) -> Res
 }
 
 /// POST a JSON body; `ok` lists the statuses that count as success.
-pub fn post_json(
+pub(crate) fn post_json(
     what: &str,
     url: &str,
     body: &Value,
@@ -63,7 +63,12 @@ pub fn post_json(
 }
 
 /// POST a form body (OAuth endpoints).
-pub fn post_form(what: &str, url: &str, form: &[(&str, &str)], ok: &[u16]) -> Result<(u16, Value)> {
+pub(crate) fn post_form(
+    what: &str,
+    url: &str,
+    form: &[(&str, &str)],
+    ok: &[u16],
+) -> Result<(u16, Value)> {
     let resp = agent()
         .post(url)
         .header("Accept", "application/json")
@@ -72,7 +77,7 @@ pub fn post_form(what: &str, url: &str, form: &[(&str, &str)], ok: &[u16]) -> Re
     finish(what, resp, ok)
 }
 
-pub fn get_json(what: &str, url: &str, bearer: Option<&str>) -> Result<Value> {
+pub(crate) fn get_json(what: &str, url: &str, bearer: Option<&str>) -> Result<Value> {
     let mut req = agent().get(url).header("Accept", "application/json");
     if let Some(t) = bearer {
         req = req.header("Authorization", &format!("Bearer {t}"));

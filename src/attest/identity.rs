@@ -8,7 +8,7 @@ use regex::Regex;
 use crate::error::{Error, ErrorKind, Result};
 
 /// The issuer of GitHub Actions workload identity tokens.
-pub const GITHUB_ACTIONS_ISSUER: &str = "https://token.actions.githubusercontent.com";
+pub(crate) const GITHUB_ACTIONS_ISSUER: &str = "https://token.actions.githubusercontent.com";
 
 /// `owner/repo` of this project's releases.
 pub const RELEASE_REPOSITORY: &str = match option_env!("AICR_RELEASE_REPOSITORY") {
@@ -22,12 +22,12 @@ pub const RELEASE_WORKFLOW: &str = match option_env!("AICR_RELEASE_WORKFLOW") {
 };
 
 /// Repositories an identity override may name.
-pub fn allowed_repositories() -> Vec<&'static str> {
+pub(crate) fn allowed_repositories() -> Vec<&'static str> {
     vec![RELEASE_REPOSITORY]
 }
 
 /// The default binary-attestation SAN pattern.
-pub fn default_pattern() -> String {
+pub(crate) fn default_pattern() -> String {
     format!(
         "^https://github\\.com/{}/\\.github/workflows/{}@refs/tags/.*",
         regex::escape(RELEASE_REPOSITORY),
@@ -48,7 +48,7 @@ pub struct Policy {
 }
 
 impl Policy {
-    pub fn any() -> Policy {
+    pub(crate) fn any() -> Policy {
         Policy {
             issuer: None,
             san: None,
@@ -81,7 +81,7 @@ impl Policy {
         })
     }
 
-    pub fn check(&self, issuer: &str, san: &str) -> Result<()> {
+    pub(crate) fn check(&self, issuer: &str, san: &str) -> Result<()> {
         if let Some(want) = &self.issuer
             && want != issuer
         {
@@ -109,7 +109,7 @@ impl Policy {
 
 /// An override must still name an allowed repository, so a flag cannot
 /// turn the pin into "any GitHub workflow".
-pub fn validate_override(p: &str) -> Result<()> {
+pub(crate) fn validate_override(p: &str) -> Result<()> {
     if p.trim().is_empty() {
         return Err(Error::invalid(
             "--certificate-identity-regexp must not be empty",

@@ -33,14 +33,14 @@ pub mod identity;
 pub mod oidc;
 pub mod rekor;
 pub mod sign;
-pub mod sigstore_bundle;
+pub(crate) mod sigstore_bundle;
 pub mod statement;
 pub mod trust_root;
 pub mod tuf;
 pub mod verifier;
 
 /// The binary's own attestation file: the executable path plus this suffix.
-pub const BINARY_ATTESTATION_SUFFIX: &str = "-attestation.sigstore.json";
+pub(crate) const BINARY_ATTESTATION_SUFFIX: &str = "-attestation.sigstore.json";
 /// Attestation files inside a bundle.
 pub const BUNDLE_ATTESTATION: &str = "attestation/bundle-attestation.sigstore.json";
 pub const BINARY_ATTESTATION_COPY: &str = "attestation/aicr-attestation.sigstore.json";

@@ -17,9 +17,9 @@ use super::http;
 use crate::error::{Error, ErrorKind, Result};
 
 pub const SIGSTORE_ISSUER: &str = "https://oauth2.sigstore.dev/auth";
-pub const CLIENT_ID: &str = "sigstore";
+pub(crate) const CLIENT_ID: &str = "sigstore";
 /// Interactive flows give up after this long (exit 5).
-pub const INTERACTIVE_TIMEOUT: Duration = Duration::from_secs(300);
+pub(crate) const INTERACTIVE_TIMEOUT: Duration = Duration::from_secs(300);
 
 /// A token given on the command line or in the environment; its `Debug`
 /// form is redacted so argument dumps cannot leak it.
@@ -354,7 +354,7 @@ fn device_flow(issuer: &str, timeout: Duration) -> Result<String> {
 
 /// The token's claims, unverified: Fulcio verifies the token; we only need
 /// the subject for the proof of possession and for logs.
-pub fn claims(token: &str) -> Result<Value> {
+pub(crate) fn claims(token: &str) -> Result<Value> {
     let part = token
         .split('.')
         .nth(1)
@@ -366,7 +366,7 @@ pub fn claims(token: &str) -> Result<Value> {
 }
 
 /// The identity Fulcio will certify: email when present, else subject.
-pub fn subject(claims: &Value) -> Result<String> {
+pub(crate) fn subject(claims: &Value) -> Result<String> {
     claims["email"]
         .as_str()
         .or(claims["sub"].as_str())

@@ -36,7 +36,7 @@ fn int(v: &Value, what: &str) -> Result<String> {
 
 /// Upload a `dsse` entry; `envelope_json` is the DSSE envelope as JSON and
 /// `cert_pem` the signing certificate.
-pub fn upload_dsse(base: &str, envelope_json: &str, cert_pem: &str) -> Result<TlogEntry> {
+pub(crate) fn upload_dsse(base: &str, envelope_json: &str, cert_pem: &str) -> Result<TlogEntry> {
     let url = format!("{}/api/v1/log/entries", base.trim_end_matches('/'));
     let body = json!({
         "apiVersion": "0.0.1",

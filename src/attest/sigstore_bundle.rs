@@ -8,14 +8,14 @@ use serde::{Deserialize, Deserializer, Serialize};
 
 use crate::error::{Error, Result};
 
-pub const MEDIA_TYPE_V03: &str = "application/vnd.dev.sigstore.bundle.v0.3+json";
-pub const IN_TOTO_PAYLOAD_TYPE: &str = "application/vnd.in-toto+json";
+pub(crate) const MEDIA_TYPE_V03: &str = "application/vnd.dev.sigstore.bundle.v0.3+json";
+pub(crate) const IN_TOTO_PAYLOAD_TYPE: &str = "application/vnd.in-toto+json";
 /// Bigger files are refused before parsing.
-pub const MAX_BUNDLE_BYTES: usize = 10 * 1024 * 1024;
+pub(crate) const MAX_BUNDLE_BYTES: usize = 10 * 1024 * 1024;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct SigstoreBundle {
+pub(crate) struct SigstoreBundle {
     pub media_type: String,
     pub verification_material: VerificationMaterial,
     pub dsse_envelope: Envelope,
@@ -23,7 +23,7 @@ pub struct SigstoreBundle {
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct VerificationMaterial {
+pub(crate) struct VerificationMaterial {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub certificate: Option<RawBytes>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -34,18 +34,18 @@ pub struct VerificationMaterial {
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct RawBytes {
+pub(crate) struct RawBytes {
     pub raw_bytes: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct CertChain {
+pub(crate) struct CertChain {
     pub certificates: Vec<RawBytes>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct TlogEntry {
+pub(crate) struct TlogEntry {
     #[serde(deserialize_with = "int64")]
     pub log_index: String,
     pub log_id: KeyId,
@@ -61,25 +61,25 @@ pub struct TlogEntry {
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct KeyId {
+pub(crate) struct KeyId {
     pub key_id: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct KindVersion {
+pub(crate) struct KindVersion {
     pub kind: String,
     pub version: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct InclusionPromise {
+pub(crate) struct InclusionPromise {
     pub signed_entry_timestamp: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct InclusionProof {
+pub(crate) struct InclusionProof {
     #[serde(deserialize_with = "int64")]
     pub log_index: String,
     pub root_hash: String,
@@ -91,20 +91,20 @@ pub struct InclusionProof {
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Checkpoint {
+pub(crate) struct Checkpoint {
     pub envelope: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct Envelope {
+pub(crate) struct Envelope {
     pub payload: String,
     pub payload_type: String,
     pub signatures: Vec<Signature>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Signature {
+pub(crate) struct Signature {
     pub sig: String,
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub keyid: String,
@@ -121,19 +121,19 @@ fn int64<'de, D: Deserializer<'de>>(d: D) -> std::result::Result<String, D::Erro
     }
 }
 
-pub fn b64(bytes: &[u8]) -> String {
+pub(crate) fn b64(bytes: &[u8]) -> String {
     STANDARD.encode(bytes)
 }
 
 impl SigstoreBundle {
-    pub fn to_json(&self) -> Result<String> {
+    pub(crate) fn to_json(&self) -> Result<String> {
         serde_json::to_string_pretty(self)
             .map_err(|e| Error::internal(format!("cannot encode sigstore bundle: {e}")))
     }
 }
 
 /// DSSE pre-authentication encoding: what the signature covers.
-pub fn pae(payload_type: &str, payload: &[u8]) -> Vec<u8> {
+pub(crate) fn pae(payload_type: &str, payload: &[u8]) -> Vec<u8> {
     let mut out = format!(
         "DSSEv1 {} {} {} ",
         payload_type.len(),

@@ -9,7 +9,7 @@ use crate::model::criteria::Criteria;
 
 pub const STATEMENT_TYPE: &str = "https://in-toto.io/Statement/v1";
 pub const SLSA_PROVENANCE_V1: &str = "https://slsa.dev/provenance/v1";
-pub const BUILD_TYPE: &str = "https://aicr.nvidia.com/bundle/v1";
+pub(crate) const BUILD_TYPE: &str = "https://aicr.nvidia.com/bundle/v1";
 
 /// What goes into a bundle's provenance.
 #[derive(Debug, Clone)]
@@ -33,7 +33,7 @@ pub struct BuildInfo {
 }
 
 /// `criteria(k=v, …)` in field order, skipping `any` and zero nodes.
-pub fn render_criteria(c: &Criteria) -> String {
+pub(crate) fn render_criteria(c: &Criteria) -> String {
     let mut parts: Vec<String> = [
         ("service", &c.service),
         ("accelerator", &c.accelerator),
@@ -105,7 +105,7 @@ pub fn build(info: &BuildInfo) -> Result<Value> {
 }
 
 /// Whether some subject carries this sha256 digest.
-pub fn has_subject_digest(statement: &Value, sha256: &str) -> bool {
+pub(crate) fn has_subject_digest(statement: &Value, sha256: &str) -> bool {
     statement["subject"].as_array().is_some_and(|subjects| {
         subjects
             .iter()
@@ -114,7 +114,7 @@ pub fn has_subject_digest(statement: &Value, sha256: &str) -> bool {
 }
 
 /// `internalParameters.toolVersion`, when present.
-pub fn tool_version(statement: &Value) -> Option<String> {
+pub(crate) fn tool_version(statement: &Value) -> Option<String> {
     statement["predicate"]["buildDefinition"]["internalParameters"]["toolVersion"]
         .as_str()
         .filter(|v| !v.is_empty())
@@ -122,7 +122,7 @@ pub fn tool_version(statement: &Value) -> Option<String> {
 }
 
 /// The first resolved dependency with a sha256 digest: the binary.
-pub fn binary_digest(statement: &Value) -> Option<String> {
+pub(crate) fn binary_digest(statement: &Value) -> Option<String> {
     statement["predicate"]["buildDefinition"]["resolvedDependencies"]
         .as_array()?
         .iter()

@@ -18,7 +18,7 @@ pub fn parse(bytes: &[u8]) -> Result<TrustedRoot> {
 
 /// The root cached at `path` (by `aicr trust update`) if present, else the
 /// embedded production root.
-pub fn load(path: &std::path::Path) -> Result<TrustedRoot> {
+pub(crate) fn load(path: &std::path::Path) -> Result<TrustedRoot> {
     match std::fs::read(path) {
         Ok(bytes) => parse(&bytes).map_err(|e| e.context(path.display())),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {

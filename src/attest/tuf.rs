@@ -16,7 +16,7 @@ use std::time::Duration;
 use crate::error::{Error, ErrorKind, Result};
 
 /// The public-good Sigstore TUF repository.
-pub const DEFAULT_MIRROR: &str = "https://tuf-repo-cdn.sigstore.dev";
+pub(crate) const DEFAULT_MIRROR: &str = "https://tuf-repo-cdn.sigstore.dev";
 /// The variable naming another TUF repository (a mirror or a private
 /// Sigstore), like cosign's `initialize --mirror`; the CLI reads it.
 pub const MIRROR_ENV: &str = "AICR_TUF_MIRROR";
@@ -26,7 +26,7 @@ pub const ROOT_ENV: &str = "AICR_TUF_ROOT";
 
 /// The whole refresh is bounded so a stalled mirror cannot hang the CLI
 /// (TUF's slow-retrieval attack); running past it is exit 5.
-pub const UPDATE_TIMEOUT: Duration = Duration::from_secs(30);
+pub(crate) const UPDATE_TIMEOUT: Duration = Duration::from_secs(30);
 
 const TARGET: &str = "trusted_root.json";
 
@@ -65,7 +65,7 @@ impl Repository {
     }
 
     /// Where the verified metadata of this mirror is cached.
-    pub fn cache_dir(&self) -> PathBuf {
+    pub(crate) fn cache_dir(&self) -> PathBuf {
         self.cache_base.join(mirror_dir_name(&self.mirror))
     }
 
@@ -84,7 +84,7 @@ impl Repository {
 
 /// The cache folder name for a mirror, as sigstore-go derives it: the URL
 /// without its scheme, `/` replaced by `-`.
-pub fn mirror_dir_name(mirror: &str) -> String {
+pub(crate) fn mirror_dir_name(mirror: &str) -> String {
     let rest = mirror.split_once("://").map_or(mirror, |(_, r)| r);
     rest.trim_end_matches('/').replace('/', "-")
 }

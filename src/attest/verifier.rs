@@ -71,7 +71,7 @@ fn sigstore_policy(root: &TrustedRoot) -> VerificationPolicy {
 }
 
 /// Verify `bytes` (a Sigstore bundle) for an artifact with this digest.
-pub fn verify(
+pub(crate) fn verify(
     bytes: &[u8],
     sha256_hex: &str,
     policy: &Policy,

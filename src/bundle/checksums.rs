@@ -2,6 +2,7 @@
 //! bundle directory against it (`sha256sum -c` compatible). Owns the line
 //! format and the path-safety rule for entries; trust levels are `verify`'s.
 
+#[cfg(feature = "trust")]
 use std::path::{Component, Path};
 
 use sha2::{Digest, Sha256};
@@ -21,12 +22,12 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
 
 /// Whether a bundle-relative path is covered (everything but the
 /// checksum file itself and attestations, which are written after it).
-pub fn covered(path: &str) -> bool {
+pub(crate) fn covered(path: &str) -> bool {
     path != FILE && !path.starts_with("attestation/")
 }
 
 /// `<hex>  <path>\n` per file, sorted by path (byte order).
-pub fn render<'a>(files: impl IntoIterator<Item = (&'a str, &'a [u8])>) -> String {
+pub(crate) fn render<'a>(files: impl IntoIterator<Item = (&'a str, &'a [u8])>) -> String {
     let mut rows: Vec<(&str, String)> = files
         .into_iter()
         .filter(|(p, _)| covered(p))
@@ -46,6 +47,7 @@ pub struct Report {
 }
 
 /// A checksum entry must stay inside the bundle: relative, no `..`.
+#[cfg(feature = "trust")]
 fn safe(rel: &str) -> bool {
     let p = Path::new(rel);
     !rel.is_empty()
@@ -54,8 +56,9 @@ fn safe(rel: &str) -> bool {
 }
 
 /// Check every entry of `text` against files under `dir`; problems are
-/// collected, not fail-fast.
-pub fn verify(dir: &Path, text: &str) -> Report {
+/// collected, not fail-fast. Only `aicr verify` checks a bundle's sums.
+#[cfg(feature = "trust")]
+pub(crate) fn verify(dir: &Path, text: &str) -> Report {
     let mut r = Report::default();
     for line in text.lines() {
         if line.trim().is_empty() {
@@ -116,6 +119,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg(feature = "trust")]
     fn verify_collects_every_problem() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("ok"), "ok").unwrap();

@@ -708,7 +708,7 @@ impl Template {
     }
 
     /// Execute against `data`, typed as `types` says.
-    pub fn render_with(&self, data: &Value, types: DataTypes) -> Result<String> {
+    pub(crate) fn render_with(&self, data: &Value, types: DataTypes) -> Result<String> {
         let typed = types == DataTypes::Typed;
         let data = if typed {
             data.clone()
@@ -733,7 +733,7 @@ impl Template {
 
 /// How a template reads the numbers (and nils) in its data.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub enum DataTypes {
+pub(crate) enum DataTypes {
     /// Helm values: every number a `float64`, `<no value>` deleted from
     /// the output. What bundle manifests and charts see.
     #[default]
@@ -776,7 +776,7 @@ fn special(v: &Value) -> Option<Special<'_>> {
 /// A snapshot reading for [`DataTypes::Typed`] data: prints as `text`,
 /// `.String` gives `text`, `.Any` gives `any`, and it is true in `if`
 /// whatever its value (a present reading is a non-nil Go interface).
-pub fn reading(any: Value, text: impl Into<String>) -> Value {
+pub(crate) fn reading(any: Value, text: impl Into<String>) -> Value {
     object([(
         READING_KEY,
         Value::Array(vec![any, Value::String(text.into())]),
@@ -855,7 +855,7 @@ fn go_json_numbers(v: &Value) -> Value {
 }
 
 /// Go's notion of "empty": false, 0, nil, "" and empty collections.
-pub fn truthy(v: &Value) -> bool {
+pub(crate) fn truthy(v: &Value) -> bool {
     match v {
         Value::Null => false,
         Value::Bool(b) => *b,
@@ -1549,7 +1549,7 @@ fn builtin(name: &str, a: &[Value]) -> std::result::Result<Value, String> {
 }
 
 /// Convenience for callers that build the data map by hand.
-pub fn object(pairs: impl IntoIterator<Item = (&'static str, Value)>) -> Value {
+pub(crate) fn object(pairs: impl IntoIterator<Item = (&'static str, Value)>) -> Value {
     Value::Object(
         pairs
             .into_iter()

@@ -18,7 +18,7 @@ use serde_json::Value;
 /// `value` as Helm's `toYaml` writes it, before Helm trims the final
 /// newline. Numbers are written as Go's JSON encoder and go-yaml write a
 /// `float64`: integral values as integers.
-pub fn to_yaml(value: &Value) -> Result<String, String> {
+pub(crate) fn to_yaml(value: &Value) -> Result<String, String> {
     let mut out = Vec::new();
     {
         let mut e = Emitter::new();

@@ -10,14 +10,14 @@ use crate::model::recipe::{ComponentRef, RecipeResult};
 
 /// The two folder shapes; local folders carry `Chart.yaml` + `templates/`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum FolderKind {
+pub(crate) enum FolderKind {
     UpstreamHelm,
     LocalHelm,
 }
 
 /// What fills a local folder's `templates/`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum LocalContent {
+pub(crate) enum LocalContent {
     None,
     Manifests,
     Kustomize,
@@ -25,7 +25,7 @@ pub enum LocalContent {
 
 /// One `NNN-<name>/` folder.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Folder {
+pub(crate) struct Folder {
     /// `NNN-<name>`.
     pub dir: String,
     /// Folder name without the number; also the Helm release and the Argo
@@ -41,7 +41,7 @@ pub struct Folder {
 }
 
 impl Folder {
-    pub fn is_post(&self, component_name: &str) -> bool {
+    pub(crate) fn is_post(&self, component_name: &str) -> bool {
         self.name != component_name
     }
 }
@@ -49,7 +49,7 @@ impl Folder {
 /// Component indices in deployment order: names listed in
 /// `deploymentOrder` first, in that order; the rest by name. Without a
 /// `deploymentOrder`, recipe order.
-pub fn order(recipe: &RecipeResult) -> Vec<usize> {
+pub(crate) fn order(recipe: &RecipeResult) -> Vec<usize> {
     let refs = &recipe.component_refs;
     if recipe.deployment_order.is_empty() {
         return (0..refs.len()).collect();
@@ -82,7 +82,7 @@ fn is_kustomize(c: &ComponentRef) -> bool {
 }
 
 /// Folders numbered and waved by their position, after some were dropped.
-pub fn renumber(folders: Vec<Folder>) -> Vec<Folder> {
+pub(crate) fn renumber(folders: Vec<Folder>) -> Vec<Folder> {
     folders
         .into_iter()
         .enumerate()
@@ -95,7 +95,7 @@ pub fn renumber(folders: Vec<Folder>) -> Vec<Folder> {
 }
 
 /// Plan the folders for the (already filtered) recipe.
-pub fn plan(recipe: &RecipeResult) -> Result<Vec<Folder>> {
+pub(crate) fn plan(recipe: &RecipeResult) -> Result<Vec<Folder>> {
     let refs = &recipe.component_refs;
     let mut names = BTreeSet::new();
     for c in refs {

@@ -13,7 +13,7 @@ use crate::model::recipe::ComponentRef;
 use crate::yaml;
 
 /// `.Chart.Version` as Helm wants it: no leading `v`, `0.1.0` when unset.
-pub fn chart_version(version: &str) -> String {
+pub(crate) fn chart_version(version: &str) -> String {
     let v = version.strip_prefix('v').unwrap_or(version);
     if v.is_empty() {
         "0.1.0".into()
@@ -23,7 +23,7 @@ pub fn chart_version(version: &str) -> String {
 }
 
 /// The text of one of `c`'s manifest files in the catalog.
-pub fn source<'c>(catalog: &'c Catalog, path: &str, c: &ComponentRef) -> Result<&'c str> {
+pub(crate) fn source<'c>(catalog: &'c Catalog, path: &str, c: &ComponentRef) -> Result<&'c str> {
     let bytes = catalog.file(path).ok_or_else(|| {
         Error::internal(format!(
             "manifest file {path:?} of component {:?} not found in the catalog",
@@ -35,7 +35,7 @@ pub fn source<'c>(catalog: &'c Catalog, path: &str, c: &ComponentRef) -> Result<
 
 /// The data a manifest of `c` sees, as Helm would give it to a chart named
 /// after the component and installed as `release`.
-pub fn data(c: &ComponentRef, release: &str, values: &Value) -> Value {
+pub(crate) fn data(c: &ComponentRef, release: &str, values: &Value) -> Value {
     let mut vals = Map::new();
     vals.insert(c.name.clone(), values.clone());
     let chart = if c.chart.is_empty() {
@@ -52,7 +52,7 @@ pub fn data(c: &ComponentRef, release: &str, values: &Value) -> Value {
 
 /// Render one manifest file of `c` with its final values. `None` when the
 /// output holds no YAML object.
-pub fn render(
+pub(crate) fn render(
     catalog: &Catalog,
     path: &str,
     c: &ComponentRef,
@@ -93,7 +93,7 @@ fn is_hook_key(line: &str) -> bool {
 
 /// Remove `helm.sh/hook*` entries from `annotations:` blocks, and the block
 /// itself when nothing else is left in it.
-pub fn strip_hooks(text: &str) -> String {
+pub(crate) fn strip_hooks(text: &str) -> String {
     // Large CRD manifests rarely carry hooks; skip the line walk for them.
     if !text.contains("helm.sh/hook") {
         return text.to_string();
@@ -188,7 +188,7 @@ impl Kustomize for ExternalKustomize {
 }
 
 /// What `kustomize build` is pointed at for a kustomize-typed component.
-pub fn kustomize_target(c: &ComponentRef) -> String {
+pub(crate) fn kustomize_target(c: &ComponentRef) -> String {
     let mut t = if c.source.is_empty() {
         c.path.clone()
     } else if c.path.is_empty() {

@@ -17,7 +17,7 @@ pub mod manifests;
 #[cfg(feature = "trust")]
 pub mod oci;
 pub mod set;
-pub mod validations;
+pub(crate) mod validations;
 pub mod values;
 #[cfg(feature = "trust")]
 pub mod verify;

@@ -19,13 +19,13 @@ use super::checksums::sha256_hex;
 use crate::error::{Error, ErrorKind, Result};
 
 pub const SCHEME: &str = "oci://";
-pub const ARTIFACT_TYPE: &str = "application/vnd.nvidia.aicr.artifact";
-pub const LAYER_MEDIA_TYPE: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
-pub const EMPTY_MEDIA_TYPE: &str = "application/vnd.oci.empty.v1+json";
-pub const EMPTY_CONFIG: &[u8] = b"{}";
-pub const LAYER_TITLE: &str = "bundle.tar.gz";
+pub(crate) const ARTIFACT_TYPE: &str = "application/vnd.nvidia.aicr.artifact";
+pub(crate) const LAYER_MEDIA_TYPE: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
+pub(crate) const EMPTY_MEDIA_TYPE: &str = "application/vnd.oci.empty.v1+json";
+pub(crate) const EMPTY_CONFIG: &[u8] = b"{}";
+pub(crate) const LAYER_TITLE: &str = "bundle.tar.gz";
 /// Fixed so that the same bundle always yields the same manifest digest.
-pub const CREATED: &str = "1970-01-01T00:00:00Z";
+pub(crate) const CREATED: &str = "1970-01-01T00:00:00Z";
 
 const ANN_CREATED: &str = "org.opencontainers.image.created";
 const ANN_VERSION: &str = "org.opencontainers.image.version";
@@ -109,7 +109,7 @@ fn valid_tag(t: &str) -> bool {
 
 /// The tag used when the target names none: the CLI version, made a legal
 /// tag the way Helm does it for SemVer build metadata (`+` → `_`).
-pub fn default_tag() -> String {
+pub(crate) fn default_tag() -> String {
     let mut tag: String = crate::VERSION
         .chars()
         .map(|c| {
@@ -174,7 +174,7 @@ impl Target {
     }
 
     /// `registry/repository@digest`, what `--image-refs` records.
-    pub fn digest_ref(&self, digest: &str) -> String {
+    pub(crate) fn digest_ref(&self, digest: &str) -> String {
         format!("{}/{}@{digest}", self.registry, self.repository)
     }
 
@@ -209,7 +209,7 @@ fn header(kind: tar::EntryType, mode: u32, size: u64) -> tar::Header {
 /// The bundle as a gzip tar whose bytes depend only on the files: sorted
 /// paths, parents before children as `0755` directories, no times, owners
 /// or host details.
-pub fn pack(files: &BTreeMap<String, BundleFile>) -> Result<Vec<u8>> {
+pub(crate) fn pack(files: &BTreeMap<String, BundleFile>) -> Result<Vec<u8>> {
     // Directory keys end in `/`, so each sorts right before its contents.
     let mut entries: BTreeMap<String, Option<&BundleFile>> = BTreeMap::new();
     for (path, file) in files {
@@ -264,7 +264,7 @@ fn digest_of(bytes: &[u8]) -> String {
 }
 
 /// The manifest bytes exactly as pushed, for a packed layer.
-pub fn manifest(layer: &[u8], repository: &str) -> Result<Vec<u8>> {
+pub(crate) fn manifest(layer: &[u8], repository: &str) -> Result<Vec<u8>> {
     let annotations = BTreeMap::from([
         (ANN_CREATED.to_string(), CREATED.to_string()),
         (ANN_VERSION.to_string(), crate::VERSION.to_string()),

@@ -68,7 +68,7 @@ const TEMPLATES: &[(&str, &str)] = &[
 ];
 
 /// Single-quote for POSIX shells: `it's` → `'it'\''s'`.
-pub fn shell_quote(s: &str) -> String {
+pub(crate) fn shell_quote(s: &str) -> String {
     format!("'{}'", s.replace('\'', r"'\''"))
 }
 
@@ -121,7 +121,7 @@ const SCRIPT_PARTS: &[(&str, &str)] = &[
 ];
 
 /// Add the verbatim script sections (`parts.<name>`) to a context.
-pub fn insert_script_parts(ctx: &mut Context) {
+pub(crate) fn insert_script_parts(ctx: &mut Context) {
     let parts: HashMap<&str, &str> = SCRIPT_PARTS.iter().copied().collect();
     ctx.insert("parts", &parts);
 }
@@ -148,7 +148,7 @@ fn tera_error(what: &str, e: &tera::Error) -> Error {
 }
 
 /// Render template `name` (one of the embedded files, without `.tera`).
-pub fn render(name: &str, ctx: &Context) -> Result<String> {
+pub(crate) fn render(name: &str, ctx: &Context) -> Result<String> {
     let mut t = engine().lock().unwrap_or_else(|p| p.into_inner());
     if !t.get_template_names().any(|n| n == name) {
         let (_, src) = TEMPLATES
@@ -162,7 +162,7 @@ pub fn render(name: &str, ctx: &Context) -> Result<String> {
 }
 
 /// A context with the values every template uses.
-pub fn context() -> Context {
+pub(crate) fn context() -> Context {
     let mut c = Context::new();
     c.insert("version", crate::VERSION);
     c.insert("lb", "{{");

@@ -1,7 +1,7 @@
 //! Parsers for the bundle command's `--set` and `--dynamic` options and the
 //! value type conversion `--set` applies. Pure string handling; knows nothing
 //! about the registry or the recipe (keys are resolved by the bundler).
-//! Selectors, tolerations and taints use the shared `crate::scheduling`.
+//! Selectors, tolerations and taints use the shared `crate::kubernetes::scheduling`.
 
 use std::collections::BTreeMap;
 
@@ -32,17 +32,13 @@ impl SetOverrides {
     }
 
     /// Override keys as the user typed them.
-    pub fn keys(&self) -> impl Iterator<Item = &str> {
+    pub(crate) fn keys(&self) -> impl Iterator<Item = &str> {
         self.entries.keys().map(String::as_str)
     }
 
     /// The `(path, value)` pairs given under one override key.
-    pub fn get(&self, key: &str) -> Option<&[(String, String)]> {
+    pub(crate) fn get(&self, key: &str) -> Option<&[(String, String)]> {
         self.entries.get(key).map(Vec::as_slice)
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
     }
 }
 
@@ -121,11 +117,11 @@ impl DynamicPaths {
         Ok(out)
     }
 
-    pub fn iter(&self) -> impl Iterator<Item = (&str, &[String])> {
+    pub(crate) fn iter(&self) -> impl Iterator<Item = (&str, &[String])> {
         self.entries.iter().map(|(k, v)| (k.as_str(), v.as_slice()))
     }
 
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.entries.is_empty()
     }
 }
@@ -133,7 +129,7 @@ impl DynamicPaths {
 /// The `--set` type conversion, first match wins: `true`/`false`, a base-10
 /// 64-bit integer (sign and leading zeros allowed), a finite float, else the
 /// string. Non-finite floats stay strings: JSON values cannot hold them.
-pub fn convert(raw: &str) -> Value {
+pub(crate) fn convert(raw: &str) -> Value {
     match raw {
         "true" => return Value::Bool(true),
         "false" => return Value::Bool(false),

@@ -9,7 +9,7 @@ use crate::model::criteria::{Criteria, Field};
 use crate::model::registry::{ComponentRegistry, ComponentValidation};
 
 /// What the checks look at besides the registry.
-pub struct Context<'a> {
+pub(crate) struct Context<'a> {
     pub criteria: &'a Criteria,
     pub workload_selector_set: bool,
     pub accelerated_selector_set: bool,
@@ -42,7 +42,7 @@ fn conditions_hold(v: &ComponentValidation, c: &Criteria) -> bool {
 /// Run the validations of every bundled component, in order. Returns the
 /// warnings (already prefixed `Warning: `); the first error-severity
 /// finding fails.
-pub fn run(
+pub(crate) fn run(
     registry: &ComponentRegistry,
     components: &[&str],
     ctx: &Context,

@@ -14,9 +14,9 @@ pub use k8s_openapi::api::core::v1::{Taint, Toleration};
 use super::set::convert;
 use crate::catalog::Catalog;
 use crate::hydrate::{self, deep_merge};
+use crate::kubernetes::scheduling;
 use crate::model::recipe::ComponentRef;
 use crate::model::registry::RegistryComponent;
-use crate::scheduling;
 
 /// Bundle-time scheduling inputs (already parsed).
 #[derive(Debug, Clone, PartialEq)]
@@ -48,7 +48,7 @@ impl Default for Scheduling {
 
 /// A component's values at the end of the pipeline.
 #[derive(Debug, Clone, PartialEq)]
-pub struct ComponentValues {
+pub(crate) struct ComponentValues {
     /// Everything, before the dynamic split: what manifests render with.
     pub full: Value,
     /// What `values.yaml` (or `static/`) carries.
@@ -58,7 +58,7 @@ pub struct ComponentValues {
 }
 
 /// Everything one component's pipeline needs besides the catalog.
-pub struct Inputs<'a> {
+pub(crate) struct Inputs<'a> {
     pub component: &'a ComponentRef,
     pub registry: Option<&'a RegistryComponent>,
     /// The `--set` pairs that apply to this component (`enabled` included;
@@ -73,7 +73,7 @@ pub struct Inputs<'a> {
 
 /// Run the pipeline. Problems that the spec calls warnings (unloadable
 /// values, `--set` paths through non-maps) are logged and the rest goes on.
-pub fn compute(catalog: &Catalog, i: &Inputs) -> ComponentValues {
+pub(crate) fn compute(catalog: &Catalog, i: &Inputs) -> ComponentValues {
     let name = &i.component.name;
     let mut values = match hydrate::component_values(catalog, i.component) {
         Ok(v) if v.is_object() => v,
@@ -206,7 +206,7 @@ fn inject_scheduling(
 }
 
 /// A taint as the string charts take: `key=value:effect` or `key:effect`.
-pub fn taint_string(t: &Taint) -> String {
+pub(crate) fn taint_string(t: &Taint) -> String {
     match t.value.as_deref() {
         Some(v) if !v.is_empty() => format!("{}={v}:{}", t.key, t.effect),
         _ => format!("{}:{}", t.key, t.effect),
@@ -215,7 +215,7 @@ pub fn taint_string(t: &Taint) -> String {
 
 /// Set a dot path, creating missing maps; an existing non-map on the way
 /// is an error (the `--set` rule).
-pub fn set_strict(root: &mut Value, path: &str, v: Value) -> Result<(), String> {
+pub(crate) fn set_strict(root: &mut Value, path: &str, v: Value) -> Result<(), String> {
     let segs: Vec<&str> = path.split('.').collect();
     let mut cur = root;
     for (i, seg) in segs.iter().enumerate() {
@@ -235,7 +235,7 @@ pub fn set_strict(root: &mut Value, path: &str, v: Value) -> Result<(), String> 
 
 /// Set a dot path, replacing any non-map on the way with a map (the
 /// scheduling-injection rule).
-pub fn set_lenient(root: &mut Value, path: &str, v: Value) {
+pub(crate) fn set_lenient(root: &mut Value, path: &str, v: Value) {
     let segs: Vec<&str> = path.split('.').collect();
     let mut cur = root;
     for (i, seg) in segs.iter().enumerate() {
@@ -254,7 +254,7 @@ pub fn set_lenient(root: &mut Value, path: &str, v: Value) {
 }
 
 /// Remove and return the value at a dot path, if every step exists.
-pub fn take_path(root: &mut Value, path: &str) -> Option<Value> {
+pub(crate) fn take_path(root: &mut Value, path: &str) -> Option<Value> {
     let (parent, leaf) = match path.rsplit_once('.') {
         Some((p, l)) => (Some(p), l),
         None => (None, path),
@@ -271,8 +271,8 @@ pub fn take_path(root: &mut Value, path: &str) -> Option<Value> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::kubernetes::scheduling::{parse_taint, parse_tolerations};
     use crate::model::registry::{NodeScheduling, SchedulingPaths};
-    use crate::scheduling::{parse_taint, parse_tolerations};
     use serde_json::json;
 
     fn gpu_registry() -> RegistryComponent {

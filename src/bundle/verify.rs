@@ -26,7 +26,7 @@ pub enum TrustLevel {
 }
 
 impl TrustLevel {
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             TrustLevel::Unknown => "unknown",
             TrustLevel::Unverified => "unverified",
@@ -129,7 +129,7 @@ impl VersionConstraint {
         Ok(VersionConstraint { op, version })
     }
 
-    pub fn allows(&self, v: &semver::Version) -> bool {
+    pub(crate) fn allows(&self, v: &semver::Version) -> bool {
         let (a, b) = (v, &self.version);
         match self.op {
             "==" => a == b,

@@ -11,12 +11,12 @@ use super::criteria::{Criteria, OverlayCriteria};
 use super::recipe::API_VERSION;
 use crate::error::{Error, Result};
 
-pub const CONFIG_KIND: &str = "AICRConfig";
+pub(crate) const CONFIG_KIND: &str = "AICRConfig";
 
 /// Output formats `recipe` accepts.
-pub const OUTPUT_FORMATS: [&str; 3] = ["yaml", "json", "table"];
+pub(crate) const OUTPUT_FORMATS: [&str; 3] = ["yaml", "json", "table"];
 /// Deployers `bundle` accepts.
-pub const DEPLOYERS: [&str; 3] = ["helm", "argocd", "argocd-helm"];
+pub(crate) const DEPLOYERS: [&str; 3] = ["helm", "argocd", "argocd-helm"];
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -241,7 +241,7 @@ impl AicrConfig {
 
 /// Lexical path cleaning: drop `.`, collapse separators, resolve `..`
 /// against preceding segments. No filesystem access.
-pub fn clean_path(p: &str) -> PathBuf {
+pub(crate) fn clean_path(p: &str) -> PathBuf {
     let mut out: Vec<Component> = Vec::new();
     for c in Path::new(p).components() {
         match c {

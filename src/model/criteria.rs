@@ -53,7 +53,7 @@ impl Field {
 
     /// Normalise a user-supplied value: trim, lower-case, resolve aliases.
     /// Empty and the wildcard spellings give [`ANY`].
-    pub fn parse(self, raw: &str) -> Result<&'static str> {
+    pub(crate) fn parse(self, raw: &str) -> Result<&'static str> {
         let v = raw.trim().to_ascii_lowercase();
         if v.is_empty() || v == ANY {
             return Ok(ANY);

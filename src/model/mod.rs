@@ -8,6 +8,6 @@ pub mod registry;
 pub mod snapshot;
 
 pub use criteria::{ANY, Criteria, Field, OverlayCriteria};
-pub use recipe::{ComponentRef, Constraint, RecipeMetadata, RecipeResult, Validation};
-pub use registry::{ComponentRegistry, RegistryComponent};
+pub use recipe::{Constraint, RecipeMetadata, RecipeResult};
+pub use registry::ComponentRegistry;
 pub use snapshot::{Measurement, Reading, Snapshot, Subtype};

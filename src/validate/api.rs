@@ -4,7 +4,7 @@
 //!
 //! Owns transport and error text only; what an answer means is the checks'
 //! business. Nothing here decides pass or fail. Named for the API server
-//! it talks to: `crate::cluster` is the snapshot's cluster reader.
+//! it talks to: `crate::kubernetes::measure` is the snapshot's cluster reader.
 
 use std::future::Future;
 use std::time::Duration;
@@ -18,7 +18,7 @@ use tokio::time::Instant;
 
 /// A resource type by group, version and plural.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Res {
+pub(crate) struct ResourceType {
     pub group: &'static str,
     pub version: &'static str,
     pub kind: &'static str,
@@ -26,15 +26,15 @@ pub struct Res {
     pub namespaced: bool,
 }
 
-impl Res {
+impl ResourceType {
     const fn new(
         group: &'static str,
         version: &'static str,
         kind: &'static str,
         plural: &'static str,
         namespaced: bool,
-    ) -> Res {
-        Res {
+    ) -> ResourceType {
+        ResourceType {
             group,
             version,
             kind,
@@ -43,7 +43,7 @@ impl Res {
         }
     }
 
-    pub fn api_version(&self) -> String {
+    pub(crate) fn api_version(&self) -> String {
         if self.group.is_empty() {
             self.version.to_string()
         } else {
@@ -62,110 +62,117 @@ impl Res {
     }
 }
 
-pub const NAMESPACE: Res = Res::new("", "v1", "Namespace", "namespaces", false);
-pub const NODE: Res = Res::new("", "v1", "Node", "nodes", false);
-pub const POD: Res = Res::new("", "v1", "Pod", "pods", true);
-pub const SERVICE: Res = Res::new("", "v1", "Service", "services", true);
-pub const CONFIG_MAP: Res = Res::new("", "v1", "ConfigMap", "configmaps", true);
-pub const SECRET: Res = Res::new("", "v1", "Secret", "secrets", true);
-pub const SERVICE_ACCOUNT: Res = Res::new("", "v1", "ServiceAccount", "serviceaccounts", true);
-pub const DEPLOYMENT: Res = Res::new("apps", "v1", "Deployment", "deployments", true);
-pub const DAEMON_SET: Res = Res::new("apps", "v1", "DaemonSet", "daemonsets", true);
-pub const STATEFUL_SET: Res = Res::new("apps", "v1", "StatefulSet", "statefulsets", true);
-pub const JOB: Res = Res::new("batch", "v1", "Job", "jobs", true);
-pub const CLUSTER_ROLE_BINDING: Res = Res::new(
+pub(crate) const NAMESPACE: ResourceType =
+    ResourceType::new("", "v1", "Namespace", "namespaces", false);
+pub(crate) const NODE: ResourceType = ResourceType::new("", "v1", "Node", "nodes", false);
+pub(crate) const POD: ResourceType = ResourceType::new("", "v1", "Pod", "pods", true);
+pub(crate) const SERVICE: ResourceType = ResourceType::new("", "v1", "Service", "services", true);
+pub(crate) const CONFIG_MAP: ResourceType =
+    ResourceType::new("", "v1", "ConfigMap", "configmaps", true);
+pub(crate) const SECRET: ResourceType = ResourceType::new("", "v1", "Secret", "secrets", true);
+pub(crate) const SERVICE_ACCOUNT: ResourceType =
+    ResourceType::new("", "v1", "ServiceAccount", "serviceaccounts", true);
+pub(crate) const DEPLOYMENT: ResourceType =
+    ResourceType::new("apps", "v1", "Deployment", "deployments", true);
+pub(crate) const DAEMON_SET: ResourceType =
+    ResourceType::new("apps", "v1", "DaemonSet", "daemonsets", true);
+pub(crate) const STATEFUL_SET: ResourceType =
+    ResourceType::new("apps", "v1", "StatefulSet", "statefulsets", true);
+pub(crate) const JOB: ResourceType = ResourceType::new("batch", "v1", "Job", "jobs", true);
+pub(crate) const CLUSTER_ROLE_BINDING: ResourceType = ResourceType::new(
     "rbac.authorization.k8s.io",
     "v1",
     "ClusterRoleBinding",
     "clusterrolebindings",
     false,
 );
-pub const CRD: Res = Res::new(
+pub(crate) const CRD: ResourceType = ResourceType::new(
     "apiextensions.k8s.io",
     "v1",
     "CustomResourceDefinition",
     "customresourcedefinitions",
     false,
 );
-pub const HPA: Res = Res::new(
+pub(crate) const HPA: ResourceType = ResourceType::new(
     "autoscaling",
     "v2",
     "HorizontalPodAutoscaler",
     "horizontalpodautoscalers",
     true,
 );
-pub const ENDPOINT_SLICE: Res = Res::new(
+pub(crate) const ENDPOINT_SLICE: ResourceType = ResourceType::new(
     "discovery.k8s.io",
     "v1",
     "EndpointSlice",
     "endpointslices",
     true,
 );
-pub const VALIDATING_WEBHOOK: Res = Res::new(
+pub(crate) const VALIDATING_WEBHOOK: ResourceType = ResourceType::new(
     "admissionregistration.k8s.io",
     "v1",
     "ValidatingWebhookConfiguration",
     "validatingwebhookconfigurations",
     false,
 );
-pub const CLUSTER_POLICY: Res = Res::new(
+pub(crate) const CLUSTER_POLICY: ResourceType = ResourceType::new(
     "nvidia.com",
     "v1",
     "ClusterPolicy",
     "clusterpolicies",
     false,
 );
-pub const SKYHOOK: Res = Res::new(
+pub(crate) const SKYHOOK: ResourceType = ResourceType::new(
     "skyhook.nvidia.com",
     "v1alpha1",
     "Skyhook",
     "skyhooks",
     false,
 );
-pub const RESOURCE_SLICE: Res = Res::new(
+pub(crate) const RESOURCE_SLICE: ResourceType = ResourceType::new(
     "resource.k8s.io",
     "v1",
     "ResourceSlice",
     "resourceslices",
     false,
 );
-pub const RESOURCE_CLAIM: Res = Res::new(
+pub(crate) const RESOURCE_CLAIM: ResourceType = ResourceType::new(
     "resource.k8s.io",
     "v1",
     "ResourceClaim",
     "resourceclaims",
     true,
 );
-pub const POD_GROUP: Res = Res::new(
+pub(crate) const POD_GROUP: ResourceType = ResourceType::new(
     "scheduling.run.ai",
     "v2alpha2",
     "PodGroup",
     "podgroups",
     true,
 );
-pub const GATEWAY_CLASS: Res = Res::new(
+pub(crate) const GATEWAY_CLASS: ResourceType = ResourceType::new(
     "gateway.networking.k8s.io",
     "v1",
     "GatewayClass",
     "gatewayclasses",
     false,
 );
-pub const GATEWAY: Res = Res::new(
+pub(crate) const GATEWAY: ResourceType = ResourceType::new(
     "gateway.networking.k8s.io",
     "v1",
     "Gateway",
     "gateways",
     true,
 );
-pub const NODE_POOL: Res = Res::new("karpenter.sh", "v1", "NodePool", "nodepools", false);
-pub const TRAIN_JOB: Res = Res::new(
+pub(crate) const NODE_POOL: ResourceType =
+    ResourceType::new("karpenter.sh", "v1", "NodePool", "nodepools", false);
+pub(crate) const TRAIN_JOB: ResourceType = ResourceType::new(
     "trainer.kubeflow.org",
     "v1alpha1",
     "TrainJob",
     "trainjobs",
     true,
 );
-pub const TRAINING_RUNTIME: Res = Res::new(
+pub(crate) const TRAINING_RUNTIME: ResourceType = ResourceType::new(
     "trainer.kubeflow.org",
     "v1alpha1",
     "TrainingRuntime",
@@ -176,7 +183,7 @@ pub const TRAINING_RUNTIME: Res = Res::new(
 /// A failed API call, kept with its HTTP code for callers that branch on
 /// it (404 means "absent", everything else fails closed).
 #[derive(Debug)]
-pub struct ApiError {
+pub(crate) struct ApiError {
     pub code: Option<u16>,
     pub text: String,
 }
@@ -188,11 +195,11 @@ impl std::fmt::Display for ApiError {
 }
 
 impl ApiError {
-    pub fn is_not_found(&self) -> bool {
+    pub(crate) fn is_not_found(&self) -> bool {
         self.code == Some(404)
     }
 
-    pub fn other(text: impl Into<String>) -> ApiError {
+    pub(crate) fn other(text: impl Into<String>) -> ApiError {
         ApiError {
             code: None,
             text: text.into(),
@@ -225,20 +232,20 @@ impl From<kube::Error> for ApiError {
     }
 }
 
-pub type ApiResult<T> = std::result::Result<T, ApiError>;
+pub(crate) type ApiResult<T> = std::result::Result<T, ApiError>;
 
 /// A cloneable handle on the cluster.
 #[derive(Clone)]
-pub struct Cluster {
+pub(crate) struct Cluster {
     client: kube::Client,
 }
 
 impl Cluster {
-    pub fn new(client: kube::Client) -> Cluster {
+    pub(crate) fn new(client: kube::Client) -> Cluster {
         Cluster { client }
     }
 
-    fn api(&self, r: &Res, namespace: Option<&str>) -> Api<DynamicObject> {
+    fn api(&self, r: &ResourceType, namespace: Option<&str>) -> Api<DynamicObject> {
         let ar = r.api_resource();
         match namespace {
             Some(ns) if r.namespaced => Api::namespaced_with(self.client.clone(), ns, &ar),
@@ -247,7 +254,12 @@ impl Cluster {
     }
 
     /// One object; `None` when the API answers 404.
-    pub async fn get(&self, r: &Res, namespace: &str, name: &str) -> ApiResult<Option<Value>> {
+    pub(crate) async fn get(
+        &self,
+        r: &ResourceType,
+        namespace: &str,
+        name: &str,
+    ) -> ApiResult<Option<Value>> {
         match self.api(r, Some(namespace)).get(name).await {
             Ok(o) => Ok(Some(to_value(o))),
             Err(e) => {
@@ -258,13 +270,23 @@ impl Cluster {
     }
 
     /// One object; 404 is an error like any other.
-    pub async fn fetch(&self, r: &Res, namespace: &str, name: &str) -> ApiResult<Value> {
+    pub(crate) async fn fetch(
+        &self,
+        r: &ResourceType,
+        namespace: &str,
+        name: &str,
+    ) -> ApiResult<Value> {
         Ok(to_value(self.api(r, Some(namespace)).get(name).await?))
     }
 
     /// Objects of a type in one namespace (`""`: all namespaces or a
     /// cluster-scoped type), optionally by label selector.
-    pub async fn list(&self, r: &Res, namespace: &str, labels: &str) -> ApiResult<Vec<Value>> {
+    pub(crate) async fn list(
+        &self,
+        r: &ResourceType,
+        namespace: &str,
+        labels: &str,
+    ) -> ApiResult<Vec<Value>> {
         let ns = (!namespace.is_empty()).then_some(namespace);
         let mut lp = ListParams::default();
         if !labels.is_empty() {
@@ -274,7 +296,12 @@ impl Cluster {
         Ok(list.items.into_iter().map(to_value).collect())
     }
 
-    pub async fn create(&self, r: &Res, namespace: &str, object: Value) -> ApiResult<Value> {
+    pub(crate) async fn create(
+        &self,
+        r: &ResourceType,
+        namespace: &str,
+        object: Value,
+    ) -> ApiResult<Value> {
         let obj: DynamicObject =
             serde_json::from_value(object).map_err(|e| ApiError::other(e.to_string()))?;
         Ok(to_value(
@@ -285,7 +312,12 @@ impl Cluster {
     }
 
     /// Create, treating "already exists" as done.
-    pub async fn ensure(&self, r: &Res, namespace: &str, object: Value) -> ApiResult<()> {
+    pub(crate) async fn ensure(
+        &self,
+        r: &ResourceType,
+        namespace: &str,
+        object: Value,
+    ) -> ApiResult<()> {
         match self.create(r, namespace, object).await {
             Err(e) if e.code == Some(409) => Ok(()),
             other => other.map(|_| ()),
@@ -293,9 +325,9 @@ impl Cluster {
     }
 
     /// Server-side apply with `manager`, forcing ownership.
-    pub async fn apply(
+    pub(crate) async fn apply(
         &self,
-        r: &Res,
+        r: &ResourceType,
         namespace: &str,
         name: &str,
         object: Value,
@@ -313,9 +345,9 @@ impl Cluster {
     }
 
     /// A JSON merge patch.
-    pub async fn merge_patch(
+    pub(crate) async fn merge_patch(
         &self,
-        r: &Res,
+        r: &ResourceType,
         namespace: &str,
         name: &str,
         patch: Value,
@@ -328,7 +360,12 @@ impl Cluster {
     }
 
     /// Delete with foreground propagation; an object already gone is fine.
-    pub async fn delete(&self, r: &Res, namespace: &str, name: &str) -> ApiResult<()> {
+    pub(crate) async fn delete(
+        &self,
+        r: &ResourceType,
+        namespace: &str,
+        name: &str,
+    ) -> ApiResult<()> {
         let dp = DeleteParams {
             propagation_policy: Some(PropagationPolicy::Foreground),
             ..DeleteParams::default()
@@ -344,7 +381,7 @@ impl Cluster {
 
     /// The plurals a group-version serves; `None` when it is not served
     /// (404). Any other failure is an error, so callers fail closed on it.
-    pub async fn served(&self, group_version: &str) -> ApiResult<Option<Vec<String>>> {
+    pub(crate) async fn served(&self, group_version: &str) -> ApiResult<Option<Vec<String>>> {
         let answer = if group_version.contains('/') {
             self.client.list_api_group_resources(group_version).await
         } else {
@@ -367,7 +404,7 @@ impl Cluster {
 
     /// GET an API server path and return the body text (service proxy,
     /// aggregated metrics APIs).
-    pub async fn raw_get(&self, path: &str) -> ApiResult<String> {
+    pub(crate) async fn raw_get(&self, path: &str) -> ApiResult<String> {
         let req = http::Request::get(path)
             .body(Vec::new())
             .map_err(|e| ApiError::other(format!("invalid request path {path:?}: {e}")))?;
@@ -375,19 +412,23 @@ impl Cluster {
     }
 
     /// The first container's log of a pod.
-    pub async fn logs(&self, namespace: &str, pod: &str) -> ApiResult<String> {
+    pub(crate) async fn logs(&self, namespace: &str, pod: &str) -> ApiResult<String> {
         let api: Api<k8s_openapi::api::core::v1::Pod> =
             Api::namespaced(self.client.clone(), namespace);
         Ok(api.logs(pod, &LogParams::default()).await?)
     }
 
     /// The API server's `gitVersion`, as a reachability probe.
-    pub async fn server_version(&self) -> ApiResult<String> {
+    pub(crate) async fn server_version(&self) -> ApiResult<String> {
         Ok(self.client.apiserver_version().await?.git_version)
     }
 
     /// Resolve `apiVersion` + `kind` to a resource type through discovery.
-    pub async fn resolve(&self, api_version: &str, kind: &str) -> ApiResult<Option<Dynamic>> {
+    pub(crate) async fn resolve(
+        &self,
+        api_version: &str,
+        kind: &str,
+    ) -> ApiResult<Option<Dynamic>> {
         let (group, version) = match api_version.split_once('/') {
             Some((g, v)) => (g, v),
             None => ("", api_version),
@@ -408,7 +449,7 @@ impl Cluster {
     }
 
     /// Objects of a discovered type, by optional name, namespace and labels.
-    pub async fn find(
+    pub(crate) async fn find(
         &self,
         d: &Dynamic,
         namespace: &str,
@@ -449,7 +490,7 @@ impl Cluster {
 
 /// A type found through discovery.
 #[derive(Debug, Clone)]
-pub struct Dynamic {
+pub(crate) struct Dynamic {
     ar: ApiResource,
     namespaced: bool,
 }
@@ -460,7 +501,11 @@ fn to_value(o: DynamicObject) -> Value {
 
 /// Poll `probe` until it yields a value or `deadline` passes, backing off
 /// from 100 ms up to `max_interval`.
-pub async fn poll<T, F, Fut>(deadline: Instant, max_interval: Duration, mut probe: F) -> Option<T>
+pub(crate) async fn poll<T, F, Fut>(
+    deadline: Instant,
+    max_interval: Duration,
+    mut probe: F,
+) -> Option<T>
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Option<T>>,
@@ -480,22 +525,22 @@ where
 }
 
 /// Small JSON accessors for status fields.
-pub fn str_at<'a>(v: &'a Value, pointer: &str) -> &'a str {
+pub(crate) fn str_at<'a>(v: &'a Value, pointer: &str) -> &'a str {
     v.pointer(pointer).and_then(Value::as_str).unwrap_or("")
 }
 
-pub fn int_at(v: &Value, pointer: &str) -> Option<i64> {
+pub(crate) fn int_at(v: &Value, pointer: &str) -> Option<i64> {
     let x = v.pointer(pointer)?;
     x.as_i64()
         .or_else(|| x.as_str().and_then(|s| s.parse().ok()))
 }
 
-pub fn name_of(v: &Value) -> &str {
+pub(crate) fn name_of(v: &Value) -> &str {
     str_at(v, "/metadata/name")
 }
 
 /// A condition of `type` has status `True`.
-pub fn condition_true(v: &Value, kind: &str) -> bool {
+pub(crate) fn condition_true(v: &Value, kind: &str) -> bool {
     v.pointer("/status/conditions")
         .and_then(Value::as_array)
         .is_some_and(|cs| {
@@ -506,7 +551,7 @@ pub fn condition_true(v: &Value, kind: &str) -> bool {
 
 /// A Kubernetes quantity as a count (`"8"`, `8`); fractional or suffixed
 /// quantities are not device counts and read as zero.
-pub fn quantity_count(v: Option<&Value>) -> i64 {
+pub(crate) fn quantity_count(v: Option<&Value>) -> i64 {
     match v {
         Some(Value::String(s)) => s.parse().unwrap_or(0),
         Some(Value::Number(n)) => n.as_i64().unwrap_or(0),
@@ -515,7 +560,7 @@ pub fn quantity_count(v: Option<&Value>) -> i64 {
 }
 
 /// Nodes that can take GPU work: schedulable, with allocatable GPUs.
-pub fn gpu_nodes(nodes: &[Value]) -> Vec<&Value> {
+pub(crate) fn gpu_nodes(nodes: &[Value]) -> Vec<&Value> {
     nodes
         .iter()
         .filter(|n| n.pointer("/spec/unschedulable") != Some(&Value::Bool(true)))

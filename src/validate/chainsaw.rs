@@ -40,7 +40,7 @@ struct Op {
 
 /// Run one component's asserts until they hold or `deadline` passes. The
 /// error is the explanation to report.
-pub async fn run(
+pub(crate) async fn run(
     cluster: &Cluster,
     text: &str,
     deadline: Instant,

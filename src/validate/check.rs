@@ -20,18 +20,18 @@ use tokio::time::Instant;
 
 use crate::catalog::Catalog;
 use crate::error::Result;
+use crate::kubernetes::scheduling;
 use crate::model::recipe::{Phase, RecipeResult};
 use crate::model::snapshot::Snapshot;
-use crate::scheduling;
 
 use super::api::{self, Cluster};
 
 /// Extra time a check gets past its catalog timeout before it is abandoned
 /// (its own waits end at the timeout, so it normally reports first).
-pub const GRACE: Duration = Duration::from_secs(30);
+pub(crate) const GRACE: Duration = Duration::from_secs(30);
 
 /// A catalog entry without a timeout gets this one.
-pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(300);
+pub(crate) const DEFAULT_TIMEOUT: Duration = Duration::from_secs(300);
 
 /// Run-wide settings the CLI gathers from flags.
 #[derive(Debug, Clone)]
@@ -43,6 +43,8 @@ pub struct Settings {
     pub cleanup: bool,
     /// Handed to external tools (chainsaw) so they reach the same cluster.
     pub kubeconfig: Option<PathBuf>,
+    /// Bound on each Kubernetes API request.
+    pub kube_timeout: std::time::Duration,
     /// The CLI version, for reports and image tags.
     pub version: String,
     /// Replaces the registry part of validator Job images (for mirrors).
@@ -75,7 +77,7 @@ impl Scheduling {
     }
 
     /// `AICR_NODE_SELECTOR` for validator Jobs: `k=v` pairs, keys sorted.
-    pub fn selector_env(&self) -> Option<String> {
+    pub(crate) fn selector_env(&self) -> Option<String> {
         (!self.node_selector.is_empty()).then(|| {
             self.node_selector
                 .iter()
@@ -86,7 +88,7 @@ impl Scheduling {
     }
 
     /// `AICR_TOLERATIONS` for validator Jobs, in the flag grammar.
-    pub fn tolerations_env(&self) -> Option<String> {
+    pub(crate) fn tolerations_env(&self) -> Option<String> {
         (!self.tolerations.is_empty()).then(|| {
             self.tolerations
                 .iter()
@@ -104,7 +106,7 @@ impl Scheduling {
     }
 
     /// Tolerations for an inner workload: the flags, else tolerate all.
-    pub fn pod_tolerations(&self) -> Value {
+    pub(crate) fn pod_tolerations(&self) -> Value {
         if self.tolerations.is_empty() {
             return json!([scheduling::tolerate_all()]);
         }
@@ -113,7 +115,10 @@ impl Scheduling {
 
     /// The node selector for an inner workload: the flags replace the
     /// platform default.
-    pub fn pod_node_selector(&self, default: BTreeMap<String, String>) -> BTreeMap<String, String> {
+    pub(crate) fn pod_node_selector(
+        &self,
+        default: BTreeMap<String, String>,
+    ) -> BTreeMap<String, String> {
         if self.node_selector.is_empty() {
             default
         } else {
@@ -122,7 +127,7 @@ impl Scheduling {
     }
 
     /// Put both on a pod spec that is not pinned to a node.
-    pub fn apply(&self, pod_spec: &mut Value, default_selector: BTreeMap<String, String>) {
+    pub(crate) fn apply(&self, pod_spec: &mut Value, default_selector: BTreeMap<String, String>) {
         let selector = self.pod_node_selector(default_selector);
         if !selector.is_empty() {
             pod_spec["nodeSelector"] = json!(selector);
@@ -141,13 +146,13 @@ pub enum PhaseName {
 }
 
 impl PhaseName {
-    pub const ALL: [PhaseName; 3] = [
+    pub(crate) const ALL: [PhaseName; 3] = [
         PhaseName::Deployment,
         PhaseName::Performance,
         PhaseName::Conformance,
     ];
 
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             PhaseName::Deployment => "deployment",
             PhaseName::Performance => "performance",
@@ -155,12 +160,12 @@ impl PhaseName {
         }
     }
 
-    pub fn parse(s: &str) -> Option<PhaseName> {
+    pub(crate) fn parse(s: &str) -> Option<PhaseName> {
         PhaseName::ALL.into_iter().find(|p| p.as_str() == s)
     }
 
     /// The recipe's block for this phase, if it has one.
-    pub fn of(self, recipe: &RecipeResult) -> Option<&Phase> {
+    pub(crate) fn of(self, recipe: &RecipeResult) -> Option<&Phase> {
         let v = recipe.validation.as_ref()?;
         match self {
             PhaseName::Deployment => v.deployment.as_ref(),
@@ -212,20 +217,20 @@ pub struct Validator {
 
 impl Validator {
     /// The budget for one run of the check; zero or absent means 5 minutes.
-    pub fn timeout(&self) -> Duration {
+    pub(crate) fn timeout(&self) -> Duration {
         match humantime::parse_duration(self.timeout.trim()) {
             Ok(d) if !d.is_zero() => d,
             _ => DEFAULT_TIMEOUT,
         }
     }
 
-    pub fn phase_name(&self) -> Option<PhaseName> {
+    pub(crate) fn phase_name(&self) -> Option<PhaseName> {
         PhaseName::parse(&self.phase)
     }
 }
 
 /// `registry/org/name:tag@digest` → `registry/org/name`.
-pub fn image_repository(image: &str) -> &str {
+pub(crate) fn image_repository(image: &str) -> &str {
     let no_digest = image.split('@').next().unwrap_or(image);
     match no_digest.rfind(':') {
         Some(i) if !no_digest[i..].contains('/') => &no_digest[..i],
@@ -235,7 +240,7 @@ pub fn image_repository(image: &str) -> &str {
 
 /// How a check ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Verdict {
+pub(crate) enum Verdict {
     Pass,
     Fail(String),
     /// The cluster lacks what the check needs; the reason says what.
@@ -246,7 +251,7 @@ pub enum Verdict {
 
 impl Verdict {
     /// Pass when `problems` is empty, else one failure naming them all.
-    pub fn from_problems(what: &str, problems: &[String]) -> Verdict {
+    pub(crate) fn from_problems(what: &str, problems: &[String]) -> Verdict {
         if problems.is_empty() {
             Verdict::Pass
         } else {
@@ -257,26 +262,26 @@ impl Verdict {
 
 /// A check's evidence lines and its deadline.
 #[derive(Debug)]
-pub struct CheckLog {
+pub(crate) struct CheckLog {
     pub lines: Vec<String>,
     pub deadline: Instant,
 }
 
 impl CheckLog {
-    pub fn new(budget: Duration) -> CheckLog {
+    pub(crate) fn new(budget: Duration) -> CheckLog {
         CheckLog {
             lines: Vec::new(),
             deadline: Instant::now() + budget,
         }
     }
 
-    pub fn say(&mut self, line: impl Into<String>) {
+    pub(crate) fn say(&mut self, line: impl Into<String>) {
         self.lines.push(line.into());
     }
 
     /// The deadline, brought forward by `margin` so a wait leaves time to
     /// clean up and report.
-    pub fn deadline_less(&self, margin: Duration) -> Instant {
+    pub(crate) fn deadline_less(&self, margin: Duration) -> Instant {
         let now = Instant::now();
         if self.deadline > now + margin {
             self.deadline - margin
@@ -287,7 +292,7 @@ impl CheckLog {
 }
 
 /// Everything a check may read, shared by all checks of a run.
-pub struct Ctx<'a> {
+pub(crate) struct Ctx<'a> {
     pub cluster: Cluster,
     pub recipe: &'a RecipeResult,
     /// Recipe data (embedded catalog plus `--data`): manifests, assert files.
@@ -300,7 +305,7 @@ pub struct Ctx<'a> {
 }
 
 impl<'a> Ctx<'a> {
-    pub fn new(
+    pub(crate) fn new(
         cluster: Cluster,
         recipe: &'a RecipeResult,
         data: &'a Catalog,
@@ -319,13 +324,13 @@ impl<'a> Ctx<'a> {
         }
     }
 
-    pub fn namespace(&self) -> &str {
+    pub(crate) fn namespace(&self) -> &str {
         &self.settings.namespace
     }
 
     /// Labels on every object the run creates. The check's name is made a
     /// legal label value: catalog names are free text.
-    pub fn labels(&self, check: &str) -> Value {
+    pub(crate) fn labels(&self, check: &str) -> Value {
         json!({
             "app.kubernetes.io/name": "aicr",
             "app.kubernetes.io/component": "validation",
@@ -337,7 +342,7 @@ impl<'a> Ctx<'a> {
 
     /// Create the validation namespace once per run; it already existing is
     /// fine, and it is never deleted.
-    pub async fn ensure_namespace(&self) -> std::result::Result<(), String> {
+    pub(crate) async fn ensure_namespace(&self) -> std::result::Result<(), String> {
         self.namespace_ready
             .get_or_try_init(|| async {
                 let ns = json!({
@@ -367,7 +372,7 @@ impl<'a> Ctx<'a> {
     }
 
     /// A component's namespace from the recipe, else `default`.
-    pub fn component_namespace(&self, component: &str, default: &str) -> String {
+    pub(crate) fn component_namespace(&self, component: &str, default: &str) -> String {
         self.recipe
             .component(component)
             .map(|c| c.namespace.clone())
@@ -376,14 +381,14 @@ impl<'a> Ctx<'a> {
     }
 
     /// Whether the recipe has the component and it is enabled.
-    pub fn has_component(&self, component: &str) -> bool {
+    pub(crate) fn has_component(&self, component: &str) -> bool {
         self.recipe
             .component(component)
             .is_some_and(|c| c.is_enabled())
     }
 
     /// A phase constraint's expression (`validation.<phase>.constraints`).
-    pub fn phase_constraint(&self, phase: PhaseName, name: &str) -> Option<&'a str> {
+    pub(crate) fn phase_constraint(&self, phase: PhaseName, name: &str) -> Option<&'a str> {
         phase
             .of(self.recipe)?
             .constraints
@@ -394,7 +399,7 @@ impl<'a> Ctx<'a> {
 }
 
 /// 8 random bytes as hex, from the standard library's randomly keyed hasher.
-pub fn random_hex() -> String {
+pub(crate) fn random_hex() -> String {
     use std::hash::{BuildHasher, Hasher};
     let mut h = std::collections::hash_map::RandomState::new().build_hasher();
     h.write_u128(
@@ -407,7 +412,7 @@ pub fn random_hex() -> String {
 }
 
 /// `<YYYYMMDD>-<HHMMSS>-<16 hex>` (UTC).
-pub fn new_run_id() -> String {
+pub(crate) fn new_run_id() -> String {
     let t = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
     let digits: String = t.chars().filter(char::is_ascii_digit).collect();
     format!("{}-{}-{}", &digits[..8], &digits[8..14], random_hex())
@@ -415,7 +420,7 @@ pub fn new_run_id() -> String {
 
 /// A Kubernetes name from arbitrary text: lower case, `[a-z0-9-]`, at most
 /// `max` bytes, no leading or trailing dash.
-pub fn dns_label(text: &str, max: usize) -> String {
+pub(crate) fn dns_label(text: &str, max: usize) -> String {
     let mut s: String = text
         .to_ascii_lowercase()
         .chars()
@@ -428,7 +433,7 @@ pub fn dns_label(text: &str, max: usize) -> String {
 /// A Kubernetes label value from arbitrary text (a validator's name):
 /// `[A-Za-z0-9._-]`, at most 63 bytes, starting and ending alphanumeric;
 /// empty stays empty. The API server refuses any other value.
-pub fn label_value(text: &str) -> String {
+pub(crate) fn label_value(text: &str) -> String {
     let mut s: String = text
         .chars()
         .map(|c| {

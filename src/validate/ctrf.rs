@@ -11,9 +11,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::Result;
 
-pub const REPORT_FORMAT: &str = "CTRF";
-pub const SPEC_VERSION: &str = "0.0.1";
-pub const GENERATED_BY: &str = "aicr";
+pub(crate) const REPORT_FORMAT: &str = "CTRF";
+pub(crate) const SPEC_VERSION: &str = "0.0.1";
+pub(crate) const GENERATED_BY: &str = "aicr";
 
 /// A test's result. `pending` is part of the format but never produced.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -93,7 +93,7 @@ pub struct Report {
 
 /// How a phase (one report) ended, from its summary.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum PhaseStatus {
+pub(crate) enum PhaseStatus {
     Passed,
     Failed,
     Skipped,
@@ -141,7 +141,7 @@ impl Report {
 
     /// `failed` beats `other` beats an empty (`skipped`) phase; a phase whose
     /// tests were all skipped still counts as `passed`.
-    pub fn phase_status(&self) -> PhaseStatus {
+    pub(crate) fn phase_status(&self) -> PhaseStatus {
         let s = &self.results.summary;
         if s.failed > 0 {
             PhaseStatus::Failed
@@ -158,7 +158,7 @@ impl Report {
     /// as it is; otherwise tests are concatenated in order, `start` is the
     /// earliest non-zero start, `stop` the latest stop and `timestamp` the
     /// first report's.
-    pub fn merge(mut reports: Vec<Report>) -> Option<Report> {
+    pub(crate) fn merge(mut reports: Vec<Report>) -> Option<Report> {
         if reports.len() <= 1 {
             return reports.pop();
         }

@@ -142,7 +142,7 @@ fn status_word(s: Status) -> &'static str {
 
 /// The evidence files for a report, in order of first appearance, then
 /// `index.md`; empty when no requirement has a check that ran.
-pub fn render(report: &Report, now: SystemTime) -> Vec<(String, String)> {
+pub(crate) fn render(report: &Report, now: SystemTime) -> Vec<(String, String)> {
     let generated = humantime::format_rfc3339_seconds(now).to_string();
     let mut groups: Vec<(&Requirement, Vec<&Test>)> = Vec::new();
     for t in report.tests() {

@@ -130,7 +130,7 @@ fn lower_modules_name_only_what_lies_beneath_them() {
 
 #[test]
 fn the_reader_sees_paths_groups_and_nesting() {
-    let check = "use crate::validate::{api::{self, Res}, check::Ctx};\n\
+    let check = "use crate::validate::{api::{self, ResourceType}, check::Ctx};\n\
                  use super::super::phases::Plan;\n\
                  use super::gpu;\n\
                  mod tests { use super::*; }";

@@ -41,8 +41,9 @@ use crate::catalog::Catalog;
 use crate::error::{Error, Result};
 use crate::model::recipe::RecipeResult;
 
-pub use check::{PhaseName, Scheduling, Settings};
-pub use ctrf::{PhaseStatus, Report};
+pub(crate) use check::PhaseName;
+pub use check::{Scheduling, Settings};
+pub use ctrf::Report;
 pub use phases::ValidatorCatalog;
 pub use readiness::NodeSnapshot;
 
@@ -191,7 +192,7 @@ pub struct Submission<'a> {
 }
 
 /// The whole evidence collection stops after this long.
-pub const SUBMISSION_LIMIT: std::time::Duration = std::time::Duration::from_secs(20 * 60);
+pub(crate) const SUBMISSION_LIMIT: std::time::Duration = std::time::Duration::from_secs(20 * 60);
 
 /// Run a submission's checks against the cluster; the report holds one
 /// test per check, whatever its outcome. `cancel` stops it as it stops
@@ -265,7 +266,7 @@ pub async fn collect_evidence(
 
 /// A client for the settings' kubeconfig, checked to reach the API server.
 async fn connect(settings: &Settings) -> Result<api::Cluster> {
-    let client = crate::k8s::client(settings.kubeconfig.as_deref())
+    let client = crate::kubernetes::client(settings.kubeconfig.as_deref(), settings.kube_timeout)
         .await
         .map_err(|e| {
             e.wrap(

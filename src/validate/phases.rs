@@ -19,40 +19,53 @@ use super::ctrf::{PhaseStatus, Report, Test, epoch_ms};
 use super::runner::Runner;
 
 /// The catalog's path inside recipe data.
-pub const CATALOG_PATH: &str = "validators/catalog.yaml";
-pub const CATALOG_API_VERSION: &str = "aicr.nvidia.com/v1";
-pub const CATALOG_KIND: &str = "ValidatorCatalog";
+pub(crate) const CATALOG_PATH: &str = "validators/catalog.yaml";
+pub(crate) const CATALOG_API_VERSION: &str = "aicr.nvidia.com/v1";
+pub(crate) const CATALOG_KIND: &str = "ValidatorCatalog";
 
-pub const MSG_NO_CLUSTER: &str = "skipped - no-cluster mode";
-pub const MSG_PREVIOUS_FAILED: &str = "skipped due to previous phase failure";
+pub(crate) const MSG_NO_CLUSTER: &str = "skipped - no-cluster mode";
+pub(crate) const MSG_PREVIOUS_FAILED: &str = "skipped due to previous phase failure";
+
+/// One `--phase` value: a phase, or `all`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PhaseChoice {
+    All,
+    Only(PhaseName),
+}
+
+impl std::str::FromStr for PhaseChoice {
+    type Err = Error;
+
+    fn from_str(v: &str) -> Result<PhaseChoice> {
+        let v = v.trim();
+        if v == "all" {
+            return Ok(PhaseChoice::All);
+        }
+        PhaseName::parse(v).map(PhaseChoice::Only).ok_or_else(|| {
+            Error::invalid(format!(
+                "invalid phase {v:?}: must be one of: deployment, performance, conformance, all"
+            ))
+        })
+    }
+}
 
 /// `--phase` values to the phases to run: none or any `all` means every
 /// phase; otherwise the named ones, deduplicated, always in canonical order
 /// so a later phase can never run before the one it depends on.
-pub fn select(values: &[String]) -> Result<Vec<PhaseName>> {
+pub fn select(choices: &[PhaseChoice]) -> Vec<PhaseName> {
     let mut chosen = Vec::new();
-    let mut all = values.is_empty();
-    for v in values {
-        let v = v.trim();
-        if v == "all" {
-            all = true;
-            continue;
-        }
-        match PhaseName::parse(v) {
-            Some(p) => chosen.push(p),
-            None => {
-                return Err(Error::invalid(format!(
-                    "invalid phase {v:?}: must be one of: deployment, performance, conformance, all"
-                )));
-            }
+    for c in choices {
+        match c {
+            PhaseChoice::All => return PhaseName::ALL.to_vec(),
+            PhaseChoice::Only(p) => chosen.push(*p),
         }
     }
-    if all {
-        return Ok(PhaseName::ALL.to_vec());
+    if chosen.is_empty() {
+        return PhaseName::ALL.to_vec();
     }
     chosen.sort();
     chosen.dedup();
-    Ok(chosen)
+    chosen
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -76,7 +89,7 @@ pub struct ValidatorCatalog {
 
 impl ValidatorCatalog {
     /// Parse and check one catalog document.
-    pub fn parse(text: &str) -> Result<ValidatorCatalog> {
+    pub(crate) fn parse(text: &str) -> Result<ValidatorCatalog> {
         let cat: ValidatorCatalog = crate::yaml::from_yaml(text)?;
         cat.check()?;
         Ok(cat)
@@ -128,7 +141,7 @@ impl ValidatorCatalog {
 
     /// Layer another catalog: an entry with a known name replaces it in
     /// place, new names are appended in their order.
-    pub fn merge(&mut self, other: ValidatorCatalog) {
+    pub(crate) fn merge(&mut self, other: ValidatorCatalog) {
         for v in other.validators {
             match self.validators.iter_mut().find(|x| x.name == v.name) {
                 Some(slot) => *slot = v,
@@ -168,7 +181,7 @@ impl ValidatorCatalog {
     }
 
     /// Every entry of a phase, in catalog order.
-    pub fn phase(&self, phase: PhaseName) -> impl Iterator<Item = &Validator> {
+    pub(crate) fn phase(&self, phase: PhaseName) -> impl Iterator<Item = &Validator> {
         self.validators
             .iter()
             .filter(move |v| v.phase_name() == Some(phase))
@@ -177,7 +190,7 @@ impl ValidatorCatalog {
 
 /// What a run will do: the phases, the catalog and the recipe that chooses
 /// checks from it.
-pub struct Plan<'a> {
+pub(crate) struct Plan<'a> {
     pub phases: Vec<PhaseName>,
     pub catalog: &'a ValidatorCatalog,
     pub recipe: &'a RecipeResult,
@@ -187,7 +200,7 @@ pub struct Plan<'a> {
 impl Plan<'_> {
     /// The catalog checks a phase runs against a cluster: those the recipe
     /// names, in catalog order. Names the catalog lacks are dropped.
-    pub fn checks(&self, phase: PhaseName) -> Vec<&Validator> {
+    pub(crate) fn checks(&self, phase: PhaseName) -> Vec<&Validator> {
         let declared = phase.of(self.recipe).map(|p| &p.checks[..]).unwrap_or(&[]);
         self.catalog
             .phase(phase)
@@ -196,7 +209,7 @@ impl Plan<'_> {
     }
 
     /// Warnings worth a log line before anything runs.
-    pub fn warnings(&self) -> Vec<String> {
+    pub(crate) fn warnings(&self) -> Vec<String> {
         if self.recipe.validation.is_none() {
             return vec![
                 "recipe has no validation section; requested phases will have no checks".into(),
@@ -220,7 +233,7 @@ impl Plan<'_> {
     }
 
     /// A phase that does not run: every catalog entry of it, skipped.
-    pub fn skipped(&self, phase: PhaseName, message: &str, now: SystemTime) -> Report {
+    pub(crate) fn skipped(&self, phase: PhaseName, message: &str, now: SystemTime) -> Report {
         let tests = self
             .catalog
             .phase(phase)
@@ -230,7 +243,7 @@ impl Plan<'_> {
     }
 
     /// `--no-cluster`: every selected phase, all skipped.
-    pub fn no_cluster(&self) -> Vec<Report> {
+    pub(crate) fn no_cluster(&self) -> Vec<Report> {
         self.phases
             .iter()
             .map(|&p| self.skipped(p, MSG_NO_CLUSTER, SystemTime::now()))
@@ -239,7 +252,7 @@ impl Plan<'_> {
 
     /// Run the phases in order. A `failed` phase turns every later phase
     /// into skipped entries.
-    pub async fn run(&self, runner: &mut Runner<'_>) -> Result<Vec<Report>> {
+    pub(crate) async fn run(&self, runner: &mut Runner<'_>) -> Result<Vec<Report>> {
         let mut reports = Vec::new();
         let mut blocked = false;
         for &phase in &self.phases {
@@ -282,11 +295,15 @@ mod tests {
 
     #[test]
     fn selection_is_canonical_and_deduplicated() {
-        let s = |v: &[&str]| select(&v.iter().map(|s| s.to_string()).collect::<Vec<_>>());
+        let s = |v: &[&str]| -> Result<Vec<PhaseName>> {
+            let choices = v.iter().map(|s| s.parse()).collect::<Result<Vec<_>>>()?;
+            Ok(select(&choices))
+        };
         assert_eq!(s(&[]).unwrap(), PhaseName::ALL);
         assert_eq!(s(&["conformance", "all"]).unwrap(), PhaseName::ALL);
+        assert_eq!(s(&["all", "conformance"]).unwrap(), PhaseName::ALL);
         assert_eq!(
-            s(&["conformance", "deployment", "conformance"]).unwrap(),
+            s(&["conformance", " deployment", "conformance"]).unwrap(),
             [PhaseName::Deployment, PhaseName::Conformance]
         );
         let e = s(&["readiness"]).unwrap_err();

@@ -9,14 +9,14 @@
 use serde_json::Value;
 
 /// Log lines kept per check, and bytes per line.
-pub const MAX_LOG_LINES: usize = 1000;
-pub const MAX_LINE_BYTES: usize = 512;
+pub(crate) const MAX_LOG_LINES: usize = 1000;
+pub(crate) const MAX_LINE_BYTES: usize = 512;
 /// The image the nvidia-smi probe runs.
-pub const CUDA_IMAGE: &str = "nvcr.io/nvidia/cuda:13.0.0-base-ubuntu22.04";
+pub(crate) const CUDA_IMAGE: &str = "nvcr.io/nvidia/cuda:13.0.0-base-ubuntu22.04";
 
 /// What a finished (or stuck) pod says: exit code (−1 when none) and
 /// message, from its first container.
-pub fn pod_outcome(pod: &Value) -> (i64, String) {
+pub(crate) fn pod_outcome(pod: &Value) -> (i64, String) {
     let Some(cs) = pod
         .pointer("/status/containerStatuses/0")
         .filter(|c| c.is_object())
@@ -46,7 +46,7 @@ pub fn pod_outcome(pod: &Value) -> (i64, String) {
 }
 
 /// finishedAt − startedAt of a terminated first container, in ms.
-pub fn container_runtime_ms(pod: &Value) -> u64 {
+pub(crate) fn container_runtime_ms(pod: &Value) -> u64 {
     let t = |field: &str| {
         pod.pointer(&format!(
             "/status/containerStatuses/0/state/terminated/{field}"
@@ -64,7 +64,7 @@ pub fn container_runtime_ms(pod: &Value) -> u64 {
 
 /// The last [`MAX_LOG_LINES`] lines, each cut to [`MAX_LINE_BYTES`] bytes
 /// at a character boundary with a note of what was dropped.
-pub fn log_lines(log: &str) -> Vec<String> {
+pub(crate) fn log_lines(log: &str) -> Vec<String> {
     let trimmed = log.trim_end_matches(['\n', '\r']);
     if trimmed.is_empty() {
         return Vec::new();

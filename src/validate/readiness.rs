@@ -138,17 +138,17 @@ pub struct NodeResult {
 }
 
 impl NodeResult {
-    pub fn passed(&self) -> bool {
+    pub(crate) fn passed(&self) -> bool {
         self.results.iter().all(|r| r.passed)
     }
 
-    pub fn first_failure(&self) -> Option<&ConstraintResult> {
+    pub(crate) fn first_failure(&self) -> Option<&ConstraintResult> {
         self.results.iter().find(|r| !r.passed)
     }
 }
 
 /// Judge one constraint; errors fail closed.
-pub fn judge(c: &Constraint, snapshot: &Snapshot) -> ConstraintResult {
+pub(crate) fn judge(c: &Constraint, snapshot: &Snapshot) -> ConstraintResult {
     let outcome = constraint::evaluate(&c.name, &c.value, snapshot);
     let actual = outcome.actual().map(str::to_string);
     let (passed, reason) = match &outcome {
@@ -174,7 +174,7 @@ pub fn judge(c: &Constraint, snapshot: &Snapshot) -> ConstraintResult {
 /// Evaluate the gate on one node. `stop_at_failure` keeps upstream's
 /// single-snapshot behaviour (later constraints are not evaluated); the
 /// fleet view evaluates everything so every disagreement shows.
-pub fn evaluate_node(
+pub(crate) fn evaluate_node(
     constraints: &[Constraint],
     node: &NodeSnapshot,
     stop_at_failure: bool,
@@ -201,11 +201,11 @@ pub struct Fleet {
 }
 
 /// Each distinct reading (`None`: missing) with the nodes that have it.
-pub type Readings = Vec<(Option<String>, Vec<String>)>;
+pub(crate) type Readings = Vec<(Option<String>, Vec<String>)>;
 
 /// Nodes that read different values for the same constraint path.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Disagreement {
+pub(crate) struct Disagreement {
     pub name: String,
     pub values: Readings,
 }
@@ -220,17 +220,13 @@ impl Fleet {
         }
     }
 
-    pub fn passed(&self) -> bool {
-        self.nodes.iter().all(NodeResult::passed)
-    }
-
-    pub fn failed_nodes(&self) -> Vec<&NodeResult> {
+    pub(crate) fn failed_nodes(&self) -> Vec<&NodeResult> {
         self.nodes.iter().filter(|n| !n.passed()).collect()
     }
 
     /// One line for the error that stops the run: how many nodes failed and
     /// the first reason.
-    pub fn failure_summary(&self) -> Option<String> {
+    pub(crate) fn failure_summary(&self) -> Option<String> {
         let failed = self.failed_nodes();
         let first = failed.first()?;
         let reason = first
@@ -259,7 +255,7 @@ impl Fleet {
 
     /// Constraint paths whose readings differ between nodes, in recipe
     /// order; the distinct readings are listed in order of first sight.
-    pub fn disagreements(&self) -> Vec<Disagreement> {
+    pub(crate) fn disagreements(&self) -> Vec<Disagreement> {
         let mut by_name: BTreeMap<&str, (usize, Readings)> = BTreeMap::new();
         for node in &self.nodes {
             for (i, r) in node.results.iter().enumerate() {
@@ -322,7 +318,7 @@ impl Fleet {
 
 impl Disagreement {
     /// `K8s.node.kubelet-version: "v1.33.5" on gpu-1, gpu-2; "v1.32.3" on gpu-3`.
-    pub fn describe(&self) -> String {
+    pub(crate) fn describe(&self) -> String {
         let parts: Vec<String> = self
             .values
             .iter()
@@ -452,7 +448,7 @@ mod tests {
             c("K8s.node.kubelet-version", ">= 1.32.4"),
         ];
         let fleet = Fleet::evaluate(&cs, &nodes);
-        assert!(!fleet.passed());
+        assert_eq!(fleet.failed_nodes().len(), 1);
         assert_eq!(
             fleet.failure_summary().unwrap(),
             "readiness check failed on 1 of 3 nodes: gpu-3: K8s.node.kubelet-version expected >= 1.32.4, got v1.32.3-eks-1"

@@ -17,13 +17,13 @@ use super::checks::{self, jobs::ValidatorJobs};
 use super::ctrf::{Report, Status, Test};
 
 /// Runs catalog entries one at a time against the cluster.
-pub struct Runner<'a> {
+pub(crate) struct Runner<'a> {
     ctx: Ctx<'a>,
     jobs: ValidatorJobs,
 }
 
 impl<'a> Runner<'a> {
-    pub fn new(ctx: Ctx<'a>) -> Runner<'a> {
+    pub(crate) fn new(ctx: Ctx<'a>) -> Runner<'a> {
         Runner {
             ctx,
             jobs: ValidatorJobs::default(),
@@ -33,7 +33,7 @@ impl<'a> Runner<'a> {
     /// One catalog entry to one test. Errors are infrastructure failures
     /// that abort the run (validator Job preparation); a check's own
     /// trouble is always a test result.
-    pub async fn run(&mut self, v: &Validator, phase: PhaseName) -> Result<Test> {
+    pub(crate) async fn run(&mut self, v: &Validator, phase: PhaseName) -> Result<Test> {
         let started = Instant::now();
         let budget = v.timeout();
         let (status, message, stdout, duration) = match checks::native(v, phase) {
@@ -78,19 +78,19 @@ impl<'a> Runner<'a> {
     }
 
     /// Publish finished phases' reports where validator Jobs can read them.
-    pub async fn publish_reports(&mut self, reports: &[(PhaseName, &Report)]) {
+    pub(crate) async fn publish_reports(&mut self, reports: &[(PhaseName, &Report)]) {
         self.jobs.publish_reports(&self.ctx, reports).await;
     }
 
     /// Remove what the run created for validator Jobs (unless told to keep it).
-    pub async fn finish(self) {
+    pub(crate) async fn finish(self) {
         self.jobs.cleanup(&self.ctx).await;
     }
 
     /// After an interrupted check: delete what the run's checks create
     /// (found by the run label), which the check had no chance to remove.
     /// Types the cluster does not serve are passed over.
-    pub async fn sweep(&self) {
+    pub(crate) async fn sweep(&self) {
         if !self.ctx.settings.cleanup {
             return;
         }

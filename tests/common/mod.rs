@@ -1,7 +1,7 @@
 //! What more than one test of the core library builds the same way.
 
 use aicr::bundle::values::Scheduling;
-use aicr::scheduling;
+use aicr::kubernetes::scheduling;
 
 /// Every scheduling flag `aicr bundle` takes, set as a user commonly sets
 /// them: system and GPU node selectors and tolerations, a workload

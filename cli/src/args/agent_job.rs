@@ -11,8 +11,8 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use aicr::agent_job::AgentJob;
 use aicr::error::{Error, Result};
+use aicr::kubernetes::snapshot_job::AgentJob;
 use aicr::source::ConfigMapRef;
 use clap::Args;
 use k8s_openapi::api::core::v1::Toleration;

@@ -46,3 +46,26 @@ impl FromStr for TextOrJson {
         }
     }
 }
+
+/// Reports for people or for programs: text, JSON or YAML.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReportFormat {
+    Text,
+    Json,
+    Yaml,
+}
+
+impl FromStr for ReportFormat {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<Self, Error> {
+        match s {
+            "text" => Ok(ReportFormat::Text),
+            "json" => Ok(ReportFormat::Json),
+            "yaml" => Ok(ReportFormat::Yaml),
+            _ => Err(Error::invalid(
+                "invalid --format: must be text, json or yaml",
+            )),
+        }
+    }
+}

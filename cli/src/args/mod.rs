@@ -5,3 +5,4 @@
 
 pub mod agent_job;
 pub mod format;
+pub mod sigstore;

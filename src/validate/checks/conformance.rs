@@ -16,7 +16,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use tokio::time::Instant;
 
-use crate::validate::api::{self, Res, condition_true, int_at, name_of, str_at};
+use crate::validate::api::{self, ResourceType, condition_true, int_at, name_of, str_at};
 use crate::validate::check::{CheckLog, Ctx, Verdict, random_hex};
 use crate::validate::pods::{CUDA_IMAGE, log_lines};
 
@@ -27,7 +27,7 @@ const DCGM_METRICS: [&str; 4] = [
     "DCGM_FI_DEV_GPU_TEMP",
     "DCGM_FI_DEV_POWER_USAGE",
 ];
-const QUEUE: Res = Res {
+const QUEUE: ResourceType = ResourceType {
     group: "scheduling.run.ai",
     version: "v2",
     kind: "Queue",
@@ -130,7 +130,7 @@ fn finished(p: &Value) -> bool {
     matches!(str_at(p, "/status/phase"), "Succeeded" | "Failed")
 }
 
-async fn remove(ctx: &Ctx<'_>, res: &Res, ns: &str, name: &str) {
+async fn remove(ctx: &Ctx<'_>, res: &ResourceType, ns: &str, name: &str) {
     if !ctx.settings.cleanup {
         return;
     }
@@ -168,7 +168,7 @@ async fn dra_versions(ctx: &Ctx<'_>) -> Result<(bool, bool), String> {
 
 /// `dra-support`: the DRA API, the NVIDIA DRA driver's controller and
 /// kubelet plugin, published GPUs, and one claim actually allocated to a pod.
-pub async fn dra_support(ctx: &Ctx<'_>, out: &mut CheckLog) -> Verdict {
+pub(crate) async fn dra_support(ctx: &Ctx<'_>, out: &mut CheckLog) -> Verdict {
     let (v1, any) = match dra_versions(ctx).await {
         Ok(v) => v,
         Err(e) => return Verdict::Fail(format!("failed to discover resource.k8s.io: {e}")),
@@ -298,7 +298,7 @@ pub async fn dra_support(ctx: &Ctx<'_>, out: &mut CheckLog) -> Verdict {
 
 /// `gang-scheduling`: KAI scheduler healthy, and two claim-placed pods of
 /// one PodGroup scheduled together.
-pub async fn gang_scheduling(ctx: &Ctx<'_>, out: &mut CheckLog) -> Verdict {
+pub(crate) async fn gang_scheduling(ctx: &Ctx<'_>, out: &mut CheckLog) -> Verdict {
     let ns = ctx.component_namespace("kai-scheduler", "kai-scheduler");
     match ctx
         .cluster
@@ -439,7 +439,7 @@ async fn run_gang(ctx: &Ctx<'_>, out: &mut CheckLog, ns: &str, queue: &str) -> V
 }
 
 /// Metric families missing from a Prometheus exposition text.
-pub fn missing_metrics<'a>(text: &str, names: &[&'a str]) -> Vec<&'a str> {
+pub(crate) fn missing_metrics<'a>(text: &str, names: &[&'a str]) -> Vec<&'a str> {
     names
         .iter()
         .copied()
@@ -453,7 +453,7 @@ pub fn missing_metrics<'a>(text: &str, names: &[&'a str]) -> Vec<&'a str> {
 }
 
 /// `accelerator-metrics`: the DCGM exporter serves the core GPU metrics.
-pub async fn accelerator_metrics(ctx: &Ctx<'_>, out: &mut CheckLog) -> Verdict {
+pub(crate) async fn accelerator_metrics(ctx: &Ctx<'_>, out: &mut CheckLog) -> Verdict {
     let ns = ctx.component_namespace("gpu-operator", "gpu-operator");
     let path = format!("/api/v1/namespaces/{ns}/services/nvidia-dcgm-exporter:9400/proxy/metrics");
     let text = match ctx.cluster.raw_get(&path).await {
@@ -482,7 +482,7 @@ pub async fn accelerator_metrics(ctx: &Ctx<'_>, out: &mut CheckLog) -> Verdict {
 
 /// `ai-service-metrics`: Prometheus has DCGM series and the custom metrics
 /// API answers.
-pub async fn ai_service_metrics(ctx: &Ctx<'_>, out: &mut CheckLog) -> Verdict {
+pub(crate) async fn ai_service_metrics(ctx: &Ctx<'_>, out: &mut CheckLog) -> Verdict {
     let ns = ctx.component_namespace("kube-prometheus-stack", "monitoring");
     let mut services = Vec::new();
     for selector in ["app.kubernetes.io/name=prometheus", "self-monitor=true"] {
@@ -549,7 +549,7 @@ pub async fn ai_service_metrics(ctx: &Ctx<'_>, out: &mut CheckLog) -> Verdict {
 
 /// `inference-gateway`: kgateway accepted, the inference Gateway
 /// programmed, its CRDs present and its data plane ready.
-pub async fn inference_gateway(ctx: &Ctx<'_>, out: &mut CheckLog) -> Verdict {
+pub(crate) async fn inference_gateway(ctx: &Ctx<'_>, out: &mut CheckLog) -> Verdict {
     if !ctx.has_component("kgateway") {
         return Verdict::Skip("kgateway is not a component of the recipe".into());
     }
@@ -627,7 +627,7 @@ pub async fn inference_gateway(ctx: &Ctx<'_>, out: &mut CheckLog) -> Verdict {
 
 /// `pod-autoscaling`: GPU metrics reach the metrics APIs, and an HPA on a
 /// GPU metric scales a test Deployment up and back down.
-pub async fn pod_autoscaling(ctx: &Ctx<'_>, out: &mut CheckLog) -> Verdict {
+pub(crate) async fn pod_autoscaling(ctx: &Ctx<'_>, out: &mut CheckLog) -> Verdict {
     match ctx
         .cluster
         .list(&api::POD, "", "app=nvidia-dcgm-exporter")
@@ -775,7 +775,7 @@ async fn run_hpa(ctx: &Ctx<'_>, out: &mut CheckLog, ns: &str, name: &str) -> Ver
 
 /// `cluster-autoscaling`: Karpenter with a GPU NodePool, else the
 /// platform's node groups behind the GPU nodes.
-pub async fn cluster_autoscaling(ctx: &Ctx<'_>, out: &mut CheckLog) -> Verdict {
+pub(crate) async fn cluster_autoscaling(ctx: &Ctx<'_>, out: &mut CheckLog) -> Verdict {
     let karpenter = match ctx
         .cluster
         .list(&api::DEPLOYMENT, "", "app.kubernetes.io/name=karpenter")
@@ -895,7 +895,7 @@ async fn webhook_live(ctx: &Ctx<'_>, webhook: &Value) -> Result<(), String> {
 
 /// `robust-controller`: the AI operator the recipe installs (Dynamo, else
 /// Kubeflow Trainer) runs, and its validating webhooks are served.
-pub async fn robust_controller(ctx: &Ctx<'_>, out: &mut CheckLog) -> Verdict {
+pub(crate) async fn robust_controller(ctx: &Ctx<'_>, out: &mut CheckLog) -> Verdict {
     let (ns, deployment, webhooks): (String, Option<&str>, &str) =
         if ctx.has_component("dynamo-platform") {
             (
@@ -977,7 +977,7 @@ pub async fn robust_controller(ctx: &Ctx<'_>, out: &mut CheckLog) -> Verdict {
 }
 
 /// What makes a pod's GPU access other than through its claim.
-pub fn direct_gpu_access(pod: &Value) -> Vec<String> {
+pub(crate) fn direct_gpu_access(pod: &Value) -> Vec<String> {
     let mut found = Vec::new();
     for c in pod
         .pointer("/spec/containers")
@@ -1016,7 +1016,7 @@ pub fn direct_gpu_access(pod: &Value) -> Vec<String> {
 /// `secure-accelerator-access`: a pod pinned to a GPU node gets its GPU
 /// only through a DRA claim (no device-plugin limits, no host device mounts)
 /// and the claim is allocated.
-pub async fn secure_accelerator_access(ctx: &Ctx<'_>, out: &mut CheckLog) -> Verdict {
+pub(crate) async fn secure_accelerator_access(ctx: &Ctx<'_>, out: &mut CheckLog) -> Verdict {
     match dra_versions(ctx).await {
         Ok((true, _)) => {}
         Ok(_) => {

@@ -16,7 +16,7 @@ use serde_json::Value;
 use crate::constraint::Expr;
 use crate::model::recipe::ComponentRef;
 
-use crate::validate::api::{self, ApiError, Res, int_at, name_of, str_at};
+use crate::validate::api::{self, ApiError, ResourceType, int_at, name_of, str_at};
 use crate::validate::chainsaw;
 use crate::validate::check::{CheckLog, Ctx, PhaseName, Verdict, image_repository};
 
@@ -27,7 +27,7 @@ const ASSERT_BUDGET: Duration = Duration::from_secs(360);
 /// Health-check asserts run at most this many components at once.
 const ASSERT_PARALLELISM: usize = 4;
 
-pub const NODEWRIGHT_COMPONENTS: [&str; 2] =
+pub(crate) const NODEWRIGHT_COMPONENTS: [&str; 2] =
     ["nodewright-customizations", "skyhook-customizations"];
 const SKYHOOK_GV: &str = "skyhook.nvidia.com/v1alpha1";
 const NVIDIA_GV: &str = "nvidia.com/v1";
@@ -35,7 +35,7 @@ const KUBELET_PLUGIN_SUFFIX: &str = "-kubelet-plugin";
 
 /// Enabled components in recipe order; a non-boolean `enabled` counts as
 /// enabled, with a warning.
-pub fn enabled_components<'a>(ctx: &Ctx<'a>) -> Vec<&'a ComponentRef> {
+pub(crate) fn enabled_components<'a>(ctx: &Ctx<'a>) -> Vec<&'a ComponentRef> {
     ctx.recipe
         .component_refs
         .iter()
@@ -93,7 +93,7 @@ async fn check_namespaces(
 
 /// One `expectedResources` entry: its failure text, or `None` if healthy.
 async fn check_resource(ctx: &Ctx<'_>, kind: &str, ns: &str, name: &str) -> Option<String> {
-    let res: &Res = match kind {
+    let res: &ResourceType = match kind {
         "Deployment" => &api::DEPLOYMENT,
         "DaemonSet" => &api::DAEMON_SET,
         "StatefulSet" => &api::STATEFUL_SET,
@@ -158,7 +158,7 @@ async fn check_expected(
 /// `---` lines, those with `kind: Skyhook` at column 0, and in each the
 /// first two-space-indented `name:` (the top-level `metadata.name`).
 /// Templated names cannot be known before rendering and are dropped.
-pub fn skyhook_names(text: &str) -> Vec<String> {
+pub(crate) fn skyhook_names(text: &str) -> Vec<String> {
     let mut names: Vec<String> = Vec::new();
     let mut doc: Vec<&str> = Vec::new();
     let mut flush = |doc: &mut Vec<&str>| {
@@ -421,7 +421,7 @@ async fn check_asserts(
 
 /// `expected-resources` (§7): collect failure lines from every rule, then
 /// decide once. Never skips.
-pub async fn expected_resources(ctx: &Ctx<'_>, out: &mut CheckLog) -> Verdict {
+pub(crate) async fn expected_resources(ctx: &Ctx<'_>, out: &mut CheckLog) -> Verdict {
     let components = enabled_components(ctx);
     let mut failures = Vec::new();
     check_namespaces(ctx, &components, out, &mut failures).await;
@@ -482,7 +482,7 @@ fn verdict_from(failures: Vec<String>, out: &mut CheckLog, what: &str) -> Verdic
 
 /// `platform-health`: component namespaces `Active` and declared resources
 /// healthy (§7.2, §7.3), nothing else.
-pub async fn platform_health(ctx: &Ctx<'_>, out: &mut CheckLog) -> Verdict {
+pub(crate) async fn platform_health(ctx: &Ctx<'_>, out: &mut CheckLog) -> Verdict {
     let components = enabled_components(ctx);
     if components
         .iter()
@@ -502,7 +502,7 @@ pub async fn platform_health(ctx: &Ctx<'_>, out: &mut CheckLog) -> Verdict {
 }
 
 /// `operator-health`: at least one `app=gpu-operator` pod, and one running.
-pub async fn operator_health(ctx: &Ctx<'_>, out: &mut CheckLog) -> Verdict {
+pub(crate) async fn operator_health(ctx: &Ctx<'_>, out: &mut CheckLog) -> Verdict {
     let ns = ctx.component_namespace("gpu-operator", "gpu-operator");
     let pods = match read(ctx.cluster.list(&api::POD, &ns, "app=gpu-operator")).await {
         Ok(p) => p,
@@ -530,7 +530,7 @@ pub async fn operator_health(ctx: &Ctx<'_>, out: &mut CheckLog) -> Verdict {
 /// The GPU Operator version a Deployment advertises: its version label,
 /// else the tag of a `gpu-operator` image (up to the first `-`), else an
 /// annotation; with a `v` prefix.
-pub fn operator_version(deployment: &Value) -> Option<String> {
+pub(crate) fn operator_version(deployment: &Value) -> Option<String> {
     let label = str_at(deployment, "/metadata/labels/app.kubernetes.io~1version");
     let from_image = || {
         deployment
@@ -568,7 +568,7 @@ pub fn operator_version(deployment: &Value) -> Option<String> {
 
 /// `gpu-operator-version`: find the operator, read its version, and hold it
 /// to `Deployment.gpu-operator.version` when the recipe sets one.
-pub async fn gpu_operator_version(ctx: &Ctx<'_>, out: &mut CheckLog) -> Verdict {
+pub(crate) async fn gpu_operator_version(ctx: &Ctx<'_>, out: &mut CheckLog) -> Verdict {
     let mut found = None;
     let mut tried = Vec::new();
     'search: for ns in ["gpu-operator", "nvidia-gpu-operator", "kube-system"] {
@@ -625,7 +625,7 @@ pub async fn gpu_operator_version(ctx: &Ctx<'_>, out: &mut CheckLog) -> Verdict 
 
 /// `gpu-operator-health`: operator Deployment available, ClusterPolicy
 /// ready, DCGM exporter running.
-pub async fn gpu_operator_health(ctx: &Ctx<'_>, out: &mut CheckLog) -> Verdict {
+pub(crate) async fn gpu_operator_health(ctx: &Ctx<'_>, out: &mut CheckLog) -> Verdict {
     let ns = ctx.component_namespace("gpu-operator", "gpu-operator");
     let mut problems = Vec::new();
     let by_label = read(ctx.cluster.list(

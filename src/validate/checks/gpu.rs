@@ -19,7 +19,7 @@ use crate::validate::pods::{CUDA_IMAGE, log_lines, pod_outcome};
 
 /// How users name the NCCL benchmark image (the CLI reads it, and
 /// `--nccl-tests-image`, into the settings); the skip reason points to it.
-pub const NCCL_IMAGE_ENV: &str = "AICR_NCCL_TESTS_IMAGE";
+pub(crate) const NCCL_IMAGE_ENV: &str = "AICR_NCCL_TESTS_IMAGE";
 
 /// Wait for a pod to finish (Succeeded or Failed). `Err` carries why it
 /// did not, for the report.
@@ -54,7 +54,7 @@ async fn wait_pod(
     Err(format!("pod {ns}/{name} did not finish in time ({detail})"))
 }
 
-async fn delete_quietly(ctx: &Ctx<'_>, res: &api::Res, ns: &str, name: &str) {
+async fn delete_quietly(ctx: &Ctx<'_>, res: &api::ResourceType, ns: &str, name: &str) {
     if !ctx.settings.cleanup {
         return;
     }
@@ -92,7 +92,7 @@ fn busy_gpu_nodes(pods: &[Value], gpu_node_names: &[&str]) -> Vec<String> {
 }
 
 /// `check-nvidia-smi`: run nvidia-smi once on every idle GPU node.
-pub async fn check_nvidia_smi(ctx: &Ctx<'_>, out: &mut CheckLog) -> Verdict {
+pub(crate) async fn check_nvidia_smi(ctx: &Ctx<'_>, out: &mut CheckLog) -> Verdict {
     let nodes = match ctx.cluster.list(&api::NODE, "", "").await {
         Ok(n) => n,
         Err(e) => return Verdict::Fail(format!("failed to list nodes: {e}")),
@@ -209,7 +209,7 @@ pub async fn check_nvidia_smi(ctx: &Ctx<'_>, out: &mut CheckLog) -> Verdict {
 
 /// The NCCL threshold from a constraint value such as `>= 300` or
 /// `450 GB/s`: operators and spaces stripped, first token as a number.
-pub fn nccl_threshold(expr: &str) -> Option<f64> {
+pub(crate) fn nccl_threshold(expr: &str) -> Option<f64> {
     let t = expr.trim_start_matches(['>', '<', '=', '!', ' ']);
     t.split_whitespace().next()?.parse().ok()
 }
@@ -217,7 +217,7 @@ pub fn nccl_threshold(expr: &str) -> Option<f64> {
 /// The out-of-place bus bandwidth (GB/s) of the last result row of
 /// `all_reduce_perf` output: rows are `size count type redop root time
 /// algbw busbw #wrong ...`.
-pub fn nccl_busbw(log: &str) -> Option<f64> {
+pub(crate) fn nccl_busbw(log: &str) -> Option<f64> {
     log.lines().rev().find_map(|l| {
         let cols: Vec<&str> = l.split_whitespace().collect();
         if cols.len() >= 8 && cols[0].parse::<u64>().is_ok() {
@@ -230,7 +230,7 @@ pub fn nccl_busbw(log: &str) -> Option<f64> {
 
 /// `nccl-all-reduce-bw`: an all-reduce benchmark across two GPU nodes
 /// through Kubeflow Trainer, held to 90% of the recipe's threshold.
-pub async fn nccl_all_reduce_bw(ctx: &Ctx<'_>, out: &mut CheckLog) -> Verdict {
+pub(crate) async fn nccl_all_reduce_bw(ctx: &Ctx<'_>, out: &mut CheckLog) -> Verdict {
     let Some(expr) = ctx.phase_constraint(PhaseName::Performance, "nccl-all-reduce-bw") else {
         return Verdict::Skip("the recipe sets no nccl-all-reduce-bw constraint in validation.performance.constraints".into());
     };

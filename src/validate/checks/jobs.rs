@@ -27,7 +27,7 @@ const VALIDATOR_SA: &str = "aicr-validator";
 
 /// A validator Job's outcome.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct JobResult {
+pub(crate) struct JobResult {
     pub status: Status,
     pub message: String,
     pub stdout: Vec<String>,
@@ -36,7 +36,7 @@ pub struct JobResult {
 }
 
 /// Exit code to test status: 0 passed, 1 failed, 2 skipped, else other.
-pub fn status_of_exit(code: i64) -> Status {
+pub(crate) fn status_of_exit(code: i64) -> Status {
     match code {
         0 => Status::Passed,
         1 => Status::Failed,
@@ -49,7 +49,7 @@ pub fn status_of_exit(code: i64) -> Status {
 /// `validator_image_registry`) replaces the registry part (two segments for
 /// `host/org/rest`, one for `host/rest`), `tag` (`validator_image_tag`)
 /// replaces a `:latest` tag; empty values change nothing.
-pub fn resolve_image(image: &str, registry: Option<&str>, tag: Option<&str>) -> String {
+pub(crate) fn resolve_image(image: &str, registry: Option<&str>, tag: Option<&str>) -> String {
     let mut out = image.to_string();
     if let Some(t) = tag.filter(|t| !t.is_empty())
         && let Some(base) = out.strip_suffix(":latest")
@@ -72,7 +72,7 @@ pub fn resolve_image(image: &str, registry: Option<&str>, tag: Option<&str>) -> 
 /// namespace, ServiceAccount, cluster-admin binding and data ConfigMaps
 /// they need (created on first use), one Job per check, and cleanup.
 #[derive(Debug, Default)]
-pub struct ValidatorJobs {
+pub(crate) struct ValidatorJobs {
     prepared: bool,
     /// Phases whose CTRF report ConfigMap this run wrote.
     published: Vec<PhaseName>,
@@ -147,7 +147,11 @@ impl ValidatorJobs {
     /// run of in-process checks alone (the deployment phase) stays
     /// read-only, as the seed promises. Reports of earlier phases are
     /// written then too. A failed write is a warning.
-    pub async fn publish_reports(&mut self, ctx: &Ctx<'_>, reports: &[(PhaseName, &Report)]) {
+    pub(crate) async fn publish_reports(
+        &mut self,
+        ctx: &Ctx<'_>,
+        reports: &[(PhaseName, &Report)],
+    ) {
         if !self.prepared {
             return;
         }
@@ -277,7 +281,7 @@ impl ValidatorJobs {
     }
 
     /// §5.4: apply the Job, wait for it, read its pod, clean up.
-    pub async fn run(
+    pub(crate) async fn run(
         &mut self,
         ctx: &Ctx<'_>,
         v: &Validator,
@@ -427,7 +431,7 @@ impl ValidatorJobs {
     }
 
     /// End of run: RBAC and data ConfigMaps go (the namespace stays).
-    pub async fn cleanup(&self, ctx: &Ctx<'_>) {
+    pub(crate) async fn cleanup(&self, ctx: &Ctx<'_>) {
         if !self.prepared {
             return;
         }
@@ -440,7 +444,7 @@ impl ValidatorJobs {
             );
             return;
         }
-        let mut steps: Vec<(&api::Res, String, String)> = vec![
+        let mut steps: Vec<(&api::ResourceType, String, String)> = vec![
             (&api::SERVICE_ACCOUNT, ns.to_string(), VALIDATOR_SA.into()),
             (
                 &api::CLUSTER_ROLE_BINDING,

@@ -20,13 +20,13 @@ pub mod gpu;
 pub mod jobs;
 
 /// A running check: it borrows the run's context and its own log.
-pub type CheckFuture<'a> = Pin<Box<dyn Future<Output = Verdict> + 'a>>;
+pub(crate) type CheckFuture<'a> = Pin<Box<dyn Future<Output = Verdict> + 'a>>;
 
 /// How the registry calls a check.
-pub type CheckFn = for<'a> fn(&'a Ctx<'a>, &'a mut CheckLog) -> CheckFuture<'a>;
+pub(crate) type CheckFn = for<'a> fn(&'a Ctx<'a>, &'a mut CheckLog) -> CheckFuture<'a>;
 
 /// A check implemented in this crate.
-pub struct Check {
+pub(crate) struct Check {
     /// The catalog name, which an upstream image's first argument selects.
     pub name: &'static str,
     pub phase: PhaseName,
@@ -47,7 +47,7 @@ macro_rules! check {
 
 /// Every in-process check, in catalog order within each phase.
 #[rustfmt::skip]
-pub const REGISTRY: &[Check] = &[
+pub(crate) const REGISTRY: &[Check] = &[
     check!("operator-health",            Deployment,  deployment::operator_health),
     check!("expected-resources",         Deployment,  deployment::expected_resources),
     check!("gpu-operator-version",       Deployment,  deployment::gpu_operator_version),
@@ -69,7 +69,7 @@ pub const REGISTRY: &[Check] = &[
 /// The in-process implementation of a catalog entry, if it has one: the
 /// image must be an upstream validator image for the entry's phase and the
 /// check it selects (first argument, else the name) one the registry knows.
-pub fn native(v: &Validator, phase: PhaseName) -> Option<&'static Check> {
+pub(crate) fn native(v: &Validator, phase: PhaseName) -> Option<&'static Check> {
     let repo = image_repository(&v.image);
     if !repo.ends_with(&format!("aicr-validators/{}", phase.as_str())) {
         return None;

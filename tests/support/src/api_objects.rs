@@ -13,7 +13,7 @@
 
 use serde_json::{Value, json};
 
-use crate::cluster::FakeCluster;
+use crate::fake_cluster::FakeCluster;
 use crate::tools::{self, Judge, NEWEST_KUBERNETES};
 
 /// The lowest `K8s.server.version` floor any recipe in the catalog has:

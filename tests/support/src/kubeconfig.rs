@@ -1,7 +1,7 @@
 //! Kubeconfig files pointing clients at a server URL, so product code loads
 //! its client exactly as it would for a real cluster.
 
-use crate::cluster::USER;
+use crate::fake_cluster::USER;
 use std::io::Write;
 use tempfile::NamedTempFile;
 

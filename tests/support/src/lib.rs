@@ -20,8 +20,8 @@
 //! ```
 
 pub mod api_objects;
-mod cluster;
 mod discovery;
+mod fake_cluster;
 pub mod fixtures;
 mod kubeconfig;
 pub mod logs;
@@ -37,7 +37,7 @@ mod store;
 pub mod tools;
 mod validation;
 
-pub use cluster::{FakeCluster, RecordedRequest};
+pub use fake_cluster::{FakeCluster, RecordedRequest};
 pub use kubeconfig::{kubeconfig_for, unreachable_kubeconfig};
 pub use oci_registry::{FakeOciRegistry, StoredManifest};
 pub use static_http::StaticHttp;

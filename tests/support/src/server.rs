@@ -2,8 +2,8 @@
 //! the store and the review endpoints, streams watches, and applies the
 //! test's knobs (request log, latency, denials) to every request.
 
-use crate::cluster::{FakeCluster, RecordedRequest, USER};
 use crate::discovery;
+use crate::fake_cluster::{FakeCluster, RecordedRequest, USER};
 use crate::patch::{self, PatchKind};
 use crate::resources::{Class, ResourceType};
 use crate::selectors::{FieldSelector, LabelSelector};

@@ -6,8 +6,8 @@
 
 use std::path::{Path, PathBuf};
 
-use aicr::agent_job::AgentJob;
 use aicr::error::{Error, Result, ResultExt};
+use aicr::kubernetes::snapshot_job::AgentJob;
 use aicr::model::recipe::{RECIPE_RESULT_KIND, RecipeResult};
 use aicr::model::snapshot::Snapshot;
 use aicr::sink::{self, OutputFormat};
@@ -16,7 +16,7 @@ use aicr::validate::{
     self, NodeSnapshot, Outcome, Request, Scheduling, Settings, ValidatorCatalog, evidence, phases,
     readiness,
 };
-use aicr::{k8s, yaml};
+use aicr::yaml;
 use clap::Args;
 
 use crate::args::agent_job::{AgentJobArgs, Placement};
@@ -36,8 +36,8 @@ pub struct ValidateArgs {
     pub snapshot: Vec<String>,
     /// Phase: deployment, performance, conformance, all (repeatable;
     /// phases always run in that order; default all)
-    #[arg(long, action = clap::ArgAction::Append)]
-    pub phase: Vec<String>,
+    #[arg(long, action = clap::ArgAction::Append, value_parser = aicr::flags::typed::<phases::PhaseChoice>)]
+    pub phase: Vec<phases::PhaseChoice>,
     /// Exit 8 when a check fails or cannot finish; --fail-on-error=false
     /// only reports
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
@@ -107,7 +107,7 @@ pub struct ValidateArgs {
     #[arg(long, conflicts_with = "snapshot")]
     pub aggregator: Option<String>,
     #[command(flatten)]
-    pub connection: crate::aggregator::Connection,
+    pub connection: crate::remote::Connection,
     // The agent Job that captures a snapshot when none is given. It also
     // takes --namespace, --image-pull-secret, --node-selector, --toleration
     // and --no-cleanup, which validate defines for its own workloads too.
@@ -121,7 +121,7 @@ fn input_error(e: Error, what: &str, uri: &str) -> Error {
 
 fn read_text(uri: &str, kubeconfig: Option<&PathBuf>) -> Result<(String, yaml::Format)> {
     let source = Source::parse(uri)?;
-    let (bytes, format) = crate::kubeio::read_source(&source, uri, kubeconfig)?;
+    let (bytes, format) = crate::kubernetes::read_source(&source, uri, kubeconfig)?;
     Ok((yaml::utf8(&bytes)?.to_string(), format))
 }
 
@@ -260,10 +260,10 @@ fn capture_snapshot(a: &ValidateArgs, job: &AgentJob) -> Result<NodeSnapshot> {
     );
     let kubeconfig = a.kubeconfig.last().cloned();
     let text = crate::runtime::block_on(async {
-        let client = k8s::client(kubeconfig.as_deref())
+        let client = crate::kubernetes::client(kubeconfig.as_deref())
             .await
             .map_err(|e| e.context("failed to create Kubernetes client"))?;
-        aicr::agent_job::run(&client, job).await
+        aicr::kubernetes::snapshot_job::run(&client, job).await
     })??;
     let snap = Snapshot::parse(&text, yaml::Format::Yaml)
         .context("failed to parse the agent's snapshot")?;
@@ -302,6 +302,7 @@ fn settings(a: &ValidateArgs, scheduling: Scheduling, kubeconfig: Option<&PathBu
         image_pull_secrets: a.image_pull_secret.clone(),
         cleanup: !a.no_cleanup,
         kubeconfig: kubeconfig.cloned(),
+        kube_timeout: crate::kubernetes::request_timeout(),
         version: aicr::VERSION.to_string(),
         validator_image_registry: a.validator_image_registry.clone(),
         validator_image_tag: a.validator_image_tag.clone(),
@@ -315,7 +316,7 @@ fn run_submission(a: &ValidateArgs, evidence_dir: &Path) -> Result<()> {
     let checks = evidence::feature_checks(&a.feature)?;
     let scheduling = Scheduling::parse(&a.node_selector, &a.toleration)?;
     let kubeconfig = a.kubeconfig.last();
-    let data = crate::recipe::open_catalog(a.data.clone(), false)?;
+    let data = crate::cmd::recipe::open_catalog(a.data.clone(), false)?;
     let recipe = a
         .recipe
         .as_deref()
@@ -363,7 +364,7 @@ pub fn run(a: &ValidateArgs) -> Result<()> {
     if let (true, Some(dir)) = (a.cncf_submission, &a.evidence_dir) {
         return run_submission(a, dir);
     }
-    let phases = phases::select(&a.phase)?;
+    let phases = phases::select(&a.phase);
     let recipe_uri = a
         .recipe
         .as_deref()
@@ -380,11 +381,11 @@ pub fn run(a: &ValidateArgs) -> Result<()> {
         .then(|| agent_job(a, &scheduling))
         .transpose()?;
     let kubeconfig = a.kubeconfig.last();
-    let data = crate::recipe::open_catalog(a.data.clone(), false)?;
+    let data = crate::cmd::recipe::open_catalog(a.data.clone(), false)?;
     let recipe = load_recipe(recipe_uri, kubeconfig)?;
     readiness::check_recipe(&recipe, recipe_uri)?;
     if a.aggregator.is_some() {
-        return crate::aggregator::validate_remote(
+        return crate::remote::validate_remote(
             a.aggregator.as_deref(),
             &a.connection,
             &recipe,
@@ -419,7 +420,7 @@ pub fn run(a: &ValidateArgs) -> Result<()> {
         } => (report, gate_failure),
     };
     let text = report.to_json()?;
-    crate::kubeio::write_destination(
+    crate::kubernetes::write_destination(
         &output,
         text.as_bytes(),
         "report",

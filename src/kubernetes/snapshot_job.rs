@@ -28,13 +28,13 @@ use kube::api::{
 };
 
 use crate::error::{Error, ErrorKind, Result};
-use crate::k8s::api_error;
-use crate::scheduling;
+use crate::kubernetes::api_error;
+use crate::kubernetes::scheduling;
 use crate::source::ConfigMapRef;
 
 /// Fixed name of the cluster-scoped read-only role (kept for compatibility
 /// with the upstream tool, which shares it between runs).
-pub const NODE_READER: &str = "aicr-node-reader";
+pub(crate) const NODE_READER: &str = "aicr-node-reader";
 const APP_LABEL: &str = "app.kubernetes.io/name";
 
 /// Everything the agent Job flags decide.
@@ -95,7 +95,7 @@ impl AgentJob {
     }
 
     /// Least privilege: write ConfigMaps and read pods in its namespace.
-    pub fn role(&self) -> Role {
+    pub(crate) fn role(&self) -> Role {
         Role {
             metadata: meta(&self.service_account, Some(&self.namespace)),
             rules: Some(vec![
@@ -109,7 +109,7 @@ impl AgentJob {
         }
     }
 
-    pub fn role_binding(&self) -> RoleBinding {
+    pub(crate) fn role_binding(&self) -> RoleBinding {
         RoleBinding {
             metadata: meta(&self.service_account, Some(&self.namespace)),
             subjects: Some(self.subject()),
@@ -122,7 +122,7 @@ impl AgentJob {
     }
 
     /// Read-only across the cluster: nodes, pods, GPU Operator policies.
-    pub fn cluster_role(&self) -> ClusterRole {
+    pub(crate) fn cluster_role(&self) -> ClusterRole {
         ClusterRole {
             metadata: meta(NODE_READER, None),
             rules: Some(vec![
@@ -134,7 +134,7 @@ impl AgentJob {
         }
     }
 
-    pub fn cluster_role_binding(&self) -> ClusterRoleBinding {
+    pub(crate) fn cluster_role_binding(&self) -> ClusterRoleBinding {
         ClusterRoleBinding {
             metadata: meta(NODE_READER, None),
             subjects: Some(self.subject()),
@@ -148,7 +148,7 @@ impl AgentJob {
 
     /// The Job exactly as the spec lays it out, so an upstream image and
     /// ours both run it.
-    pub fn job(&self) -> Job {
+    pub(crate) fn job(&self) -> Job {
         let labels = BTreeMap::from([(APP_LABEL.to_string(), "aicr".to_string())]);
         let mut args = Vec::new();
         if self.debug {

@@ -231,11 +231,11 @@ fn overlay_criteria(c: &mut Criteria, over: &Criteria) {
     }
 }
 
-fn load_snapshot(uri: &str, kubeconfig: Option<&PathBuf>) -> Result<Snapshot> {
+pub fn load_snapshot(uri: &str, kubeconfig: Option<&PathBuf>) -> Result<Snapshot> {
     tracing::info!("loading snapshot from: uri={uri}");
     let inner = || -> Result<Snapshot> {
         let source = Source::parse(uri)?;
-        let (bytes, format) = crate::kubeio::read_source(&source, uri, kubeconfig)?;
+        let (bytes, format) = crate::kubernetes::read_source(&source, uri, kubeconfig)?;
         Snapshot::parse(yaml::utf8(&bytes)?, format)
     };
     // The cause keeps its kind: a missing ConfigMap is "not found" (3), a
@@ -398,7 +398,7 @@ pub fn render_recipe(recipe: &RecipeResult, format: OutputFormat) -> Result<Stri
 pub fn run_recipe(args: &RecipeArgs) -> Result<()> {
     let r = resolve(&args.common, args.output.as_deref())?;
     let text = render_recipe(&r.recipe, r.format)?;
-    crate::kubeio::write_destination(
+    crate::kubernetes::write_destination(
         &r.output,
         text.as_bytes(),
         "recipe",

@@ -1,7 +1,7 @@
 //! Cluster-level state from the Kubernetes API, kept current by watches:
 //! server version (polled), container images (Pods), ClusterPolicy, and
 //! Nodes (labels and taints for NodeTopology, node info for `K8s.node`).
-//! The readings are the core's (`aicr::cluster`), so they match what
+//! The readings are the core's (`aicr::kubernetes::measure`), so they match what
 //! `aicr snapshot` captures.
 //!
 //! A watch's view is published only once its initial list is complete, and
@@ -14,7 +14,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use aicr::cluster::{
+use aicr::kubernetes::measure::{
     cluster_policy_resources, flatten_policy, images_subtype, node_subtype, topology,
 };
 use aicr::model::snapshot::Subtype;

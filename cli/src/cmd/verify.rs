@@ -30,7 +30,7 @@ pub struct VerifyArgs {
     #[arg(long, default_value = "text", value_parser = aicr::flags::typed::<TextOrJson>)]
     pub format: TextOrJson,
     #[command(flatten)]
-    pub tuf: crate::trust::TufArgs,
+    pub tuf: crate::args::sigstore::TufArgs,
 }
 
 pub fn run(a: &VerifyArgs) -> Result<()> {

@@ -8,11 +8,12 @@ use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
 
 use aicr::error::{Error, Result, ResultExt};
+use aicr::kubernetes::{measure, scheduling};
 use aicr::model::snapshot::Snapshot;
 use aicr::sink::{self, OutputFormat};
 use aicr::source::{ConfigMapRef, Source};
 use aicr::template::Template;
-use aicr::{cluster, k8s, scheduling, snapshot_io, yaml};
+use aicr::{snapshot_io, yaml};
 use clap::Args;
 
 use crate::args::agent_job::{AgentJobArgs, Placement};
@@ -65,7 +66,7 @@ pub struct SnapshotArgs {
     #[arg(long, conflicts_with = "local")]
     pub node: Option<String>,
     #[command(flatten)]
-    pub connection: crate::aggregator::Connection,
+    pub connection: crate::remote::Connection,
 }
 
 /// Everything validated up front.
@@ -139,7 +140,7 @@ fn emit(snap: &Snapshot, plan: &Plan, kubeconfig: Option<&PathBuf>) -> Result<()
         Some(t) => t.render(snap)?,
         None => snapshot_io::render(snap, plan.format)?,
     };
-    crate::kubeio::write_destination(
+    crate::kubernetes::write_destination(
         &plan.output,
         text.as_bytes(),
         "snapshot",
@@ -159,7 +160,7 @@ pub fn run(a: &SnapshotArgs) -> Result<()> {
     let plan = plan(a)?;
     if a.aggregator.is_some() || a.node.is_some() {
         let node = a.node.as_deref().unwrap_or_default();
-        let snap = crate::aggregator::fetch_snapshot(a.aggregator.as_deref(), &a.connection, node)?;
+        let snap = crate::remote::fetch_snapshot(a.aggregator.as_deref(), &a.connection, node)?;
         return emit(&snap, &plan, a.kubeconfig.last());
     }
     if local_mode(a) {
@@ -172,8 +173,8 @@ pub fn run(a: &SnapshotArgs) -> Result<()> {
 /// Collect this node and, when a cluster is reachable, the cluster view.
 pub async fn collect_local(root: PathBuf, kubeconfig: Option<PathBuf>, max_nodes: u32) -> Snapshot {
     let started = SystemTime::now();
-    let node = snapshot_io::node_name_from_env();
-    let client = match k8s::client(kubeconfig.as_deref()).await {
+    let node = node_name_from_env();
+    let client = match crate::kubernetes::client(kubeconfig.as_deref()).await {
         Ok(c) => Some(c),
         Err(e) => {
             tracing::debug!("no Kubernetes client: {e}");
@@ -187,12 +188,12 @@ pub async fn collect_local(root: PathBuf, kubeconfig: Option<PathBuf>, max_nodes
     let (k8s_m, node_ms, topo) = tokio::join!(
         tokio::time::timeout(
             Duration::from_secs(60),
-            cluster::collect_k8s(client.as_ref(), Some(&node))
+            measure::collect_k8s(client.as_ref(), Some(&node))
         ),
         aicr_agent::collect::collect_node(&opts),
         tokio::time::timeout(
             Duration::from_secs(90),
-            cluster::collect_topology(client.as_ref(), max_nodes as usize)
+            measure::collect_topology(client.as_ref(), max_nodes as usize)
         ),
     );
     let mut ms = node_ms;
@@ -258,10 +259,10 @@ fn run_agent_job(a: &SnapshotArgs, plan: &Plan) -> Result<()> {
     let job = a.agent.job(place, plan.max_nodes);
     let kubeconfig = a.kubeconfig.last().cloned();
     let text = crate::runtime::block_on(async {
-        let client = k8s::client(kubeconfig.as_deref())
+        let client = crate::kubernetes::client(kubeconfig.as_deref())
             .await
             .map_err(|e| e.context("failed to create Kubernetes client"))?;
-        aicr::agent_job::run(&client, &job).await
+        aicr::kubernetes::snapshot_job::run(&client, &job).await
     })??;
     if plan.output.starts_with("cm://") {
         tracing::info!("snapshot saved to ConfigMap: uri={}", plan.output);
@@ -278,4 +279,14 @@ fn run_agent_job(a: &SnapshotArgs, plan: &Plan) -> Result<()> {
     let snap = Snapshot::parse(&text, yaml::Format::Yaml)
         .context("failed to parse the agent's snapshot")?;
     emit(&snap, plan, kubeconfig.as_ref())
+}
+
+/// The node name a local snapshot reports: `NODE_NAME`,
+/// `KUBERNETES_NODE_NAME`, `HOSTNAME`, else empty. The downward API sets the
+/// first two in a Pod; the environment is the interface here.
+fn node_name_from_env() -> String {
+    ["NODE_NAME", "KUBERNETES_NODE_NAME", "HOSTNAME"]
+        .iter()
+        .find_map(|k| std::env::var(k).ok().filter(|v| !v.is_empty()))
+        .unwrap_or_default()
 }

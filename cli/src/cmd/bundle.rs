@@ -19,9 +19,9 @@ use aicr::bundle::set::{DynamicPaths, SetOverrides};
 use aicr::bundle::values::Scheduling;
 use aicr::bundle::{self, Deployer, Options};
 use aicr::error::{Error, ErrorKind, Result};
+use aicr::kubernetes::scheduling;
 use aicr::model::config::BundleSection;
 use aicr::model::recipe::{RECIPE_RESULT_KIND, RecipeResult};
-use aicr::scheduling;
 use aicr::source::Source;
 use aicr::yaml;
 use clap::Args;
@@ -104,9 +104,9 @@ pub struct BundleArgs {
     #[arg(long)]
     pub certificate_identity_regexp: Option<String>,
     #[command(flatten)]
-    pub signing: crate::trust::SigningArgs,
+    pub signing: crate::args::sigstore::SigningArgs,
     #[command(flatten)]
-    pub tuf: crate::trust::TufArgs,
+    pub tuf: crate::args::sigstore::TufArgs,
 }
 
 fn opt_err(e: Error) -> Error {
@@ -118,7 +118,7 @@ fn pick(flag: &str, field: &str, cli: Option<&str>, config: &str) -> Option<Stri
     match cli {
         Some(v) => {
             if !config.is_empty() && config != v {
-                crate::recipe::log_config_override(field, flag, &config, &v);
+                crate::cmd::recipe::log_config_override(field, flag, &config, &v);
             }
             Some(v.to_string())
         }
@@ -233,7 +233,7 @@ fn resolve(a: &BundleArgs) -> Result<Resolved> {
         .config
         .as_deref()
         .filter(|c| !c.is_empty())
-        .map(crate::recipe::load_config)
+        .map(crate::cmd::recipe::load_config)
         .transpose()?;
     let sec: BundleSection = config
         .as_ref()
@@ -304,7 +304,7 @@ fn resolve(a: &BundleArgs) -> Result<Resolved> {
     let nodes = match a.nodes {
         Some(n) => {
             if sc.nodes != 0 && sc.nodes != n {
-                crate::recipe::log_config_override(
+                crate::cmd::recipe::log_config_override(
                     "spec.bundle.scheduling.nodes",
                     "--nodes",
                     &sc.nodes,
@@ -450,7 +450,7 @@ fn load_recipe(uri: &str, kubeconfig: Option<&PathBuf>) -> Result<RecipeResult> 
         source = Source::File(abs);
     }
     tracing::info!("loading recipe from: uri={uri}");
-    let (bytes, format) = crate::kubeio::read_source(&source, uri, kubeconfig)
+    let (bytes, format) = crate::kubernetes::read_source(&source, uri, kubeconfig)
         .map_err(|e| e.context(format!("failed to load recipe from {uri:?}")))?;
     let recipe: RecipeResult = yaml::utf8(&bytes)
         .and_then(|t| yaml::parse(t, format))
@@ -589,13 +589,13 @@ pub fn run(a: &BundleArgs) -> Result<()> {
                 identity_token: a.identity_token.clone(),
                 device_flow: plan.device_flow,
                 issuer: a.signing.oidc_issuer.clone(),
-                github_actions: crate::trust::github_actions_token_endpoint(),
+                github_actions: crate::args::sigstore::github_actions_token_endpoint(),
             })
             .and_then(|token| Keyless::new(token, &a.signing.fulcio_url, &a.signing.rekor_url))
         })
         .transpose()?;
     let recipe = load_recipe(&r.recipe, a.kubeconfig.as_ref())?;
-    let catalog = crate::recipe::open_catalog(r.data.clone(), a.data_only)?;
+    let catalog = crate::cmd::recipe::open_catalog(r.data.clone(), a.data_only)?;
     // What the provenance and the log name as the bundle's destination.
     let destination = match &r.output {
         Output::Dir(d) => d.display().to_string(),

@@ -12,12 +12,12 @@ use kube::discovery::Discovery;
 use serde_json::Value;
 
 use crate::error::Result;
-use crate::k8s::api_error;
+use crate::kubernetes::api_error;
 use crate::model::snapshot::{Measurement, Reading, Subtype};
 use crate::yaml;
 
 /// `registry/path/name:tag@digest` → (`name`, `tag`), `latest` by default.
-pub fn image_name_tag(image: &str) -> Option<(String, String)> {
+pub(crate) fn image_name_tag(image: &str) -> Option<(String, String)> {
     let last = image.rsplit('/').next()?;
     let last = last.split('@').next().unwrap_or(last);
     if last.is_empty() {
@@ -353,7 +353,7 @@ async fn collect_policy(client: &kube::Client) -> Subtype {
 }
 
 /// List every node, 500 per page, following continue tokens.
-pub async fn list_nodes(client: &kube::Client) -> Result<Vec<Node>> {
+pub(crate) async fn list_nodes(client: &kube::Client) -> Result<Vec<Node>> {
     let api: Api<Node> = Api::all(client.clone());
     let mut out = Vec::new();
     let mut params = ListParams::default().limit(500);

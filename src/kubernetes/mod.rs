@@ -1,7 +1,18 @@
 //! The Kubernetes edge: building a client (`--kubeconfig`, `KUBECONFIG`,
 //! `~/.kube/config`, in-cluster), mapping API failures onto the exit-code
 //! kinds, and reading/writing documents kept in ConfigMaps (`cm://`).
-//! Commands that need more of the cluster build on [`client`].
+//! Commands that need more of the cluster build on [`client`]:
+//!
+//! - [`measure`]: what the API server says, as snapshot measurements;
+//! - [`snapshot_job`]: `aicr snapshot` in a cluster (the agent Job);
+//! - [`scheduling`]: the node-selector, toleration and taint flag grammar.
+//!
+//! Every function that talks to the API server is `async`; whoever owns the
+//! process owns the runtime.
+
+pub mod measure;
+pub mod scheduling;
+pub mod snapshot_job;
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -16,28 +27,20 @@ use crate::sink::OutputFormat;
 use crate::source::ConfigMapRef;
 use crate::yaml::Format;
 
+/// The client type the binaries hold, so they need not name `kube`.
+pub use kube::Client;
+
 /// Field manager name for server-side apply.
-pub const FIELD_MANAGER: &str = "aicr";
+pub(crate) const FIELD_MANAGER: &str = "aicr";
 /// Connect timeout for API calls.
-pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
-/// Per-request read/write timeout for API calls, unless `AICR_KUBE_TIMEOUT`
-/// (a duration such as `10s`) says otherwise.
+pub(crate) const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// The per-request read/write timeout binaries default to
+/// (`--kube-timeout`).
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// The per-request timeout in force.
-pub fn request_timeout() -> Result<Duration> {
-    match std::env::var("AICR_KUBE_TIMEOUT") {
-        Ok(v) if !v.trim().is_empty() => humantime::parse_duration(v.trim()).map_err(|e| {
-            Error::invalid(format!(
-                "invalid AICR_KUBE_TIMEOUT {v:?}: {e} (use e.g. 10s)"
-            ))
-        }),
-        _ => Ok(REQUEST_TIMEOUT),
-    }
-}
-
-/// A client from an explicit kubeconfig, else the standard resolution.
-pub async fn client(kubeconfig: Option<&Path>) -> Result<kube::Client> {
+/// A client from an explicit kubeconfig, else the standard resolution,
+/// bounding every request by `request_timeout`.
+pub async fn client(kubeconfig: Option<&Path>, request_timeout: Duration) -> Result<kube::Client> {
     let mut config = match kubeconfig {
         Some(p) => {
             if !p.exists() {
@@ -88,7 +91,7 @@ pub async fn client(kubeconfig: Option<&Path>) -> Result<kube::Client> {
             )
         })?,
     };
-    let timeout = request_timeout()?;
+    let timeout = request_timeout;
     config.connect_timeout = Some(CONNECT_TIMEOUT.min(timeout));
     config.read_timeout = Some(timeout);
     config.write_timeout = Some(timeout);
@@ -101,7 +104,7 @@ fn one_line(e: &dyn std::fmt::Display) -> String {
 
 /// Classify a kube error by what the user can do about it: 404 → not
 /// found, 401/403 → unauthorized, timeouts, unreachable servers.
-pub fn api_error(e: kube::Error, what: &str) -> Error {
+pub(crate) fn api_error(e: kube::Error, what: &str) -> Error {
     if let kube::Error::Api(status) = &e {
         let kind = match status.code {
             404 => ErrorKind::NotFound,

@@ -317,83 +317,23 @@ fn a_validator_named_in_free_text_still_makes_valid_objects() {
 /// the NVIDIA DRA driver added, so each check gets as far as creating its
 /// test objects.
 fn seed_platform(api: &FakeApiServer) {
-    let deployment = |ns: &str, name: &str| {
-        json!({"apiVersion": "apps/v1", "kind": "Deployment",
-            "metadata": {"name": name, "namespace": ns, "labels": {}},
-            "spec": {"replicas": 1}, "status": {"replicas": 1, "availableReplicas": 1}})
-    };
-    for ns in ["gpu-operator", "kai-scheduler", "nvidia-dra-driver"] {
-        api.insert(fixtures::namespace(ns));
-    }
-    for d in [
-        "kai-scheduler-default",
-        "admission",
-        "binder",
-        "kai-operator",
-        "pod-grouper",
-        "podgroup-controller",
-    ] {
-        api.insert(deployment("kai-scheduler", d));
-    }
-    api.register_crd("scheduling.run.ai", "v2", "Queue", "queues", false);
-    api.register_crd(
-        "scheduling.run.ai",
-        "v2alpha2",
-        "PodGroup",
-        "podgroups",
-        true,
-    );
-    api.insert(json!({"apiVersion": "scheduling.run.ai/v2", "kind": "Queue", "metadata": {"name": "default-parent"}, "spec": {}}));
-    api.insert(json!({"apiVersion": "scheduling.run.ai/v2", "kind": "Queue", "metadata": {"name": "default-queue"}, "spec": {"parentQueue": "default-parent"}}));
-    api.register_crd(
-        "resource.k8s.io",
-        "v1",
-        "ResourceSlice",
-        "resourceslices",
-        false,
-    );
-    api.register_crd(
-        "resource.k8s.io",
-        "v1",
-        "ResourceClaim",
-        "resourceclaims",
-        true,
-    );
-    api.insert(deployment(
+    fixtures::platform::kai_scheduler(api);
+    fixtures::platform::dra(api, 4);
+    fixtures::platform::test_pods(api, &["aicr-dra-"]);
+    api.insert(fixtures::namespace("gpu-operator"));
+    api.insert(fixtures::namespace("nvidia-dra-driver"));
+    api.insert(fixtures::deployment(
         "nvidia-dra-driver",
         "nvidia-dra-driver-gpu-controller",
+        1,
+        1,
     ));
-    api.insert(json!({"apiVersion": "apps/v1", "kind": "DaemonSet",
-        "metadata": {"name": "nvidia-dra-driver-gpu-kubelet-plugin", "namespace": "nvidia-dra-driver"},
-        "status": {"desiredNumberScheduled": 2, "numberReady": 2}}));
-    api.insert(json!({"apiVersion": "resource.k8s.io/v1", "kind": "ResourceSlice",
-        "metadata": {"name": "gpu-1-gpu.nvidia.com"},
-        "spec": {"driver": "gpu.nvidia.com", "nodeName": "gpu-1", "pool": {"name": "gpu-1", "generation": 1, "resourceSliceCount": 1},
-                 "devices": [{"name": "gpu-0"}, {"name": "gpu-1"}, {"name": "gpu-2"}, {"name": "gpu-3"}]}}));
-    api.on_create("resourceclaims", |cluster, claim| {
-        let ns = claim["metadata"]["namespace"].as_str().unwrap().to_string();
-        let name = claim["metadata"]["name"].as_str().unwrap().to_string();
-        cluster.update_status(
-            "resourceclaims",
-            &ns,
-            &name,
-            json!({"allocation": {"devices": {"results": [
-            {"driver": "gpu.nvidia.com", "pool": "gpu-1", "device": "gpu-0", "request": "gpu"}]}}}),
-        );
-    });
-    api.on_create("pods", |cluster, pod| {
-        let ns = pod["metadata"]["namespace"].as_str().unwrap().to_string();
-        let name = pod["metadata"]["name"].as_str().unwrap().to_string();
-        if name.starts_with("aicr-gang-") {
-            cluster.modify("pods", &ns, &name, |p| {
-                p["spec"]["nodeName"] = "gpu-1".into();
-                p["status"]["phase"] = "Running".into();
-            });
-        } else if name == "isolation-test" || name.starts_with("aicr-dra-") {
-            cluster.set_pod_log(&ns, &name, "GPU 0: NVIDIA H100 80GB HBM3\n");
-            cluster.update_status("pods", &ns, &name, json!({"phase": "Succeeded"}));
-        }
-    });
+    api.insert(fixtures::daemonset(
+        "nvidia-dra-driver",
+        "nvidia-dra-driver-gpu-kubelet-plugin",
+        2,
+        2,
+    ));
 }
 
 #[test]

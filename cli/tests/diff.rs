@@ -72,7 +72,10 @@ fn differing_snapshots_exit_1_and_name_each_reading() {
          2 differences (1 added, 0 removed, 1 changed)\n"
     );
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(!err.contains("error"), "a difference is not an error: {err}");
+    assert!(
+        !err.contains("error"),
+        "a difference is not an error: {err}"
+    );
 
     // Swapped, the addition is a removal; JSON and YAML say the same.
     let out = aicr()

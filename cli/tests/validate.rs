@@ -8,6 +8,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
+use aicr_test_support::fixtures::{daemonset, deployment};
 use aicr_test_support::{FakeApiServer, fixtures, tools, unreachable_kubeconfig};
 use assert_cmd::Command;
 use serde_json::{Value, json};
@@ -794,23 +795,6 @@ fn test_data(
         &fast_catalog(timeout, extra_validators),
     );
     data
-}
-
-fn deployment(ns: &str, name: &str, replicas: i64, available: i64) -> Value {
-    json!({
-        "apiVersion": "apps/v1", "kind": "Deployment",
-        "metadata": {"name": name, "namespace": ns, "labels": {}},
-        "spec": {"replicas": replicas},
-        "status": {"replicas": replicas, "availableReplicas": available},
-    })
-}
-
-fn daemonset(ns: &str, name: &str, desired: i64, ready: i64) -> Value {
-    json!({
-        "apiVersion": "apps/v1", "kind": "DaemonSet",
-        "metadata": {"name": name, "namespace": ns},
-        "status": {"desiredNumberScheduled": desired, "numberReady": ready},
-    })
 }
 
 fn skyhook(name: &str, status: Option<&str>) -> Value {
@@ -2544,13 +2528,7 @@ fn cncf_submission_flags_are_checked() {
 /// kgateway, Kubeflow Trainer, Karpenter and the DRA driver, with the test
 /// playing the scheduler and kubelet for the checks' test pods.
 fn seed_platform(api: &FakeApiServer) {
-    for ns in [
-        "gpu-operator",
-        "kai-scheduler",
-        "kgateway-system",
-        "kubeflow",
-        "karpenter",
-    ] {
+    for ns in ["gpu-operator", "kgateway-system", "kubeflow", "karpenter"] {
         api.insert(fixtures::namespace(ns));
     }
     // GPU Operator
@@ -2560,69 +2538,9 @@ fn seed_platform(api: &FakeApiServer) {
     api.insert(fixtures::cluster_policy_crd());
     api.insert(fixtures::cluster_policy(json!({}), "ready"));
     api.insert(daemonset("gpu-operator", "nvidia-dcgm-exporter", 2, 2));
-    // KAI scheduler and DRA
-    for d in [
-        "kai-scheduler-default",
-        "admission",
-        "binder",
-        "kai-operator",
-        "pod-grouper",
-        "podgroup-controller",
-    ] {
-        api.insert(deployment("kai-scheduler", d, 1, 1));
-    }
-    api.register_crd("scheduling.run.ai", "v2", "Queue", "queues", false);
-    api.register_crd(
-        "scheduling.run.ai",
-        "v2alpha2",
-        "PodGroup",
-        "podgroups",
-        true,
-    );
-    api.insert(json!({"apiVersion": "scheduling.run.ai/v2", "kind": "Queue", "metadata": {"name": "default-parent"}, "spec": {}}));
-    api.insert(json!({"apiVersion": "scheduling.run.ai/v2", "kind": "Queue", "metadata": {"name": "default-queue"}, "spec": {"parentQueue": "default-parent"}}));
-    api.register_crd(
-        "resource.k8s.io",
-        "v1",
-        "ResourceSlice",
-        "resourceslices",
-        false,
-    );
-    api.register_crd(
-        "resource.k8s.io",
-        "v1",
-        "ResourceClaim",
-        "resourceclaims",
-        true,
-    );
-    api.insert(json!({"apiVersion": "resource.k8s.io/v1", "kind": "ResourceSlice",
-        "metadata": {"name": "gpu-1-gpu.nvidia.com"},
-        "spec": {"driver": "gpu.nvidia.com", "nodeName": "gpu-1", "pool": {"name": "gpu-1", "generation": 1, "resourceSliceCount": 1},
-                 "devices": [{"name": "gpu-0"}, {"name": "gpu-1"}, {"name": "gpu-2"}]}}));
-    api.on_create("resourceclaims", |cluster, claim| {
-        let ns = claim["metadata"]["namespace"].as_str().unwrap().to_string();
-        let name = claim["metadata"]["name"].as_str().unwrap().to_string();
-        cluster.update_status(
-            "resourceclaims",
-            &ns,
-            &name,
-            json!({"allocation": {"devices": {"results": [
-            {"driver": "gpu.nvidia.com", "pool": "gpu-1", "device": "gpu-0", "request": "gpu"}]}}}),
-        );
-    });
-    api.on_create("pods", |cluster, pod| {
-        let ns = pod["metadata"]["namespace"].as_str().unwrap().to_string();
-        let name = pod["metadata"]["name"].as_str().unwrap().to_string();
-        if name.starts_with("aicr-gang-") {
-            cluster.modify("pods", &ns, &name, |p| {
-                p["spec"]["nodeName"] = "gpu-1".into();
-                p["status"]["phase"] = "Running".into();
-            });
-        } else if name == "isolation-test" {
-            cluster.set_pod_log(&ns, &name, "GPU 0: NVIDIA H100 80GB HBM3\n");
-            cluster.update_status("pods", &ns, &name, json!({"phase": "Succeeded"}));
-        }
-    });
+    fixtures::platform::kai_scheduler(api);
+    fixtures::platform::dra(api, 3);
+    fixtures::platform::test_pods(api, &[]);
     // kgateway and the inference Gateway
     api.register_crd(
         "gateway.networking.k8s.io",

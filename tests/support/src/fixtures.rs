@@ -276,3 +276,121 @@ pub fn file_tree(dir: &std::path::Path) -> FileTree {
     walk(dir, dir, &mut out);
     out
 }
+
+/// A Deployment with `available` of `replicas` ready.
+pub fn deployment(ns: &str, name: &str, replicas: i64, available: i64) -> Value {
+    json!({
+        "apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": name, "namespace": ns, "labels": {}},
+        "spec": {"replicas": replicas},
+        "status": {"replicas": replicas, "availableReplicas": available},
+    })
+}
+
+/// A DaemonSet with `ready` of `desired` pods ready.
+pub fn daemonset(ns: &str, name: &str, desired: i64, ready: i64) -> Value {
+    json!({
+        "apiVersion": "apps/v1", "kind": "DaemonSet",
+        "metadata": {"name": name, "namespace": ns},
+        "status": {"desiredNumberScheduled": desired, "numberReady": ready},
+    })
+}
+
+/// Seeding the AI platform the conformance checks inspect, piece by piece,
+/// with the fake playing scheduler, DRA driver and kubelet for the objects
+/// the checks create.
+pub mod platform {
+    use serde_json::json;
+
+    use super::{deployment, namespace};
+    use crate::FakeApiServer;
+
+    /// The KAI scheduler: its namespace and six Deployments available, the
+    /// Queue and PodGroup APIs, and the default queue under its parent.
+    pub fn kai_scheduler(api: &FakeApiServer) {
+        api.insert(namespace("kai-scheduler"));
+        for d in [
+            "kai-scheduler-default",
+            "admission",
+            "binder",
+            "kai-operator",
+            "pod-grouper",
+            "podgroup-controller",
+        ] {
+            api.insert(deployment("kai-scheduler", d, 1, 1));
+        }
+        api.register_crd("scheduling.run.ai", "v2", "Queue", "queues", false);
+        api.register_crd(
+            "scheduling.run.ai",
+            "v2alpha2",
+            "PodGroup",
+            "podgroups",
+            true,
+        );
+        api.insert(json!({"apiVersion": "scheduling.run.ai/v2", "kind": "Queue", "metadata": {"name": "default-parent"}, "spec": {}}));
+        api.insert(json!({"apiVersion": "scheduling.run.ai/v2", "kind": "Queue", "metadata": {"name": "default-queue"}, "spec": {"parentQueue": "default-parent"}}));
+    }
+
+    /// Dynamic Resource Allocation: the ResourceSlice and ResourceClaim
+    /// APIs, one slice on node gpu-1 with `gpus` devices, and every claim
+    /// allocated gpu-0 as soon as it is created.
+    pub fn dra(api: &FakeApiServer, gpus: usize) {
+        api.register_crd(
+            "resource.k8s.io",
+            "v1",
+            "ResourceSlice",
+            "resourceslices",
+            false,
+        );
+        api.register_crd(
+            "resource.k8s.io",
+            "v1",
+            "ResourceClaim",
+            "resourceclaims",
+            true,
+        );
+        let devices: Vec<_> = (0..gpus)
+            .map(|i| json!({"name": format!("gpu-{i}")}))
+            .collect();
+        api.insert(
+            json!({"apiVersion": "resource.k8s.io/v1", "kind": "ResourceSlice",
+            "metadata": {"name": "gpu-1-gpu.nvidia.com"},
+            "spec": {"driver": "gpu.nvidia.com", "nodeName": "gpu-1",
+                     "pool": {"name": "gpu-1", "generation": 1, "resourceSliceCount": 1},
+                     "devices": devices}}),
+        );
+        api.on_create("resourceclaims", |cluster, claim| {
+            let ns = claim["metadata"]["namespace"].as_str().unwrap().to_string();
+            let name = claim["metadata"]["name"].as_str().unwrap().to_string();
+            cluster.update_status(
+                "resourceclaims",
+                &ns,
+                &name,
+                json!({"allocation": {"devices": {"results": [
+                {"driver": "gpu.nvidia.com", "pool": "gpu-1", "device": "gpu-0", "request": "gpu"}]}}}),
+            );
+        });
+    }
+
+    /// The checks' test pods: gang pods (`aicr-gang-*`) are scheduled on
+    /// gpu-1 and run; `isolation-test` and pods named with one of
+    /// `also_succeeding`'s prefixes succeed with an nvidia-smi line in their
+    /// log.
+    pub fn test_pods(api: &FakeApiServer, also_succeeding: &'static [&'static str]) {
+        api.on_create("pods", move |cluster, pod| {
+            let ns = pod["metadata"]["namespace"].as_str().unwrap().to_string();
+            let name = pod["metadata"]["name"].as_str().unwrap().to_string();
+            if name.starts_with("aicr-gang-") {
+                cluster.modify("pods", &ns, &name, |p| {
+                    p["spec"]["nodeName"] = "gpu-1".into();
+                    p["status"]["phase"] = "Running".into();
+                });
+            } else if name == "isolation-test"
+                || also_succeeding.iter().any(|p| name.starts_with(p))
+            {
+                cluster.set_pod_log(&ns, &name, "GPU 0: NVIDIA H100 80GB HBM3\n");
+                cluster.update_status("pods", &ns, &name, json!({"phase": "Succeeded"}));
+            }
+        });
+    }
+}

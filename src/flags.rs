@@ -57,7 +57,7 @@ pub(crate) fn parse_bool(s: &str) -> Option<bool> {
 /// The value parser of every boolean flag bound to an environment variable
 /// (`#[arg(long, env = "AICR_DEBUG", value_parser = aicr::flags::EnvBool)]`).
 /// Such a flag only ever sees `true` from the command line; from the
-/// environment it accepts what [`parse_bool`] accepts, treats an empty
+/// environment it accepts what `parse_bool` accepts, treats an empty
 /// value as unset (false), and a bad value is a usage error naming the
 /// variable, not a flag the user never typed.
 #[derive(Debug, Clone, Copy, Default)]

@@ -21,7 +21,7 @@ use tracing_subscriber::registry::LookupSpan;
 pub(crate) const LEVEL_VARS: [&str; 2] = ["AICR_LOG_LEVEL", "LOG_LEVEL"];
 
 /// The level filter: `debug` when asked for, else the first non-empty of
-/// [`LEVEL_VARS`] as `lookup` returns them, else `info`. A plain level is
+/// `LEVEL_VARS` as `lookup` returns them, else `info`. A plain level is
 /// read case-insensitively (`WARNING` is `warn`); a value with `=` or `,`
 /// is a `tracing` directive list (`info,aicr=debug`); anything unreadable
 /// falls back to `info` rather than silencing the log.

@@ -13,7 +13,7 @@
 //! `title`, `now`, `date`).
 //!
 //! Data is a `serde_json::Value`. By default it is read the way Helm reads
-//! values ([`DataTypes::Helm`]): Helm decodes values through JSON, so every
+//! values (`DataTypes::Helm`): Helm decodes values through JSON, so every
 //! number in the data is a Go `float64`, while number literals in the
 //! template are `int` (`3`) or `float64` (`3.0`). Go refuses to compare the
 //! two kinds, so `gt .Values.replicas 1` fails here as it fails in Helm,
@@ -23,13 +23,13 @@
 //! catalog's manifests and a generated corpus through both and requires the
 //! same output.
 //!
-//! [`DataTypes::Typed`] reads data as typed Go structs instead (what
+//! `DataTypes::Typed` reads data as typed Go structs instead (what
 //! `aicr snapshot --template` gives upstream's Go templates): integers in
 //! the data stay `int`, nil prints as Go prints it (`<no value>`), and a
 //! string answers `.String` with itself (upstream's named string types,
 //! such as a measurement's `Type`, have that method). Two Go values that
 //! JSON has no form for are carried as one-entry objects under a reserved
-//! key (see [`reading`] and `now`): a snapshot reading, which prints as
+//! key (see `reading` and `now`): a snapshot reading, which prints as
 //! its text, answers `.String` and `.Any`, and is always true; and a
 //! `time.Time`.
 //!

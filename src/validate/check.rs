@@ -1,12 +1,12 @@
 //! The vocabulary every check shares: the run-wide [`Settings`] (with the
 //! inner-workload [`Scheduling`]), the catalog entry a check runs from
-//! ([`Validator`], its [`PhaseName`]), what a check sees ([`Ctx`]), what it
-//! records ([`CheckLog`]) and how it ends ([`Verdict`]), and the names the
+//! ([`Validator`], its [`PhaseName`]), what a check sees (`Ctx`), what it
+//! records (`CheckLog`) and how it ends (`Verdict`), and the names the
 //! run gives what it creates.
 //!
 //! Every other part of `validate` builds on this module, so it must not
 //! name any of them; the one sibling it uses is [`api`], the I/O layer
-//! beneath it, for the cluster handle a [`Ctx`] carries. A type that two
+//! beneath it, for the cluster handle a `Ctx` carries. A type that two
 //! checks share belongs here, not in one of them.
 
 use std::collections::BTreeMap;

@@ -19,7 +19,7 @@
 //! This module owns the order of those steps and what stops them. It must
 //! not parse flags, read input files or print: the CLI loads the documents
 //! and writes the report. Everything up to the cluster is pure; cluster I/O
-//! sits behind [`api::Cluster`].
+//! sits behind `api::Cluster`.
 
 pub mod api;
 pub mod chainsaw;

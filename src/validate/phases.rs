@@ -1,7 +1,7 @@
 //! Phases and the validator catalog: which phases run and in what order,
 //! which catalog checks each phase runs for a recipe, the reports of phases
 //! that do not run (`--no-cluster`, after a failure), and the loop that runs
-//! the rest through a [`Runner`].
+//! the rest through a `Runner`.
 //!
 //! Owns selection and ordering rules and the `ValidatorCatalog` document. It
 //! must not talk to the cluster itself; checks do that.

@@ -1,6 +1,6 @@
-//! The [`Runner`]: one catalog entry to one CTRF test. An entry the
-//! [`REGISTRY`](super::checks::REGISTRY) knows runs in-process under its
-//! budget (plus [`GRACE`]); any other runs as a validator Job. Also what a
+//! The `Runner`: one catalog entry to one CTRF test. An entry the
+//! `checks::REGISTRY` knows runs in-process under its
+//! budget (plus `GRACE`); any other runs as a validator Job. Also what a
 //! run must undo: published reports, validator objects and, after an
 //! interruption, whatever the checks left behind.
 //!

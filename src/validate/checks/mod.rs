@@ -1,5 +1,5 @@
 //! The checks implemented in this crate, one module per group, and the
-//! [`REGISTRY`] that maps each catalog name to its phase and function: the
+//! `REGISTRY` that maps each catalog name to its phase and function: the
 //! one place that decides which catalog entries run in-process.
 //!
 //! Catalog entries whose image is one of the upstream validator images and

@@ -725,9 +725,27 @@ impl Template {
         if typed {
             return Ok(ex.out);
         }
-        // Helm prints a missing value as "<no value>" and then deletes that
-        // text wherever it appears, template text included.
-        Ok(ex.out.replace("<no value>", ""))
+        Ok(delete_no_value(ex.out))
+    }
+}
+
+/// What Helm's engine outputs for a template without actions: the text,
+/// less every `<no value>` (see [`delete_no_value`]). The same as parsing
+/// and rendering it, without copying the text through the tree walker
+/// (large CRD manifests are plain text).
+pub fn render_plain_text(src: &str) -> Option<String> {
+    (!src.contains("{{")).then(|| delete_no_value(src.to_string()))
+}
+
+/// Helm prints a missing value as "<no value>" and then deletes that text
+/// wherever it appears, template text included. `contains` is a vectorised
+/// scan; `replace` walks the text byte by byte and copies it even when
+/// there is nothing to delete, so it runs only when there is.
+fn delete_no_value(out: String) -> String {
+    if out.contains("<no value>") {
+        out.replace("<no value>", "")
+    } else {
+        out
     }
 }
 
@@ -1565,6 +1583,18 @@ mod tests {
 
     fn render(src: &str, data: Value) -> Result<String> {
         Template::parse("t", src)?.render(&data)
+    }
+
+    #[test]
+    fn plain_text_renders_as_the_engine_does() {
+        for src in ["", "kind: A\n", "a: <no value>b\n<no value>", "x: { y }\n"] {
+            assert_eq!(
+                render_plain_text(src).as_deref(),
+                Some(render(src, json!({})).unwrap().as_str()),
+                "{src:?}"
+            );
+        }
+        assert_eq!(render_plain_text("a {{ .x }}"), None);
     }
 
     #[test]

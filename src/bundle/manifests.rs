@@ -60,14 +60,17 @@ pub(crate) fn render(
     values: &Value,
 ) -> Result<Option<String>> {
     let text = source(catalog, path, c)?;
-    let out = Template::parse(path, text)?
-        .render(&data(c, release, values))
-        .map_err(|e| {
-            e.context(format!(
-                "failed to render manifest for component {:?}",
-                c.name
-            ))
-        })?;
+    let out = match super::gotmpl::render_plain_text(text) {
+        Some(out) => out,
+        None => Template::parse(path, text)?
+            .render(&data(c, release, values))
+            .map_err(|e| {
+                e.context(format!(
+                    "failed to render manifest for component {:?}",
+                    c.name
+                ))
+            })?,
+    };
     if !has_object(&out) {
         return Ok(None);
     }

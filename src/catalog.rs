@@ -23,6 +23,19 @@ static EMBEDDED: Dir<'static> = include_dir!("$CARGO_MANIFEST_DIR/recipes");
 /// than YAML at every start.
 static PREBUILT: &str = include_str!(concat!(env!("OUT_DIR"), "/catalog.json"));
 
+// `PREBUILT_VALUES`: the embedded values files, parsed by `build.rs` with
+// the runtime's YAML reader and stored as JSON (see `values_file`).
+include!(concat!(env!("OUT_DIR"), "/catalog_values.rs"));
+
+/// The pre-parsed JSON of embedded values file `path`, if `build.rs` made
+/// one.
+fn prebuilt_values(path: &str) -> Option<&'static str> {
+    PREBUILT_VALUES
+        .binary_search_by(|(p, _)| (*p).cmp(path))
+        .ok()
+        .map(|i| PREBUILT_VALUES[i].1)
+}
+
 #[derive(serde::Deserialize)]
 struct Prebuilt {
     registry: ComponentRegistry,
@@ -228,11 +241,21 @@ impl Catalog {
         let Some(bytes) = self.file(path) else {
             return Ok(None);
         };
-        let text = yaml::utf8(bytes)?;
-        let v = if text.trim().is_empty() {
-            serde_json::Value::Object(serde_json::Map::new())
-        } else {
-            yaml::from_yaml(text)?
+        // An embedded file (present and not external) may have been parsed
+        // at build time already, with this same reader.
+        let prebuilt = (!self.is_external(path))
+            .then(|| prebuilt_values(path))
+            .flatten();
+        let v = match prebuilt {
+            Some(json) => yaml::from_json(json)?,
+            None => {
+                let text = yaml::utf8(bytes)?;
+                if text.trim().is_empty() {
+                    serde_json::Value::Object(serde_json::Map::new())
+                } else {
+                    yaml::from_yaml(text)?
+                }
+            }
         };
         let v = Arc::new(v);
         self.values
@@ -399,4 +422,37 @@ fn walk_external(
         out.push((rel, Cow::Owned(bytes)));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The build-time JSON of every values file is what the YAML reader
+    /// makes of the embedded file now, and every component values file has
+    /// one.
+    #[test]
+    fn prebuilt_values_match_the_yaml_reader() {
+        let mut seen = 0;
+        for (path, bytes) in embedded_files() {
+            let Some(json) = prebuilt_values(&path) else {
+                assert!(
+                    !path.ends_with("values.yaml") || path.contains("/manifests/"),
+                    "{path} was not pre-parsed"
+                );
+                continue;
+            };
+            let text = yaml::utf8(&bytes).unwrap();
+            let from_yaml: serde_json::Value = if text.trim().is_empty() {
+                serde_json::Value::Object(serde_json::Map::new())
+            } else {
+                yaml::from_yaml(text).unwrap()
+            };
+            let from_json: serde_json::Value = yaml::from_json(json).unwrap();
+            assert_eq!(from_json, from_yaml, "{path}");
+            seen += 1;
+        }
+        assert_eq!(seen, PREBUILT_VALUES.len());
+        assert!(PREBUILT_VALUES.windows(2).all(|w| w[0].0 < w[1].0));
+    }
 }

@@ -151,6 +151,35 @@ fn prebuild_values() {
     std::fs::write(dest, out).unwrap();
 }
 
+/// Files at least this large get a build-time SHA-256 (`catalog_digests.rs`).
+const DIGEST_MIN_BYTES: usize = 16 * 1024;
+
+/// SHA-256 of the large embedded files, for `catalog::embedded_digest`: a
+/// bundle copies CRD manifests verbatim, and hashing ~700 KiB at every run
+/// was a tenth of `aicr bundle`.
+fn prebuild_digests() {
+    use sha2::{Digest, Sha256};
+    let root = Path::new("recipes");
+    let mut files = Vec::new();
+    walk(root, root, &mut files);
+    let mut out = String::from(
+        "/// Large embedded files: catalog path, length and SHA-256.\n\
+         static EMBEDDED_DIGESTS: &[(&str, usize, [u8; 32])] = &[\n",
+    );
+    for rel in files {
+        let bytes = std::fs::read(root.join(&rel)).unwrap();
+        if bytes.len() < DIGEST_MIN_BYTES {
+            continue;
+        }
+        let rel_s = rel.to_string_lossy().replace('\\', "/");
+        let digest: [u8; 32] = Sha256::digest(&bytes).into();
+        out.push_str(&format!("    ({rel_s:?}, {}, {digest:?}),\n", bytes.len()));
+    }
+    out.push_str("];\n");
+    let dest = PathBuf::from(std::env::var("OUT_DIR").unwrap()).join("catalog_digests.rs");
+    std::fs::write(dest, out).unwrap();
+}
+
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("cargo:rerun-if-changed=proto");
     println!("cargo:rerun-if-changed=recipes");
@@ -161,5 +190,6 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     tonic_prost_build::configure().compile_fds(descriptors)?;
     prebuild_catalog();
     prebuild_values();
+    prebuild_digests();
     Ok(())
 }

@@ -27,6 +27,23 @@ static PREBUILT: &str = include_str!(concat!(env!("OUT_DIR"), "/catalog.json"));
 // the runtime's YAML reader and stored as JSON (see `values_file`).
 include!(concat!(env!("OUT_DIR"), "/catalog_values.rs"));
 
+// `EMBEDDED_DIGESTS`: path, length and SHA-256 of the large embedded
+// files, computed by `build.rs`.
+include!(concat!(env!("OUT_DIR"), "/catalog_digests.rs"));
+
+/// The SHA-256 of `bytes` when they are exactly one of the large embedded
+/// catalog files (CRD manifests a bundle copies verbatim): a comparison
+/// instead of hashing them at every run.
+pub fn embedded_digest(bytes: &[u8]) -> Option<[u8; 32]> {
+    EMBEDDED_DIGESTS.iter().find_map(|(path, len, digest)| {
+        if *len != bytes.len() {
+            return None;
+        }
+        let f = EMBEDDED.get_file(path)?;
+        (f.contents() == bytes).then_some(*digest)
+    })
+}
+
 /// The pre-parsed JSON of embedded values file `path`, if `build.rs` made
 /// one.
 fn prebuilt_values(path: &str) -> Option<&'static str> {
@@ -454,5 +471,22 @@ mod tests {
         }
         assert_eq!(seen, PREBUILT_VALUES.len());
         assert!(PREBUILT_VALUES.windows(2).all(|w| w[0].0 < w[1].0));
+    }
+
+    #[test]
+    fn embedded_digests_are_the_files_sha256() {
+        use sha2::{Digest, Sha256};
+        assert!(!EMBEDDED_DIGESTS.is_empty());
+        for (path, len, digest) in EMBEDDED_DIGESTS {
+            let bytes = EMBEDDED.get_file(path).unwrap().contents();
+            assert_eq!(bytes.len(), *len, "{path}");
+            let want: [u8; 32] = Sha256::digest(bytes).into();
+            assert_eq!(&want, digest, "{path}");
+            assert_eq!(embedded_digest(bytes), Some(want));
+            let mut other = bytes.to_vec();
+            other[0] ^= 1;
+            assert_eq!(embedded_digest(&other), None);
+        }
+        assert_eq!(embedded_digest(b"kind: x\n"), None);
     }
 }

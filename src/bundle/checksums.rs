@@ -12,10 +12,16 @@ pub const FILE: &str = "checksums.txt";
 
 /// Lower-case hex SHA-256.
 pub fn sha256_hex(bytes: &[u8]) -> String {
-    let digest = Sha256::digest(bytes);
+    hex(&Sha256::digest(bytes).into())
+}
+
+/// Lower-case hex of a digest.
+fn hex(digest: &[u8; 32]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
     let mut s = String::with_capacity(64);
     for b in digest {
-        s.push_str(&format!("{b:02x}"));
+        s.push(DIGITS[usize::from(b >> 4)] as char);
+        s.push(DIGITS[usize::from(b & 0xf)] as char);
     }
     s
 }
@@ -28,10 +34,23 @@ pub(crate) fn covered(path: &str) -> bool {
 
 /// `<hex>  <path>\n` per file, sorted by path (byte order).
 pub(crate) fn render<'a>(files: impl IntoIterator<Item = (&'a str, &'a [u8])>) -> String {
+    render_with(files, |_| None)
+}
+
+/// [`render`], taking the SHA-256 of content `known` already knows (bytes
+/// identical to an embedded catalog file, hashed at build time) instead
+/// of hashing it again.
+pub(crate) fn render_with<'a>(
+    files: impl IntoIterator<Item = (&'a str, &'a [u8])>,
+    known: impl Fn(&[u8]) -> Option<[u8; 32]>,
+) -> String {
     let mut rows: Vec<(&str, String)> = files
         .into_iter()
         .filter(|(p, _)| covered(p))
-        .map(|(p, b)| (p, sha256_hex(b)))
+        .map(|(p, b)| match known(b) {
+            Some(d) => (p, hex(&d)),
+            None => (p, sha256_hex(b)),
+        })
         .collect();
     rows.sort_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
     rows.iter().map(|(p, h)| format!("{h}  {p}\n")).collect()

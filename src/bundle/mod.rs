@@ -472,11 +472,12 @@ pub fn generate(
             bundle.add(format!("data/{path}"), bytes, 0o644);
         }
     }
-    let sums = checksums::render(
+    let sums = checksums::render_with(
         bundle
             .files
             .iter()
             .map(|(p, f)| (p.as_str(), f.content.as_slice())),
+        crate::catalog::embedded_digest,
     );
     bundle.add(checksums::FILE, sums, 0o644);
     Ok(bundle)

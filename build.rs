@@ -35,14 +35,6 @@ mod yaml;
 use recipe::{RECIPE_METADATA_KIND, RecipeMetadata};
 use registry::ComponentRegistry;
 
-/// What the runtime needs of the embedded catalog, pre-parsed.
-#[derive(serde::Serialize)]
-struct Prebuilt {
-    registry: ComponentRegistry,
-    /// Recipe documents by catalog-relative path; foreign kinds are left out.
-    recipes: BTreeMap<String, RecipeMetadata>,
-}
-
 fn walk(root: &Path, dir: &Path, out: &mut Vec<PathBuf>) {
     let mut entries: Vec<_> = std::fs::read_dir(dir)
         .unwrap()
@@ -91,12 +83,34 @@ fn prebuild_catalog() {
             recipes.insert(rel_s, doc);
         }
     }
-    let prebuilt = Prebuilt {
-        registry: parse(&root.join("registry.yaml")),
-        recipes,
-    };
-    let out = PathBuf::from(std::env::var("OUT_DIR").unwrap()).join("catalog.json");
-    std::fs::write(out, serde_json::to_vec(&prebuilt).unwrap()).unwrap();
+    let out_dir = PathBuf::from(std::env::var("OUT_DIR").unwrap());
+    let registry: ComponentRegistry = parse(&root.join("registry.yaml"));
+    std::fs::write(
+        out_dir.join("catalog.json"),
+        serde_json::to_vec(&registry).unwrap(),
+    )
+    .unwrap();
+    // Each document on its own, with its name and criteria apart: a run
+    // decodes only the overlays it matches (and their parents).
+    let mut out = String::from(
+        "/// Embedded recipe documents (foreign kinds left out), sorted by\n\
+         /// catalog path: path, `metadata.name`, `spec.criteria` as JSON\n\
+         /// (empty when absent) and the whole document as JSON.\n\
+         static PREBUILT_RECIPES: &[(&str, &str, &str, &str)] = &[\n",
+    );
+    for (path, doc) in &recipes {
+        let criteria = match &doc.spec.criteria {
+            Some(c) => serde_json::to_string(c).unwrap(),
+            None => String::new(),
+        };
+        let json = serde_json::to_string(doc).unwrap();
+        out.push_str(&format!(
+            "    ({path:?}, {:?}, {criteria:?}, {json:?}),\n",
+            doc.name()
+        ));
+    }
+    out.push_str("];\n");
+    std::fs::write(out_dir.join("catalog_recipes.rs"), out).unwrap();
 }
 
 /// Component values files (every `components/**.yaml` outside a

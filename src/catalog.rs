@@ -12,16 +12,71 @@ use std::sync::{Arc, Mutex};
 use include_dir::{Dir, include_dir};
 
 use crate::error::{Error, ErrorKind, Result, ResultExt};
+use crate::model::criteria::OverlayCriteria;
 use crate::model::recipe::{RECIPE_METADATA_KIND, RecipeMetadata};
 use crate::model::registry::ComponentRegistry;
 use crate::yaml;
 
 static EMBEDDED: Dir<'static> = include_dir!("$CARGO_MANIFEST_DIR/recipes");
 
-/// The embedded recipe documents and registry, parsed by `build.rs` with
-/// these same model types and stored as JSON, which decodes far faster
-/// than YAML at every start.
-static PREBUILT: &str = include_str!(concat!(env!("OUT_DIR"), "/catalog.json"));
+/// The embedded registry, parsed by `build.rs` with these same model types
+/// and stored as JSON, which decodes far faster than YAML at every start.
+static PREBUILT_REGISTRY: &str = include_str!(concat!(env!("OUT_DIR"), "/catalog.json"));
+
+// `PREBUILT_RECIPES`: the embedded recipe documents, parsed by `build.rs`
+// the same way, one JSON text each, with name and criteria apart. Each is
+// decoded on first use: a recipe needs its few matching overlays, a bundle
+// none.
+include!(concat!(env!("OUT_DIR"), "/catalog_recipes.rs"));
+
+type PrebuiltRecipe = (&'static str, &'static str, &'static str, &'static str);
+
+fn prebuilt_recipe(path: &str) -> Option<&'static PrebuiltRecipe> {
+    PREBUILT_RECIPES
+        .binary_search_by(|r| r.0.cmp(path))
+        .ok()
+        .map(|i| &PREBUILT_RECIPES[i])
+}
+
+/// A recipe document of the catalog: parsed when the catalog loads
+/// (external files) or decoded from its build-time JSON on first use
+/// (embedded ones). Its criteria are at hand either way, for matching.
+#[derive(Debug)]
+struct Doc {
+    criteria: Option<OverlayCriteria>,
+    json: &'static str,
+    doc: OnceLock<RecipeMetadata>,
+}
+
+impl Doc {
+    fn parsed(doc: RecipeMetadata) -> Doc {
+        Doc {
+            criteria: doc.spec.criteria.clone(),
+            json: "",
+            doc: OnceLock::from(doc),
+        }
+    }
+
+    fn embedded(criteria: &str, json: &'static str) -> Result<Doc> {
+        let criteria = if criteria.is_empty() {
+            None
+        } else {
+            Some(yaml::from_json(criteria).context("embedded catalog is corrupt")?)
+        };
+        Ok(Doc {
+            criteria,
+            json,
+            doc: OnceLock::new(),
+        })
+    }
+
+    fn get(&self) -> &RecipeMetadata {
+        // `build.rs` wrote this JSON from this same type (and the tests
+        // decode every document), so it always decodes.
+        self.doc
+            .get_or_init(|| yaml::from_json(self.json).expect("embedded catalog document decodes"))
+    }
+}
 
 // `PREBUILT_VALUES`: the embedded values files, parsed by `build.rs` with
 // the runtime's YAML reader and stored as JSON (see `values_file`).
@@ -53,11 +108,8 @@ fn prebuilt_values(path: &str) -> Option<&'static str> {
         .map(|i| PREBUILT_VALUES[i].1)
 }
 
-#[derive(serde::Deserialize)]
-struct Prebuilt {
-    registry: ComponentRegistry,
-    recipes: BTreeMap<String, RecipeMetadata>,
-}
+/// Catalog files as read: catalog-relative path and bytes.
+type Files = Vec<(Cow<'static, str>, Cow<'static, [u8]>)>;
 
 /// Largest file an external data directory may contain.
 pub(crate) const MAX_EXTERNAL_FILE_BYTES: u64 = 10 * 1024 * 1024;
@@ -78,10 +130,12 @@ pub enum DataSource {
 /// A parsed, layered catalog. Parse once per process and share.
 #[derive(Debug)]
 pub struct Catalog {
-    files: BTreeMap<String, Cow<'static, [u8]>>,
+    files: BTreeMap<Cow<'static, str>, Cow<'static, [u8]>>,
     external: BTreeSet<String>,
-    base: RecipeMetadata,
-    overlays: BTreeMap<String, RecipeMetadata>,
+    base: Doc,
+    overlays: BTreeMap<String, Doc>,
+    /// Every overlay decoded, for [`Catalog::overlays`].
+    all_overlays: OnceLock<BTreeMap<String, RecipeMetadata>>,
     registry: ComponentRegistry,
     /// Parsed values files, filled on first use (queries and bundles read
     /// the same few files for many components and recipes).
@@ -123,7 +177,8 @@ impl Catalog {
             DataSource::Only(_) => Vec::new(),
             _ => embedded_files(),
         };
-        let external_names: BTreeSet<String> = external.iter().map(|(p, _)| p.clone()).collect();
+        let external_names: BTreeSet<String> =
+            external.iter().map(|(p, _)| p.to_string()).collect();
         if let Some(d) = dir {
             tracing::info!(
                 "layered data provider initialized: external_dir={} external_files={}",
@@ -134,9 +189,9 @@ impl Catalog {
 
         // With --data, say where every file comes from (for --debug).
         if dir.is_some() {
-            let embedded_names: BTreeSet<&str> = embedded.iter().map(|(p, _)| p.as_str()).collect();
+            let embedded_names: BTreeSet<&str> = embedded.iter().map(|(p, _)| p.as_ref()).collect();
             for (path, _) in &external {
-                if embedded_names.contains(path.as_str()) {
+                if embedded_names.contains::<str>(path) {
                     tracing::debug!(
                         "file source resolved: path={path} source=external (replaces the embedded file)"
                     );
@@ -144,32 +199,31 @@ impl Catalog {
                     tracing::debug!("file source resolved: path={path} source=external");
                 }
             }
-            for (path, _) in embedded.iter().filter(|(p, _)| !external_names.contains(p)) {
+            for (path, _) in embedded
+                .iter()
+                .filter(|(p, _)| !external_names.contains::<str>(p))
+            {
                 tracing::debug!("file source resolved: path={path} source=embedded");
             }
         }
         // External files are visited first; an embedded file at the same path
         // is hidden. Overlays are then indexed by name in visit order, so an
         // embedded overlay visited later wins a name clash at another path.
-        let mut visit: Vec<(String, Cow<'static, [u8]>)> = external;
+        let mut visit: Files = external;
         visit.extend(
             embedded
                 .into_iter()
-                .filter(|(p, _)| !external_names.contains(p)),
+                .filter(|(p, _)| !external_names.contains::<str>(p)),
         );
 
-        let mut prebuilt: Prebuilt = match source {
-            DataSource::Only(_) => Prebuilt {
-                registry: ComponentRegistry::default(),
-                recipes: BTreeMap::new(),
-            },
-            _ => yaml::from_json(PREBUILT).context("embedded catalog is corrupt")?,
+        let mut registry: ComponentRegistry = match source {
+            DataSource::Only(_) => ComponentRegistry::default(),
+            _ => yaml::from_json(PREBUILT_REGISTRY).context("embedded catalog is corrupt")?,
         };
-        let mut registry = std::mem::take(&mut prebuilt.registry);
         if dir.is_some() {
             let ext = visit
                 .iter()
-                .find(|(p, _)| p == "registry.yaml" && external_names.contains(p));
+                .find(|(p, _)| p == "registry.yaml" && external_names.contains::<str>(p));
             if let Some((_, bytes)) = ext {
                 let ext: ComponentRegistry = parse_doc(bytes)
                     .wrap(ErrorKind::Internal, "failed to parse external registry")
@@ -206,25 +260,27 @@ impl Catalog {
             match classify(path) {
                 Class::Component | Class::Ignored => {}
                 Class::Recipe => {
-                    let doc = if external_names.contains(path) {
+                    let (name, doc) = if external_names.contains::<str>(path) {
                         let doc: RecipeMetadata = parse_doc(bytes)
                             .context(format!("failed to parse {path}"))
                             .wrap(ErrorKind::Internal, "failed to load metadata store")?;
                         if !doc.kind.is_empty() && doc.kind != RECIPE_METADATA_KIND {
                             continue;
                         }
-                        doc
+                        (doc.name().to_string(), Doc::parsed(doc))
                     } else {
                         // Embedded: pre-parsed; foreign kinds were left out.
-                        match prebuilt.recipes.remove(path) {
-                            Some(doc) => doc,
+                        match prebuilt_recipe(path) {
+                            Some((_, name, criteria, json)) => {
+                                (name.to_string(), Doc::embedded(criteria, json)?)
+                            }
                             None => continue,
                         }
                     };
                     if is_base(path) {
                         base = Some(doc);
                     } else {
-                        overlays.insert(doc.name().to_string(), doc);
+                        overlays.insert(name, doc);
                     }
                 }
             }
@@ -239,6 +295,7 @@ impl Catalog {
             external: external_names,
             base,
             overlays,
+            all_overlays: OnceLock::new(),
             registry,
             values: Mutex::default(),
         })
@@ -283,16 +340,30 @@ impl Catalog {
     }
 
     pub fn base(&self) -> &RecipeMetadata {
-        &self.base
+        self.base.get()
     }
 
-    /// Overlays by name (sorted by name).
+    /// Overlays by name (sorted by name), every one decoded. Matching
+    /// needs only [`Catalog::overlay_criteria`].
     pub fn overlays(&self) -> &BTreeMap<String, RecipeMetadata> {
-        &self.overlays
+        self.all_overlays.get_or_init(|| {
+            self.overlays
+                .iter()
+                .map(|(name, doc)| (name.clone(), doc.get().clone()))
+                .collect()
+        })
+    }
+
+    /// Each overlay's name and `spec.criteria`, sorted by name, without
+    /// decoding the documents.
+    pub fn overlay_criteria(&self) -> impl Iterator<Item = (&str, Option<&OverlayCriteria>)> {
+        self.overlays
+            .iter()
+            .map(|(name, doc)| (name.as_str(), doc.criteria.as_ref()))
     }
 
     pub fn overlay(&self, name: &str) -> Option<&RecipeMetadata> {
-        self.overlays.get(name)
+        self.overlays.get(name).map(Doc::get)
     }
 
     pub fn registry(&self) -> &ComponentRegistry {
@@ -311,7 +382,7 @@ impl Catalog {
 
     /// Catalog-relative paths of every file, sorted.
     pub fn paths(&self) -> impl Iterator<Item = &str> {
-        self.files.keys().map(String::as_str)
+        self.files.keys().map(|p| p.as_ref())
     }
 }
 
@@ -350,15 +421,20 @@ fn parse_doc<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T> {
 }
 
 /// The embedded tree in depth-first lexical order.
-fn embedded_files() -> Vec<(String, Cow<'static, [u8]>)> {
-    fn walk(dir: &'static Dir<'static>, out: &mut Vec<(String, Cow<'static, [u8]>)>) {
+fn embedded_files() -> Files {
+    fn walk(dir: &'static Dir<'static>, out: &mut Files) {
         let mut entries: Vec<_> = dir.entries().iter().collect();
         entries.sort_by_key(|e| e.path());
         for e in entries {
             match e {
                 include_dir::DirEntry::Dir(d) => walk(d, out),
                 include_dir::DirEntry::File(f) => {
-                    let p = f.path().to_string_lossy().replace('\\', "/");
+                    // The embedded paths themselves, unless they need
+                    // their separators turned.
+                    let p: Cow<'static, str> = match f.path().to_str() {
+                        Some(p) if !p.contains('\\') => Cow::Borrowed(p),
+                        _ => Cow::Owned(f.path().to_string_lossy().replace('\\', "/")),
+                    };
                     if p.ends_with(".yaml") {
                         out.push((p, Cow::Borrowed(f.contents())));
                     }
@@ -375,7 +451,7 @@ fn embedded_files() -> Vec<(String, Cow<'static, [u8]>)> {
 /// and hold `registry.yaml`; no entry may be a symlink, contain `..`, or be
 /// larger than [`MAX_EXTERNAL_FILE_BYTES`]. Files come back depth-first in
 /// lexical order.
-fn read_external(dir: &Path) -> Result<Vec<(String, Cow<'static, [u8]>)>> {
+fn read_external(dir: &Path) -> Result<Files> {
     let meta = std::fs::metadata(dir).map_err(|e| {
         Error::not_found(format!(
             "external data directory not found: {}: {e}",
@@ -399,11 +475,7 @@ fn read_external(dir: &Path) -> Result<Vec<(String, Cow<'static, [u8]>)>> {
     Ok(out)
 }
 
-fn walk_external(
-    root: &Path,
-    dir: &Path,
-    out: &mut Vec<(String, Cow<'static, [u8]>)>,
-) -> Result<()> {
+fn walk_external(root: &Path, dir: &Path, out: &mut Files) -> Result<()> {
     let io = |e: std::io::Error, p: &Path| Error::internal(format!("{}: {e}", p.display()));
     let mut entries: Vec<_> = std::fs::read_dir(dir)
         .map_err(|e| io(e, dir))?
@@ -436,7 +508,7 @@ fn walk_external(
         }
         let bytes = std::fs::read(&path).map_err(|e| io(e, &path))?;
         tracing::debug!("discovered external file: {rel}");
-        out.push((rel, Cow::Owned(bytes)));
+        out.push((Cow::Owned(rel), Cow::Owned(bytes)));
     }
     Ok(())
 }
@@ -471,6 +543,24 @@ mod tests {
         }
         assert_eq!(seen, PREBUILT_VALUES.len());
         assert!(PREBUILT_VALUES.windows(2).all(|w| w[0].0 < w[1].0));
+    }
+
+    /// Every embedded document decodes, under the name and with the
+    /// criteria stored beside it, and is what parsing its YAML gives.
+    #[test]
+    fn prebuilt_recipes_decode_to_their_documents() {
+        assert!(PREBUILT_RECIPES.windows(2).all(|w| w[0].0 < w[1].0));
+        for (path, name, criteria, json) in PREBUILT_RECIPES {
+            let doc = Doc::embedded(criteria, json).unwrap();
+            let full = doc.get();
+            assert_eq!(full.name(), *name, "{path}");
+            assert_eq!(doc.criteria, full.spec.criteria, "{path}");
+            let yaml_doc: RecipeMetadata =
+                parse_doc(EMBEDDED.get_file(path).unwrap().contents()).unwrap();
+            assert_eq!(full, &yaml_doc, "{path}");
+        }
+        let c = Catalog::embedded().unwrap();
+        assert_eq!(c.overlays().len(), c.overlay_criteria().count());
     }
 
     #[test]

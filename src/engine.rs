@@ -149,20 +149,21 @@ pub fn criteria_from_snapshot(snap: &Snapshot) -> Criteria {
 
 /// Overlays whose criteria admit the query, ordered by upstream's score and
 /// then by name (upstream's tie order is random; ours is stable).
-pub(crate) fn matching_overlays<'c>(
-    catalog: &'c Catalog,
-    criteria: &Criteria,
-) -> Vec<&'c RecipeMetadata> {
-    let mut found: Vec<&RecipeMetadata> = catalog
-        .overlays()
-        .values()
-        .filter(|o| o.spec.criteria.as_ref().is_some_and(|c| criteria.admits(c)))
+pub(crate) fn matching_overlays<'c>(catalog: &'c Catalog, criteria: &Criteria) -> Vec<&'c RecipeMetadata> {
+    // Matched on the criteria alone: only the overlays that match are
+    // decoded.
+    let mut found: Vec<(&str, u32)> = catalog
+        .overlay_criteria()
+        .filter_map(|(name, c)| {
+            let c = c.filter(|c| criteria.admits(c))?;
+            Some((name, c.score()))
+        })
         .collect();
-    found.sort_by(|a, b| {
-        let key = |o: &RecipeMetadata| o.spec.criteria.as_ref().map_or(0, |c| c.score());
-        key(a).cmp(&key(b)).then_with(|| a.name().cmp(b.name()))
-    });
+    found.sort_by(|a, b| a.1.cmp(&b.1).then_with(|| a.0.cmp(b.0)));
     found
+        .into_iter()
+        .filter_map(|(name, _)| catalog.overlay(name))
+        .collect()
 }
 
 /// Warnings for every own constraint of `overlay` that does not pass.

@@ -149,7 +149,10 @@ pub fn criteria_from_snapshot(snap: &Snapshot) -> Criteria {
 
 /// Overlays whose criteria admit the query, ordered by upstream's score and
 /// then by name (upstream's tie order is random; ours is stable).
-pub(crate) fn matching_overlays<'c>(catalog: &'c Catalog, criteria: &Criteria) -> Vec<&'c RecipeMetadata> {
+pub(crate) fn matching_overlays<'c>(
+    catalog: &'c Catalog,
+    criteria: &Criteria,
+) -> Vec<&'c RecipeMetadata> {
     // Matched on the criteria alone: only the overlays that match are
     // decoded.
     let mut found: Vec<(&str, u32)> = catalog

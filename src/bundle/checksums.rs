@@ -33,11 +33,12 @@ pub(crate) fn covered(path: &str) -> bool {
 }
 
 /// `<hex>  <path>\n` per file, sorted by path (byte order).
+#[cfg(test)]
 pub(crate) fn render<'a>(files: impl IntoIterator<Item = (&'a str, &'a [u8])>) -> String {
     render_with(files, |_| None)
 }
 
-/// [`render`], taking the SHA-256 of content `known` already knows (bytes
+/// `<hex>  <path>\n` per file, sorted by path (byte order), taking the SHA-256 of content `known` already knows (bytes
 /// identical to an embedded catalog file, hashed at build time) instead
 /// of hashing it again.
 pub(crate) fn render_with<'a>(

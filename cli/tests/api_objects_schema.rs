@@ -321,19 +321,7 @@ fn seed_platform(api: &FakeApiServer) {
     fixtures::platform::dra(api, 4);
     fixtures::platform::test_pods(api, &["aicr-dra-"]);
     api.insert(fixtures::namespace("gpu-operator"));
-    api.insert(fixtures::namespace("nvidia-dra-driver"));
-    api.insert(fixtures::deployment(
-        "nvidia-dra-driver",
-        "nvidia-dra-driver-gpu-controller",
-        1,
-        1,
-    ));
-    api.insert(fixtures::daemonset(
-        "nvidia-dra-driver",
-        "nvidia-dra-driver-gpu-kubelet-plugin",
-        2,
-        2,
-    ));
+    fixtures::platform::dra_driver(api);
 }
 
 #[test]

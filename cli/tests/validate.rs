@@ -1997,48 +1997,8 @@ fn checks_skip_or_fail_closed_on_a_bare_cluster() {
 #[test]
 fn dra_test_pods_take_the_scheduling_flags() {
     let api = FakeApiServer::start_blocking();
-    api.register_crd(
-        "resource.k8s.io",
-        "v1",
-        "ResourceSlice",
-        "resourceslices",
-        false,
-    );
-    api.register_crd(
-        "resource.k8s.io",
-        "v1",
-        "ResourceClaim",
-        "resourceclaims",
-        true,
-    );
-    api.insert(fixtures::namespace("nvidia-dra-driver"));
-    api.insert(deployment(
-        "nvidia-dra-driver",
-        "nvidia-dra-driver-gpu-controller",
-        1,
-        1,
-    ));
-    api.insert(daemonset(
-        "nvidia-dra-driver",
-        "nvidia-dra-driver-gpu-kubelet-plugin",
-        2,
-        2,
-    ));
-    api.insert(json!({"apiVersion": "resource.k8s.io/v1", "kind": "ResourceSlice",
-        "metadata": {"name": "gpu-1-gpu.nvidia.com"},
-        "spec": {"driver": "gpu.nvidia.com", "nodeName": "gpu-1", "pool": {"name": "gpu-1", "generation": 1, "resourceSliceCount": 1},
-                 "devices": [{"name": "gpu-0"}, {"name": "gpu-1"}]}}));
-    api.on_create("resourceclaims", |cluster, claim| {
-        let ns = claim["metadata"]["namespace"].as_str().unwrap().to_string();
-        let name = claim["metadata"]["name"].as_str().unwrap().to_string();
-        cluster.update_status(
-            "resourceclaims",
-            &ns,
-            &name,
-            json!({"allocation": {"devices": {"results": [
-            {"driver": "gpu.nvidia.com", "pool": "gpu-1", "device": "gpu-0", "request": "gpu"}]}}}),
-        );
-    });
+    fixtures::platform::dra(&api, 2);
+    fixtures::platform::dra_driver(&api);
     let pods = kubelet_runs_pods(&api, "aicr-dra-", "GPU 0: NVIDIA H100 80GB HBM3\n");
     let dir = tempfile::tempdir().unwrap();
     let r = conformance_recipe(

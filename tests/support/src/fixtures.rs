@@ -372,6 +372,24 @@ pub mod platform {
         });
     }
 
+    /// NVIDIA's DRA driver installed and healthy in `nvidia-dra-driver`:
+    /// its controller Deployment and its kubelet plugin on two nodes.
+    pub fn dra_driver(api: &FakeApiServer) {
+        api.insert(namespace("nvidia-dra-driver"));
+        api.insert(deployment(
+            "nvidia-dra-driver",
+            "nvidia-dra-driver-gpu-controller",
+            1,
+            1,
+        ));
+        api.insert(super::daemonset(
+            "nvidia-dra-driver",
+            "nvidia-dra-driver-gpu-kubelet-plugin",
+            2,
+            2,
+        ));
+    }
+
     /// The checks' test pods: gang pods (`aicr-gang-*`) are scheduled on
     /// gpu-1 and run; `isolation-test` and pods named with one of
     /// `also_succeeding`'s prefixes succeed with an nvidia-smi line in their

@@ -2,19 +2,23 @@
 //! snapshot, open and past drift, a live drift stream, per-node validation,
 //! the active recipe), and who may ask.
 //!
-//! Reads the hub and the store; its only write is `SetRecipe`, through the
-//! hub. Documents travel as the JSON of their spec'd shapes, produced by the
+//! Reads the hub and the store; its only writes are `SetRecipe` and the
+//! baselines, through the hub. Documents travel as the JSON of their spec'd shapes, produced by the
 //! same core types as the CLI's local commands.
 
 use std::sync::Arc;
 use std::time::SystemTime;
 
 use aicr::model::recipe::{RECIPE_RESULT_KIND, RecipeResult};
+use aicr::model::snapshot::Snapshot;
 use aicr::proto::cluster_service_server::ClusterService;
+use aicr::proto::drift_event::Source;
+use aicr::proto::list_violations_request::Which;
 use aicr::proto::{
-    BundleRequest, DocumentReply, DriftEvent, FileChunk, GetRecipeRequest, GetSnapshotRequest,
-    ListNodesReply, ListNodesRequest, ListViolationsReply, ListViolationsRequest, SetRecipeReply,
-    SetRecipeRequest, ValidateRequest, WatchDriftRequest,
+    Baseline, BundleRequest, ClearBaselineReply, ClearBaselineRequest, DocumentReply, DriftEvent,
+    FileChunk, GetRecipeRequest, GetSnapshotRequest, ListBaselinesReply, ListBaselinesRequest,
+    ListNodesReply, ListNodesRequest, ListViolationsReply, ListViolationsRequest,
+    SetBaselineRequest, SetRecipeReply, SetRecipeRequest, ValidateRequest, WatchDriftRequest,
 };
 use aicr::validate::ctrf::{Report, Test, epoch_ms};
 use aicr::validate::readiness::{self, Fleet, NodeSnapshot};
@@ -227,10 +231,17 @@ impl ClusterService for ClusterApi {
             0 => DEFAULT_LIMIT,
             n => n.min(MAX_LIMIT),
         };
+        let which = req.which();
+        let keep = move |ev: &DriftEvent| match which {
+            Which::All => true,
+            Which::Peers => ev.source == Source::Peers as i32,
+            Which::Constraints => ev.source != Source::Peers as i32,
+        };
         let events = if req.history {
-            self.blocking(move |s| s.recent(limit)).await?
+            self.blocking(move |s| s.recent(limit, keep)).await?
         } else {
             let mut open = self.blocking(|s| s.open_events()).await?;
+            open.retain(keep);
             if req.limit > 0 && open.len() > limit {
                 open.drain(..open.len() - limit);
             }
@@ -377,6 +388,75 @@ impl ClusterService for ClusterApi {
             constraints: n as u32,
         }))
     }
+
+    async fn set_baseline(
+        &self,
+        request: Request<SetBaselineRequest>,
+    ) -> Result<Response<Baseline>, Status> {
+        let req = request.into_inner();
+        let pool = pool_name(&req.pool)?;
+        let snapshot = if req.snapshot_json.is_empty() {
+            None
+        } else {
+            let text = std::str::from_utf8(&req.snapshot_json)
+                .map_err(|_| Status::invalid_argument("snapshot_json is not UTF-8"))?;
+            Some(
+                Snapshot::parse(text, aicr::yaml::Format::Json).map_err(|e| {
+                    Status::invalid_argument(format!("snapshot_json: {}", e.message()))
+                })?,
+            )
+        };
+        let hub = self.hub.clone();
+        let b = tokio::task::spawn_blocking(move || {
+            hub.set_baseline(&pool, snapshot.as_ref())
+                .map(|b| b.to_proto(&pool))
+        })
+        .await
+        .map_err(internal)?
+        .map_err(|e| match e.kind() {
+            aicr::ErrorKind::NotFound => Status::not_found(e.message().to_string()),
+            aicr::ErrorKind::InvalidRequest => Status::invalid_argument(e.message().to_string()),
+            _ => internal(e),
+        })?;
+        Ok(Response::new(b))
+    }
+
+    async fn list_baselines(
+        &self,
+        request: Request<ListBaselinesRequest>,
+    ) -> Result<Response<ListBaselinesReply>, Status> {
+        let pool = request.into_inner().pool;
+        let pool = (!pool.is_empty()).then_some(pool.as_str());
+        let baselines = self
+            .hub
+            .baselines(pool)
+            .into_iter()
+            .map(|(name, b)| b.to_proto(&name))
+            .collect();
+        Ok(Response::new(ListBaselinesReply { baselines }))
+    }
+
+    async fn clear_baseline(
+        &self,
+        request: Request<ClearBaselineRequest>,
+    ) -> Result<Response<ClearBaselineReply>, Status> {
+        let pool = pool_name(&request.into_inner().pool)?;
+        let hub = self.hub.clone();
+        let cleared = tokio::task::spawn_blocking(move || hub.clear_baseline(&pool))
+            .await
+            .map_err(internal)?;
+        Ok(Response::new(ClearBaselineReply { cleared }))
+    }
+}
+
+/// Pool names are label values joined by `/`: short, printable.
+fn pool_name(pool: &str) -> Result<String, Status> {
+    if pool.is_empty() || pool.len() > 512 || pool.chars().any(char::is_control) {
+        return Err(Status::invalid_argument(
+            "pool must be a pool name as `aicr nodes` shows it",
+        ));
+    }
+    Ok(pool.to_string())
 }
 
 #[cfg(test)]

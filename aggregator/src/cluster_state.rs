@@ -31,7 +31,7 @@ use serde_json::Value;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::hub::Hub;
+use crate::hub::{Hub, NodeObject};
 
 /// Collections are re-read into readings at most this often, so a burst
 /// of object changes costs one recomputation.
@@ -251,15 +251,19 @@ async fn follow<K, T>(
 }
 
 async fn nodes(client: kube::Client, hub: Arc<Hub>, cancel: CancellationToken) {
+    let object = |k: &str, n: &Node| NodeObject {
+        subtype: node_subtype(k, n),
+        pool: hub.pool_of(n.metadata.labels.as_ref().unwrap_or(&BTreeMap::new())),
+    };
     let on_step = |m: &Mirror<Node>, step: &Step| match step {
         Step::Nothing => {}
         Step::Synced => hub.node_objects_synced(
             m.current
                 .iter()
-                .map(|(k, n)| (k.clone(), node_subtype(k, n)))
+                .map(|(k, n)| (k.clone(), object(k, n)))
                 .collect(),
         ),
-        Step::Upsert(k) => hub.node_object(k, m.current.get(k).map(|n| node_subtype(k, n))),
+        Step::Upsert(k) => hub.node_object(k, m.current.get(k).map(|n| object(k, n))),
         Step::Removed(k) => hub.node_object(k, None),
     };
     let flush = |m: &Mirror<Node>| {

@@ -7,6 +7,7 @@
 //! `aicr::constraint::evaluate_with`, so the rules are exactly the CLI's.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use aicr::constraint::{self, Outcome, Path};
 use aicr::error::{Error, Result};
@@ -37,7 +38,12 @@ pub struct Rule {
 pub struct Rules {
     rules: Vec<Rule>,
     by_scope: HashMap<String, Vec<usize>>,
+    /// Unique to this set of rules, so outcomes cached under it are never
+    /// taken for another recipe's.
+    generation: u64,
 }
+
+static GENERATIONS: AtomicU64 = AtomicU64::new(1);
 
 impl Rules {
     /// Every top-level constraint of a recipe; a malformed one rejects the
@@ -66,7 +72,15 @@ impl Rules {
         for (i, r) in rules.iter().enumerate() {
             by_scope.entry(r.scope.clone()).or_default().push(i);
         }
-        Ok(Rules { rules, by_scope })
+        Ok(Rules {
+            rules,
+            by_scope,
+            generation: GENERATIONS.fetch_add(1, Ordering::Relaxed),
+        })
+    }
+
+    pub fn generation(&self) -> u64 {
+        self.generation
     }
 
     pub fn len(&self) -> usize {
@@ -150,6 +164,7 @@ fn event(
         severity: open.severity.clone(),
         reason,
         unix_millis: now_ms,
+        ..Default::default()
     }
 }
 

@@ -18,7 +18,7 @@ use std::time::{Duration, Instant, SystemTime};
 use aicr::error::Result;
 use aicr::model::recipe::RecipeResult;
 use aicr::model::snapshot::{LookupMiss, Measurement, Reading, Snapshot, Subtype};
-use aicr::proto::drift_event::Kind;
+use aicr::proto::drift_event::{Kind, Source};
 use aicr::proto::{DriftEvent, NodeInfo};
 use aicr::snapshot_io;
 use tokio::sync::mpsc::UnboundedSender;
@@ -26,9 +26,10 @@ use tokio_util::sync::CancellationToken;
 
 use crate::evaluator::{self, Open, OpenSet, Rules, is_cluster_scope};
 use crate::metrics::Metrics;
+use crate::peers::{self, Baseline, DEFAULT_POOL, Peers, ReadingId};
 use crate::recorder::Input;
 use crate::sinks::now_ms;
-use crate::state::{NodeState, Rejected, Reported};
+use crate::state::{Changed, NodeState, Rejected, Reported};
 use crate::store::{NodeRecord, Record};
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -89,12 +90,29 @@ impl ClusterState {
     }
 }
 
-/// The `K8s.node` subtype of every Node, from the Node watcher.
+/// What the hub keeps of a Node object: its `K8s.node` subtype and the
+/// pool its labels put it in.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NodeObject {
+    pub subtype: Subtype,
+    pub pool: String,
+}
+
+/// Every Node, from the Node watcher.
 #[derive(Default)]
 struct NodeObjects {
     watched: bool,
     synced: bool,
-    by_name: HashMap<String, Subtype>,
+    by_name: HashMap<String, NodeObject>,
+}
+
+/// Peers of a pool to judge again once the node that moved them is
+/// unlocked.
+struct PoolRejudge {
+    pool: String,
+    readings: Vec<ReadingId>,
+    everything: bool,
+    except: String,
 }
 
 pub struct Hub {
@@ -108,6 +126,9 @@ pub struct Hub {
     stale_after: Duration,
     sessions: AtomicU64,
     leading: AtomicBool,
+    peers: Mutex<Peers>,
+    /// Node labels whose values name a node's pool, in order.
+    pool_labels: Vec<String>,
 }
 
 fn lookup_readings<'a>(
@@ -117,7 +138,7 @@ fn lookup_readings<'a>(
     key: &str,
 ) -> std::result::Result<&'a Reading, LookupMiss> {
     match readings.get(&format!("{kind}.{subtype}")) {
-        Some(r) => r.held.get(key).ok_or(LookupMiss::Key),
+        Some(r) => r.state.get(key).ok_or(LookupMiss::Key),
         None => {
             let prefix = format!("{kind}.");
             let has_kind = readings
@@ -162,6 +183,8 @@ impl Hub {
         records: UnboundedSender<Input>,
         metrics: Arc<Metrics>,
         stale_after: Duration,
+        peers: peers::Settings,
+        pool_labels: Vec<String>,
     ) -> Hub {
         Hub {
             nodes: RwLock::default(),
@@ -174,7 +197,46 @@ impl Hub {
             stale_after,
             sessions: AtomicU64::new(0),
             leading: AtomicBool::new(false),
+            peers: Mutex::new(Peers::new(peers)),
+            pool_labels,
         }
+    }
+
+    fn peers(&self) -> MutexGuard<'_, Peers> {
+        lock(&self.peers)
+    }
+
+    /// The pool a node with these labels belongs to: the values of the
+    /// pool labels it has, joined by `/`; without any, the default pool.
+    pub fn pool_of(&self, labels: &BTreeMap<String, String>) -> String {
+        let parts: Vec<&str> = self
+            .pool_labels
+            .iter()
+            .filter_map(|l| labels.get(l).map(String::as_str))
+            .filter(|v| !v.is_empty())
+            .collect();
+        if parts.is_empty() {
+            DEFAULT_POOL.to_string()
+        } else {
+            parts.join("/")
+        }
+    }
+
+    /// The pool of node `name`: the default one without a Node watch, the
+    /// labels' once the watch has synced, unknown until then.
+    fn pool_for(&self, name: &str) -> Option<String> {
+        let o = read(&self.objects);
+        if !o.watched {
+            return Some(DEFAULT_POOL.to_string());
+        }
+        if !o.synced {
+            return None;
+        }
+        Some(
+            o.by_name
+                .get(name)
+                .map_or_else(|| DEFAULT_POOL.to_string(), |n| n.pool.clone()),
+        )
     }
 
     pub fn metrics(&self) -> &Metrics {
@@ -205,6 +267,15 @@ impl Hub {
         }
         let mut cluster = lock(&self.cluster);
         for ev in open {
+            if ev.source == Source::Peers as i32 {
+                let node = map
+                    .entry(ev.node_name.clone())
+                    .or_insert_with(|| Arc::new(Mutex::new(NodeState::new(&ev.node_name))));
+                if let Some((reading, d)) = peers::from_event(ev) {
+                    lock(node).deviations.insert(reading, d);
+                }
+                continue;
+            }
             let entry = Open {
                 expected: ev.expected.clone(),
                 actual: ev.actual.clone(),
@@ -223,6 +294,24 @@ impl Hub {
             } else {
                 n.open.insert(ev.constraint.clone(), entry);
             }
+        }
+        drop(cluster);
+        // Known members hold a pool back from judging until most of them
+        // have reported again.
+        for node in map.values() {
+            let mut n = lock(node);
+            if let Some(pool) = self.pool_for(&n.name) {
+                self.peers().know(&pool);
+                n.pool = Some(pool);
+            }
+        }
+    }
+
+    /// Baselines a previous run pinned.
+    pub fn restore_baselines(&self, baselines: Vec<(String, Baseline)>) {
+        let mut peers = self.peers();
+        for (pool, b) in baselines {
+            peers.set_baseline(&pool, Some(b));
         }
     }
 
@@ -311,10 +400,15 @@ impl Hub {
                 if !objects.synced {
                     continue;
                 }
-                let st = objects.by_name.get(name.as_str());
+                let st = objects.by_name.get(name.as_str()).map(|o| &o.subtype);
                 evaluator::judge(rule, |_, _, key| match st {
                     Some(s) => s.data.get(key).ok_or(LookupMiss::Key),
                     None => Err(LookupMiss::Subtype),
+                })
+            } else if let Some(r) = readings.get(&rule.scope) {
+                // Every node holding this state shares one outcome.
+                r.state.outcome(rules.generation(), i, || {
+                    evaluator::judge(rule, |_, _, key| r.state.get(key).ok_or(LookupMiss::Key))
                 })
             } else {
                 evaluator::judge(rule, |kind, subtype, key| {
@@ -347,6 +441,163 @@ impl Hub {
             if let Some(ev) = evaluator::diff("", rule, &outcome, &mut c.open, now) {
                 out.push(ev);
             }
+        }
+    }
+
+    /// Judge readings `which` of a node against its pool.
+    fn judge_peers(
+        n: &mut NodeState,
+        peers: &Peers,
+        which: &[ReadingId],
+        now: i64,
+        out: &mut Vec<DriftEvent>,
+    ) {
+        let NodeState {
+            name,
+            readings,
+            deviations,
+            pool,
+            ..
+        } = n;
+        let Some(pool) = pool.as_deref() else {
+            return;
+        };
+        for (scope, key) in which {
+            let verdict = peers.verdict(pool, scope, key);
+            let actual = readings.get(scope).and_then(|r| r.state.get(key));
+            if let Some(ev) =
+                peers::judge(name, pool, (scope, key), &verdict, actual, deviations, now)
+            {
+                out.push(ev);
+            }
+        }
+    }
+
+    /// Count a node's changed readings in its pool (all of them when it
+    /// joins) and judge what that moved for it. Returns the rest of the
+    /// pool to judge again once the node is unlocked.
+    fn peers_changed(
+        &self,
+        n: &mut NodeState,
+        changes: &[Changed],
+        now: i64,
+        out: &mut Vec<DriftEvent>,
+    ) -> Option<PoolRejudge> {
+        if n.pool.is_none() {
+            let pool = self.pool_for(&n.name)?;
+            self.peers().know(&pool);
+            n.pool = Some(pool);
+        }
+        let pool = n.pool.clone()?;
+        let first = !n.member;
+        let joined: Vec<Changed>;
+        let changes = if first {
+            joined = n
+                .readings
+                .keys()
+                .map(|scope| Changed {
+                    scope: scope.clone(),
+                    before: None,
+                })
+                .collect();
+            &joined
+        } else {
+            changes
+        };
+        n.member = true;
+        let mut peers = self.peers();
+        let r = peers.changed(&pool, &n.name, first, changes, &n.readings);
+        let which = if r.everything {
+            peers.all_readings(&pool, &n.readings, &n.deviations)
+        } else {
+            let mut w = r.node;
+            w.extend(r.pool.iter().cloned());
+            w.sort();
+            w.dedup();
+            w
+        };
+        Self::judge_peers(n, &peers, &which, now, out);
+        (r.everything || !r.pool.is_empty()).then(|| PoolRejudge {
+            pool,
+            readings: r.pool,
+            everything: r.everything,
+            except: n.name.clone(),
+        })
+    }
+
+    /// Judge a pool's other members again after its expectations moved.
+    fn rejudge_pool(&self, job: PoolRejudge) {
+        let members = self.peers().members(&job.pool);
+        let now = now_ms();
+        for name in members {
+            if name == job.except {
+                continue;
+            }
+            let Some(entry) = self.entry(&name) else {
+                continue;
+            };
+            let mut n = lock(&entry);
+            if n.pool.as_deref() != Some(job.pool.as_str()) {
+                continue;
+            }
+            let peers = self.peers();
+            let all;
+            let which = if job.everything {
+                all = peers.all_readings(&job.pool, &n.readings, &n.deviations);
+                &all
+            } else {
+                &job.readings
+            };
+            let mut out = Vec::new();
+            Self::judge_peers(&mut n, &peers, which, now, &mut out);
+            drop(peers);
+            self.emit(out);
+        }
+    }
+
+    /// Put a node in the pool its Node object names now, if that moved:
+    /// it leaves the old pool (its deviations there resolve) and joins
+    /// the new one with all its readings.
+    fn reassign_pool(&self, name: &str) {
+        let Some(entry) = self.entry(name) else {
+            return;
+        };
+        let Some(new) = self.pool_for(name) else {
+            return;
+        };
+        let mut jobs = Vec::new();
+        let mut out = Vec::new();
+        let now = now_ms();
+        {
+            let mut n = lock(&entry);
+            if n.pool.as_deref() == Some(new.as_str()) {
+                return;
+            }
+            if let Some(old) = n.pool.take() {
+                let mut peers = self.peers();
+                if n.member {
+                    let r = peers.leave(&old, name, &n.readings);
+                    jobs.push(PoolRejudge {
+                        pool: old.clone(),
+                        readings: r.pool,
+                        everything: r.everything,
+                        except: name.to_string(),
+                    });
+                }
+                peers.unknow(&old);
+                n.member = false;
+                let reason = format!("node moved from pool {old} to {new}");
+                out.extend(peers::resolve_all(name, &mut n.deviations, &reason, now));
+            }
+            self.peers().know(&new);
+            n.pool = Some(new);
+            if n.reported {
+                jobs.extend(self.peers_changed(&mut n, &[], now, &mut out));
+            }
+        }
+        self.emit(out);
+        for job in jobs {
+            self.rejudge_pool(job);
         }
     }
 
@@ -462,14 +713,33 @@ impl Hub {
         let now = now_ms();
         let reason = "node deleted from the cluster";
         let mut out = evaluator::resolve_all(name, &mut n.open, reason, now);
+        out.extend(peers::resolve_all(name, &mut n.deviations, reason, now));
         if n.stale {
             out.push(stale_marker(name, Kind::Resolved, reason.into(), now));
+        }
+        let mut job = None;
+        if let Some(pool) = n.pool.take() {
+            let mut peers = self.peers();
+            if n.member {
+                let r = peers.leave(&pool, name, &n.readings);
+                job = Some(PoolRejudge {
+                    pool: pool.clone(),
+                    readings: r.pool,
+                    everything: r.everything,
+                    except: name.to_string(),
+                });
+            }
+            peers.unknow(&pool);
         }
         self.emit(out);
         self.record(Record::ForgetNode(name.to_string()));
         drop(n);
         map.remove(name);
+        drop(map);
         tracing::info!(node = name, "forgot a deleted node");
+        if let Some(job) = job {
+            self.rejudge_pool(job);
+        }
     }
 
     pub fn apply_full(
@@ -482,13 +752,20 @@ impl Hub {
         let mut n = self.owned(s)?;
         let now = now_ms();
         self.alive(&mut n, now);
-        n.apply_full(seq, reported)?;
+        let changes = n.apply_full(seq, reported)?;
         // After a (re)connect nothing says which outcomes still hold.
         let rules = read(&self.rules).clone();
-        let objects = read(&self.objects);
         let mut out = Vec::new();
-        Self::judge_node(&mut n, &rules, &rules.node_rules(), &objects, now, &mut out);
+        {
+            let objects = read(&self.objects);
+            Self::judge_node(&mut n, &rules, &rules.node_rules(), &objects, now, &mut out);
+        }
+        let job = self.peers_changed(&mut n, &changes, now, &mut out);
         self.emit(out);
+        drop(n);
+        if let Some(job) = job {
+            self.rejudge_pool(job);
+        }
         self.metrics
             .evaluation_seconds
             .observe(started.elapsed().as_secs_f64());
@@ -506,17 +783,22 @@ impl Hub {
         let mut n = self.owned(s)?;
         let now = now_ms();
         self.alive(&mut n, now);
-        let scopes = n.apply_update(seq, changed, removed)?;
-        if scopes.is_empty() {
+        let changes = n.apply_update(seq, changed, removed)?;
+        if changes.is_empty() {
             return Ok(());
         }
         let rules = read(&self.rules).clone();
-        let touched = rules.touched(scopes.iter().map(String::as_str));
+        let touched = rules.touched(changes.iter().map(|c| c.scope.as_str()));
+        let mut out = Vec::new();
         if !touched.is_empty() {
             let objects = read(&self.objects);
-            let mut out = Vec::new();
             Self::judge_node(&mut n, &rules, &touched, &objects, now, &mut out);
-            self.emit(out);
+        }
+        let job = self.peers_changed(&mut n, &changes, now, &mut out);
+        self.emit(out);
+        drop(n);
+        if let Some(job) = job {
+            self.rejudge_pool(job);
         }
         self.metrics
             .evaluation_seconds
@@ -633,7 +915,7 @@ impl Hub {
     }
 
     /// The Node watch's complete view (initial list or re-list).
-    pub fn node_objects_synced(&self, all: HashMap<String, Subtype>) {
+    pub fn node_objects_synced(&self, all: HashMap<String, NodeObject>) {
         let changed: Vec<String> = {
             let mut o = write(&self.objects);
             let first = !o.synced;
@@ -656,11 +938,12 @@ impl Hub {
         for name in changed {
             self.rejudge_node_object(&name);
             self.forget_if_deleted(&name);
+            self.reassign_pool(&name);
         }
     }
 
     /// One Node changed (`None`: deleted).
-    pub fn node_object(&self, name: &str, st: Option<Subtype>) {
+    pub fn node_object(&self, name: &str, st: Option<NodeObject>) {
         {
             let mut o = write(&self.objects);
             let same = o.by_name.get(name) == st.as_ref();
@@ -677,6 +960,7 @@ impl Hub {
         }
         self.rejudge_node_object(name);
         self.forget_if_deleted(name);
+        self.reassign_pool(name);
     }
 
     fn rejudge_node_object(&self, name: &str) {
@@ -715,8 +999,11 @@ impl Hub {
             let o = read(&self.objects);
             if o.watched && o.synced {
                 owned.push("K8s.node".into());
-                if let Some(st) = o.by_name.get(name) {
-                    by_kind.entry("K8s".into()).or_default().push(st.clone());
+                if let Some(obj) = o.by_name.get(name) {
+                    by_kind
+                        .entry("K8s".into())
+                        .or_default()
+                        .push(obj.subtype.clone());
                 }
             }
         }
@@ -781,10 +1068,85 @@ impl Hub {
                     open_violations: n.open.len() as u32,
                     last_seq: n.last_seq,
                     connected: n.connected,
+                    pool: n.pool.clone().unwrap_or_default(),
+                    open_deviations: n.deviations.len() as u32,
                 }
             })
             .collect();
         out.sort_by(|a, b| a.node_name.cmp(&b.node_name));
         out
+    }
+
+    // ---------------------------------------------------------- baselines
+
+    /// Pin `pool` to the readings of `snapshot`, or to its current majority
+    /// when `None`, and judge its nodes against them from now on.
+    pub fn set_baseline(&self, pool: &str, snapshot: Option<&Snapshot>) -> Result<Baseline> {
+        let now = now_ms();
+        let baseline = {
+            let peers = self.peers();
+            match snapshot {
+                Some(snap) => Baseline::from_snapshot(snap, peers.settings(), now),
+                None => peers.majority_baseline(pool, now).ok_or_else(|| {
+                    let known = peers.pool_names();
+                    let size = peers.size(pool);
+                    aicr::Error::new(
+                        aicr::error::ErrorKind::NotFound,
+                        if size == 0 {
+                            format!(
+                                "no nodes in pool {pool:?} (pools: {}); pass --from SNAPSHOT to pin a pool before its nodes report",
+                                if known.is_empty() { "none yet".to_string() } else { known.join(", ") }
+                            )
+                        } else {
+                            format!(
+                                "pool {pool:?} has {size} reporting nodes, too few for a majority (needs {}); pass --from SNAPSHOT instead",
+                                peers.settings().min_pool
+                            )
+                        },
+                    )
+                })?,
+            }
+        };
+        if baseline.is_empty() {
+            return Err(aicr::Error::invalid(
+                "the baseline would hold no readings (the snapshot has no node readings, or all are ignored)",
+            ));
+        }
+        let json =
+            serde_json::to_vec(&baseline).map_err(|e| aicr::Error::internal(e.to_string()))?;
+        self.record(Record::Baseline(pool.to_string(), Some(json)));
+        self.peers().set_baseline(pool, Some(baseline.clone()));
+        self.rejudge_pool(PoolRejudge {
+            pool: pool.to_string(),
+            readings: Vec::new(),
+            everything: true,
+            except: String::new(),
+        });
+        Ok(baseline)
+    }
+
+    /// Judge `pool` by its majority again; false when it had no baseline.
+    pub fn clear_baseline(&self, pool: &str) -> bool {
+        if self.peers().baseline(pool).is_none() {
+            return false;
+        }
+        self.record(Record::Baseline(pool.to_string(), None));
+        self.peers().set_baseline(pool, None);
+        self.rejudge_pool(PoolRejudge {
+            pool: pool.to_string(),
+            readings: Vec::new(),
+            everything: true,
+            except: String::new(),
+        });
+        true
+    }
+
+    /// Every pinned baseline, or `pool`'s alone.
+    pub fn baselines(&self, pool: Option<&str>) -> Vec<(String, Arc<Baseline>)> {
+        let mut all = self.peers().baselines();
+        if let Some(p) = pool {
+            all.retain(|(name, _)| name == p);
+        }
+        all
     }
 }

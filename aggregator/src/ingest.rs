@@ -25,8 +25,8 @@ use tonic::{Request, Response, Status, Streaming};
 use crate::hub::{Hub, Refusal, Session};
 use crate::identity::NodeIdentity;
 use crate::metrics::{KindLabel, ReasonLabel};
-use crate::pool::{Pool, content_key};
 use crate::state::{Reported, scope};
+use crate::states::{States, content_key};
 
 /// Non-Hello messages tolerated (each answered with Resync) before Hello.
 const HELLO_STRIKES: u32 = 3;
@@ -93,8 +93,8 @@ pub struct Ingest {
     /// The largest agent message, whole or reassembled from Parts.
     pub max_message_bytes: usize,
     pub shutdown: CancellationToken,
-    /// Where readings common to many nodes are held once.
-    pub pool: Pool,
+    /// Every distinct subtype state, held once.
+    pub states: States,
 }
 
 /// The tonic service over a shared [`Ingest`].
@@ -151,7 +151,7 @@ fn valid_node_name(name: &str) -> bool {
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.')
 }
 
-fn decode(pool: &Pool, s: SubtypeState) -> Result<Reported, String> {
+fn decode(states: &States, s: SubtypeState) -> Result<Reported, String> {
     if !MEASUREMENT_TYPES.contains(&s.r#type.as_str()) {
         return Err(format!(
             "unknown measurement type {:?} (valid: {})",
@@ -162,26 +162,31 @@ fn decode(pool: &Pool, s: SubtypeState) -> Result<Reported, String> {
     if s.subtype.is_empty() {
         return Err(format!("{} subtype without a name", s.r#type));
     }
-    let mut subtype: Subtype = serde_json::from_slice(&s.subtype_json).map_err(|e| {
-        format!(
-            "{}.{}: subtype_json is not a Subtype: {e}",
-            s.r#type, s.subtype
-        )
-    })?;
-    // The envelope names the subtype; the document must not disagree.
-    subtype.subtype = s.subtype.clone();
     let key = content_key(&s.r#type, &s.subtype, &s.subtype_json);
-    let held = pool.hold(&scope(&s.r#type, &s.subtype), subtype);
+    // A state some node already holds was decoded and checked then.
+    let state = match states.lookup(&key) {
+        Some(state) => state,
+        None => {
+            let mut subtype: Subtype = serde_json::from_slice(&s.subtype_json).map_err(|e| {
+                format!(
+                    "{}.{}: subtype_json is not a Subtype: {e}",
+                    s.r#type, s.subtype
+                )
+            })?;
+            // The envelope names the subtype; the document must not disagree.
+            subtype.subtype = s.subtype.clone();
+            states.intern(&scope(&s.r#type, &s.subtype), key, subtype)
+        }
+    };
     Ok(Reported {
         kind: s.r#type,
         name: s.subtype,
-        key,
-        held,
+        state,
     })
 }
 
-fn decode_all(pool: &Pool, states: Vec<SubtypeState>) -> Result<Vec<Reported>, String> {
-    states.into_iter().map(|s| decode(pool, s)).collect()
+fn decode_all(states: &States, sent: Vec<SubtypeState>) -> Result<Vec<Reported>, String> {
+    sent.into_iter().map(|s| decode(states, s)).collect()
 }
 
 impl Ingest {
@@ -363,14 +368,14 @@ impl Ingest {
             }
             let applying = Instant::now();
             let (outcome, ack) = match message.body {
-                Some(Body::Full(f)) => match decode_all(&self.pool, f.subtypes) {
+                Some(Body::Full(f)) => match decode_all(&self.states, f.subtypes) {
                     Ok(r) => (
                         self.hub.apply_full(session, f.seq, r).map(|_| "full"),
                         f.seq,
                     ),
                     Err(e) => (Err(Refusal::Invalid(e)), 0),
                 },
-                Some(Body::Update(u)) => match decode_all(&self.pool, u.changed) {
+                Some(Body::Update(u)) => match decode_all(&self.states, u.changed) {
                     Ok(r) => (
                         self.hub
                             .apply_update(session, u.seq, r, &u.removed)
@@ -457,10 +462,10 @@ mod tests {
             subtype_json: br#"{"subtype":"other","data":{"ID":"ubuntu"}}"#.to_vec(),
             digest: "d".into(),
         };
-        let i = Pool::default();
+        let i = States::default();
         let r = decode(&i, ok.clone()).unwrap();
         assert_eq!(
-            r.held.to_subtype().subtype,
+            r.state.to_subtype().subtype,
             "release",
             "the envelope names it"
         );

@@ -16,11 +16,12 @@ pub mod identity;
 pub mod ingest;
 pub mod leader;
 pub mod metrics;
-pub mod pool;
+pub mod peers;
 pub mod recorder;
 pub mod server;
 pub mod sinks;
 pub mod state;
+pub mod states;
 pub mod store;
 
 pub use server::{Config, Running, TlsFiles, start};

@@ -11,6 +11,8 @@ use aicr::error::{Error, ErrorKind, Result};
 use aicr::proto::CollectionSettings;
 use aicr_aggregator::ingest::Limits;
 use aicr_aggregator::leader::Election;
+use aicr_aggregator::peers;
+use aicr_aggregator::server::DEFAULT_POOL_LABELS;
 use aicr_aggregator::{Config, TlsFiles};
 use clap::Parser;
 
@@ -114,6 +116,17 @@ struct Flags {
     /// How often the server version is polled
     #[arg(long, default_value = "60s", value_parser = aicr::flags::duration)]
     version_poll: Duration,
+    /// Node label whose value names a node's pool, for peer comparison
+    /// (repeatable; default: instance type, then GPU product)
+    #[arg(long = "pool-label", value_name = "KEY", action = clap::ArgAction::Append)]
+    pool_labels: Vec<String>,
+    /// Reading to leave out of peer comparison, as a glob over
+    /// {Type}.{Subtype}.{key} (repeatable; adds to the built-in list)
+    #[arg(long = "peer-ignore", value_name = "PATTERN", action = clap::ArgAction::Append)]
+    peer_ignore: Vec<String>,
+    /// Pools with fewer reporting nodes are not judged by majority
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..))]
+    peer_min_pool: u32,
     /// JSON log lines
     #[arg(long, env = "AICR_LOG_JSON", value_parser = aicr::flags::EnvBool)]
     log_json: bool,
@@ -155,6 +168,13 @@ async fn config(flags: Flags) -> Result<Config> {
         None => None,
     };
     let identity = instance(&flags);
+    let peers = peers::Settings::new(flags.peer_min_pool as usize, &flags.peer_ignore)
+        .map_err(|e| Error::invalid(format!("--peer-ignore: {}", e.message())))?;
+    let pool_labels = if flags.pool_labels.is_empty() {
+        DEFAULT_POOL_LABELS.map(String::from).to_vec()
+    } else {
+        flags.pool_labels
+    };
     Ok(Config {
         listen: flags.listen,
         http_listen: flags.http_listen,
@@ -198,6 +218,8 @@ async fn config(flags: Flags) -> Result<Config> {
             part_bytes: 0,
         },
         version_poll: flags.version_poll,
+        pool_labels,
+        peers,
         instance: identity,
     })
 }

@@ -47,6 +47,28 @@ impl EncodeLabelSet for Violation {
     }
 }
 
+/// One reading on which a node differs from its pool. Reading names come
+/// from agents and pool names from node labels, so they are escaped too.
+#[derive(Clone, Debug, Hash, PartialEq, Eq)]
+pub struct DeviationLabels {
+    pub node: String,
+    pub pool: String,
+    pub reading: String,
+}
+
+impl EncodeLabelSet for DeviationLabels {
+    fn encode(&self, encoder: &mut LabelSetEncoder) -> Result<(), std::fmt::Error> {
+        for (key, value) in [
+            ("node", &self.node),
+            ("pool", &self.pool),
+            ("reading", &self.reading),
+        ] {
+            (key, Escaped(value)).encode(encoder.encode_label())?;
+        }
+        Ok(())
+    }
+}
+
 /// A label value escaped as both text formats require: `\\`, `\"`, `\n`.
 struct Escaped<'a>(&'a str);
 
@@ -88,6 +110,8 @@ pub struct Metrics {
     registry: Registry,
     /// 1 while `constraint` is violated on `node` (`node` empty: the cluster).
     pub violations: Family<Violation, Gauge>,
+    /// 1 while `node` differs from its pool on `reading`.
+    pub deviations: Family<DeviationLabels, Gauge>,
     pub stale: Family<NodeLabel, Gauge>,
     pub agents_connected: Gauge,
     pub ingested: Family<KindLabel, Counter>,
@@ -122,6 +146,7 @@ impl Metrics {
         let mut registry = Registry::with_prefix("aicr");
         let m = Metrics {
             violations: Family::default(),
+            deviations: Family::default(),
             stale: Family::default(),
             agents_connected: Gauge::default(),
             ingested: Family::default(),
@@ -142,6 +167,11 @@ impl Metrics {
             // them differently.
             "1 while the node violates the constraint (an empty node label: a cluster-level constraint)",
             m.violations.clone(),
+        );
+        registry.register(
+            "peer_deviation",
+            "1 while the node's reading differs from its pool's majority or baseline",
+            m.deviations.clone(),
         );
         registry.register(
             "node_stale",

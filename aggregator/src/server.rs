@@ -30,9 +30,10 @@ use crate::identity::{NodeIdentity, TokenReview, TrustNodeNames};
 use crate::ingest::{AgentApi, Ingest, Limits};
 use crate::leader::{self, Election};
 use crate::metrics::Metrics;
-use crate::pool::Pool;
+use crate::peers;
 use crate::recorder::{self, Input};
 use crate::sinks::Sinks;
+use crate::states::States;
 use crate::store::Store;
 
 /// Largest CLI request (a recipe for `SetRecipe`/`Validate`).
@@ -79,7 +80,15 @@ pub struct Config {
     pub version_poll: Duration,
     /// This replica's name in Events and the lease.
     pub instance: String,
+    /// Node labels whose values name a node's pool.
+    pub pool_labels: Vec<String>,
+    /// How pools judge their members.
+    pub peers: peers::Settings,
 }
+
+/// Instance type, then GPU product: nodes alike in both should read alike.
+pub const DEFAULT_POOL_LABELS: [&str; 2] =
+    ["node.kubernetes.io/instance-type", "nvidia.com/gpu.product"];
 
 impl Config {
     /// Local defaults: loopback, plain gRPC, trusted node names, no cluster.
@@ -107,6 +116,8 @@ impl Config {
             settings: CollectionSettings::default(),
             version_poll: Duration::from_secs(60),
             instance: "aicr-aggregator".into(),
+            pool_labels: DEFAULT_POOL_LABELS.map(String::from).to_vec(),
+            peers: peers::Settings::default(),
         }
     }
 
@@ -276,8 +287,24 @@ pub async fn start(config: Config) -> Result<Running> {
         records.clone(),
         metrics.clone(),
         config.stale_after,
+        config.peers.clone(),
+        config.pool_labels.clone(),
     ));
+    if config.kube.is_some() {
+        // Restored nodes wait for the Node watch to name their pools.
+        hub.watch_node_objects();
+    }
     hub.restore(store.nodes()?, &open);
+    let mut baselines = Vec::new();
+    for (pool, json) in store.baselines()? {
+        let b = serde_json::from_slice(&json).map_err(|e| {
+            Error::internal(format!(
+                "state store holds an unreadable baseline for pool {pool}: {e}"
+            ))
+        })?;
+        baselines.push((pool, b));
+    }
+    hub.restore_baselines(baselines);
     let recipe = match &config.recipe {
         Some(path) => Some((load_recipe(path)?, true)),
         None => match store.recipe()? {
@@ -365,7 +392,7 @@ pub async fn start(config: Config) -> Result<Running> {
         },
         max_message_bytes: config.max_message_bytes,
         shutdown: cancel.clone(),
-        pool: Pool::default(),
+        states: States::default(),
     });
     let agents = AgentServiceServer::new(AgentApi(ingest))
         .max_decoding_message_size(config.max_message_bytes)

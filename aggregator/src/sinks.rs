@@ -12,18 +12,33 @@ use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError, sync
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use aicr::proto::DriftEvent;
-use aicr::proto::drift_event::Kind;
+use aicr::proto::drift_event::{Kind, Source};
 use k8s_openapi::api::core::v1::ObjectReference;
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use serde_json::{Value, json};
 use tokio::sync::{broadcast, mpsc};
 use tokio_util::sync::CancellationToken;
 
-use crate::metrics::{KindLabel, Metrics, NodeLabel, SinkLabel, Violation};
+use crate::metrics::{DeviationLabels, KindLabel, Metrics, NodeLabel, SinkLabel, Violation};
 
 /// Watch streams that fall this far behind resume from the store.
 const WATCH_BUFFER: usize = 8192;
 const QUEUE: usize = 4096;
+
+fn is_deviation(ev: &DriftEvent) -> bool {
+    ev.source == Source::Peers as i32
+}
+
+/// What an event is about on its node: a constraint, or (apart from any
+/// constraint of the same name) a reading its peers judged.
+fn subject(ev: &DriftEvent) -> (String, String) {
+    let what = if is_deviation(ev) {
+        format!("peers\u{1f}{}", ev.constraint)
+    } else {
+        ev.constraint.clone()
+    };
+    (ev.node_name.clone(), what)
+}
 
 pub fn kind_name(kind: i32) -> &'static str {
     match Kind::try_from(kind) {
@@ -63,6 +78,23 @@ impl Sinks {
     }
 
     fn gauges(&mut self, ev: &DriftEvent) {
+        if is_deviation(ev) {
+            let series = DeviationLabels {
+                node: ev.node_name.clone(),
+                pool: ev.pool.clone(),
+                reading: ev.constraint.clone(),
+            };
+            match Kind::try_from(ev.kind) {
+                Ok(Kind::Opened) => {
+                    self.metrics.deviations.get_or_create(&series).set(1);
+                }
+                Ok(Kind::Resolved) => {
+                    self.metrics.deviations.remove(&series);
+                }
+                _ => {}
+            }
+            return;
+        }
         let node = NodeLabel {
             node: ev.node_name.clone(),
         };
@@ -172,7 +204,7 @@ impl Sinks {
                     ..Default::default()
                 };
                 let recorder = recorders
-                    .entry(ev.constraint.clone())
+                    .entry(subject(&ev).1)
                     .or_insert_with(|| Recorder::new(client.clone(), reporter.clone()));
                 if let Err(e) = recorder.publish(&node_event(&ev), &reference).await {
                     metrics
@@ -223,6 +255,28 @@ fn cut(mut s: String, max: usize) -> String {
 }
 
 fn node_event(ev: &DriftEvent) -> Event {
+    if is_deviation(ev) {
+        let opened = ev.kind == Kind::Opened as i32;
+        return Event {
+            type_: if opened {
+                EventType::Warning
+            } else {
+                EventType::Normal
+            },
+            reason: if opened {
+                "PeerDeviation"
+            } else {
+                "PeerAgreement"
+            }
+            .into(),
+            note: Some(cut(
+                format!("{}: {} ({})", ev.constraint, ev.actual, ev.reason),
+                NOTE_LIMIT,
+            )),
+            action: "ComparePeers".into(),
+            secondary: None,
+        };
+    }
     let (type_, reason, note) = match Kind::try_from(ev.kind) {
         Ok(Kind::Opened) => (
             EventType::Warning,
@@ -264,15 +318,31 @@ pub fn alert(ev: &DriftEvent, ends_at: Option<i64>) -> Value {
     } else {
         &ev.severity
     };
+    let deviation = is_deviation(ev);
+    let alertname = if stale {
+        "AICRNodeStale"
+    } else if deviation {
+        "AICRPeerDeviation"
+    } else {
+        "AICRConstraintViolated"
+    };
     let mut labels = json!({
-        "alertname": if stale { "AICRNodeStale" } else { "AICRConstraintViolated" },
+        "alertname": alertname,
         "node": ev.node_name,
         "severity": severity,
     });
-    if !stale {
+    if deviation {
+        labels["reading"] = ev.constraint.clone().into();
+        labels["pool"] = ev.pool.clone().into();
+    } else if !stale {
         labels["constraint"] = ev.constraint.clone().into();
     }
-    let summary = if stale {
+    let summary = if deviation {
+        format!(
+            "{} differs from its pool {} on {}",
+            ev.node_name, ev.pool, ev.constraint
+        )
+    } else if stale {
         format!("agent on {} stopped reporting", ev.node_name)
     } else if ev.node_name.is_empty() {
         format!("cluster violates {}", ev.constraint)
@@ -307,10 +377,8 @@ fn alertmanager_loop(
         .http_status_as_error(false)
         .build()
         .into();
-    let mut firing: HashMap<(String, String), DriftEvent> = open
-        .into_iter()
-        .map(|e| ((e.node_name.clone(), e.constraint.clone()), e))
-        .collect();
+    let mut firing: HashMap<(String, String), DriftEvent> =
+        open.into_iter().map(|e| (subject(&e), e)).collect();
     let mut last_full = Instant::now()
         .checked_sub(resend)
         .unwrap_or_else(Instant::now);
@@ -321,7 +389,7 @@ fn alertmanager_loop(
             Ok(ev) => {
                 let mut next = Some(ev);
                 while let Some(ev) = next {
-                    let key = (ev.node_name.clone(), ev.constraint.clone());
+                    let key = subject(&ev);
                     if ev.kind == Kind::Resolved as i32 {
                         // Alertmanager matches on labels; the opening
                         // event's labels with an end time resolve it.
@@ -443,5 +511,56 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(alert(&stale, None)["labels"]["alertname"], "AICRNodeStale");
+    }
+
+    #[test]
+    fn deviations_have_their_own_gauge_alert_and_event() {
+        let metrics = Arc::new(Metrics::new());
+        let mut sinks = Sinks::new(metrics.clone(), &[]);
+        let dev = DriftEvent {
+            kind: Kind::Opened as i32,
+            node_name: "gpu-1".into(),
+            constraint: "OS.sysctl./proc/sys/vm/swappiness".into(),
+            expected: "60".into(),
+            actual: "10".into(),
+            severity: "warning".into(),
+            source: Source::Peers as i32,
+            pool: "p5.48xlarge/H100".into(),
+            agreeing: 2,
+            pool_size: 3,
+            ..Default::default()
+        };
+        sinks.publish(&dev);
+        let text = metrics.encode();
+        assert!(text.contains(r#"aicr_peer_deviation{node="gpu-1",pool="p5.48xlarge/H100",reading="OS.sysctl./proc/sys/vm/swappiness"} 1"#), "{text}");
+        assert!(!text.contains("aicr_constraint_violation{"), "{text}");
+        let a = alert(&dev, None);
+        assert_eq!(a["labels"]["alertname"], "AICRPeerDeviation");
+        assert_eq!(a["labels"]["pool"], "p5.48xlarge/H100");
+        assert_eq!(a["labels"]["reading"], "OS.sysctl./proc/sys/vm/swappiness");
+        assert!(a["labels"].get("constraint").is_none());
+        let e = node_event(&dev);
+        assert_eq!(e.reason, "PeerDeviation");
+        assert!(matches!(e.type_, EventType::Warning));
+        assert_ne!(
+            subject(&dev),
+            subject(&DriftEvent {
+                source: 0,
+                ..dev.clone()
+            })
+        );
+        sinks.publish(&DriftEvent {
+            kind: Kind::Resolved as i32,
+            ..dev.clone()
+        });
+        assert!(!metrics.encode().contains("aicr_peer_deviation{"));
+        assert_eq!(
+            node_event(&DriftEvent {
+                kind: Kind::Resolved as i32,
+                ..dev
+            })
+            .reason,
+            "PeerAgreement"
+        );
     }
 }

@@ -6,14 +6,16 @@
 //! constraints or talk to the network: callers lock a `NodeState`, apply a
 //! message, and take the changed scopes to the evaluator.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
 use aicr::model::snapshot::{Measurement, Subtype};
 use tokio_util::sync::CancellationToken;
 
 use crate::evaluator::OpenSet;
-use crate::pool::{ContentKey, Held};
+use crate::peers::Deviations;
+use crate::states::State;
 
 /// Most distinct subtypes one node may hold; a real agent reports a few
 /// dozen, so more is a misbehaving or hostile client growing our memory.
@@ -24,9 +26,8 @@ pub const MAX_SUBTYPES: usize = 512;
 pub struct Reported {
     pub kind: String,
     pub name: String,
-    /// Identifies the content: equal keys, equal readings.
-    pub key: ContentKey,
-    pub held: Held,
+    /// The content, shared with every node reporting the same.
+    pub state: Arc<State>,
 }
 
 impl Reported {
@@ -34,6 +35,14 @@ impl Reported {
     pub fn scope(&self) -> String {
         scope(&self.kind, &self.name)
     }
+}
+
+/// A scope whose content changed, appeared or vanished, and what it held
+/// before (the new content is in the node's readings).
+#[derive(Debug, Clone)]
+pub struct Changed {
+    pub scope: String,
+    pub before: Option<Arc<State>>,
 }
 
 pub fn scope(kind: &str, subtype: &str) -> String {
@@ -76,6 +85,12 @@ pub struct NodeState {
     pub readings: BTreeMap<String, Reported>,
     /// Constraints this node violates now, as last evaluated.
     pub open: OpenSet,
+    /// The pool the node belongs to, once known.
+    pub pool: Option<String>,
+    /// The node's readings are counted in its pool's tallies.
+    pub member: bool,
+    /// Readings on which the node differs from its pool now.
+    pub deviations: Deviations,
 }
 
 impl NodeState {
@@ -96,6 +111,9 @@ impl NodeState {
             cancel: CancellationToken::new(),
             readings: BTreeMap::new(),
             open: OpenSet::new(),
+            pool: None,
+            member: false,
+            deviations: Deviations::new(),
         }
     }
 
@@ -105,12 +123,12 @@ impl NodeState {
     }
 
     /// Replace every reading; returns the scopes whose content changed,
-    /// appeared or vanished.
+    /// appeared or vanished, in scope order.
     pub fn apply_full(
         &mut self,
         seq: u64,
         reported: Vec<Reported>,
-    ) -> Result<Vec<String>, Rejected> {
+    ) -> Result<Vec<Changed>, Rejected> {
         let mut next = BTreeMap::new();
         for r in reported {
             next.insert(r.scope(), r);
@@ -121,15 +139,16 @@ impl NodeState {
                 next.len()
             )));
         }
-        let mut changed: BTreeSet<String> = BTreeSet::new();
+        let mut changed: BTreeMap<String, Option<Arc<State>>> = BTreeMap::new();
         for (k, r) in &next {
-            if self.readings.get(k).is_none_or(|old| old.key != r.key) {
-                changed.insert(k.clone());
+            let old = self.readings.get(k);
+            if old.is_none_or(|old| old.state.key() != r.state.key()) {
+                changed.insert(k.clone(), old.map(|o| o.state.clone()));
             }
         }
-        for k in self.readings.keys() {
+        for (k, old) in &self.readings {
             if !next.contains_key(k) {
-                changed.insert(k.clone());
+                changed.insert(k.clone(), Some(old.state.clone()));
             }
         }
         self.readings = next;
@@ -139,7 +158,10 @@ impl NodeState {
         if !changed.is_empty() {
             self.updated = SystemTime::now();
         }
-        Ok(changed.into_iter().collect())
+        Ok(changed
+            .into_iter()
+            .map(|(scope, before)| Changed { scope, before })
+            .collect())
     }
 
     /// Apply an update that must follow the last applied message directly.
@@ -148,7 +170,7 @@ impl NodeState {
         seq: u64,
         changed: Vec<Reported>,
         removed: &[String],
-    ) -> Result<Vec<String>, Rejected> {
+    ) -> Result<Vec<Changed>, Rejected> {
         if !self.synced {
             return Err(Rejected::Resync(
                 "no full snapshot in this session; send one before updates".into(),
@@ -171,24 +193,29 @@ impl NodeState {
                 "update would grow the node past {MAX_SUBTYPES} subtypes"
             )));
         }
-        let mut scopes = BTreeSet::new();
+        let mut scopes: BTreeMap<String, Option<Arc<State>>> = BTreeMap::new();
         for r in changed {
             let k = r.scope();
-            if self.readings.get(&k).is_none_or(|old| old.key != r.key) {
-                scopes.insert(k.clone());
+            let old = self.readings.get(&k);
+            if old.is_none_or(|old| old.state.key() != r.state.key()) {
+                let before = old.map(|o| o.state.clone());
+                scopes.entry(k.clone()).or_insert(before);
                 self.readings.insert(k, r);
             }
         }
         for k in removed {
-            if self.readings.remove(k).is_some() {
-                scopes.insert(k.clone());
+            if let Some(old) = self.readings.remove(k) {
+                scopes.entry(k.clone()).or_insert(Some(old.state));
             }
         }
         self.last_seq = seq;
         if !scopes.is_empty() {
             self.updated = SystemTime::now();
         }
-        Ok(scopes.into_iter().collect())
+        Ok(scopes
+            .into_iter()
+            .map(|(scope, before)| Changed { scope, before })
+            .collect())
     }
 
     /// A heartbeat names the last seq the agent sent; one ahead of ours
@@ -220,7 +247,7 @@ impl NodeState {
             by_kind
                 .entry(&r.kind)
                 .or_default()
-                .push(r.held.to_subtype());
+                .push(r.state.to_subtype());
         }
         by_kind
             .into_iter()
@@ -237,13 +264,17 @@ mod tests {
     use super::*;
 
     fn rep(kind: &str, name: &str, digest: &str, v: &str) -> Reported {
-        let pool = crate::pool::Pool::default();
+        let states = crate::states::States::default();
+        let key = crate::states::content_key(kind, name, digest.as_bytes());
         Reported {
             kind: kind.into(),
             name: name.into(),
-            key: crate::pool::content_key(kind, name, digest.as_bytes()),
-            held: pool.hold(&scope(kind, name), Subtype::new(name).with("k", v)),
+            state: states.intern(&scope(kind, name), key, Subtype::new(name).with("k", v)),
         }
+    }
+
+    fn names(c: &[Changed]) -> Vec<&str> {
+        c.iter().map(|c| c.scope.as_str()).collect()
     }
 
     #[test]
@@ -255,7 +286,7 @@ mod tests {
                 vec![rep("OS", "release", "a", "1"), rep("GPU", "smi", "b", "x")],
             )
             .unwrap();
-        assert_eq!(c, ["GPU.smi", "OS.release"]);
+        assert_eq!(names(&c), ["GPU.smi", "OS.release"]);
         let c = n
             .apply_full(
                 9,
@@ -265,7 +296,11 @@ mod tests {
                 ],
             )
             .unwrap();
-        assert_eq!(c, ["GPU.smi", "OS.release", "SystemD.containerd.service"]);
+        assert_eq!(
+            names(&c),
+            ["GPU.smi", "OS.release", "SystemD.containerd.service"]
+        );
+        assert!(c[0].before.is_some() && c[2].before.is_none());
         assert_eq!(n.last_seq, 9);
         let c = n
             .apply_full(
@@ -288,15 +323,16 @@ mod tests {
         ));
         n.apply_full(10, vec![rep("OS", "release", "a", "1")])
             .unwrap();
+        let c = n
+            .apply_update(11, vec![rep("OS", "release", "b", "2")], &[])
+            .unwrap();
+        assert_eq!(names(&c), ["OS.release"]);
         assert_eq!(
-            n.apply_update(11, vec![rep("OS", "release", "b", "2")], &[])
-                .unwrap(),
-            ["OS.release"]
+            c[0].before.as_ref().unwrap().get("k").unwrap().render(),
+            "1"
         );
-        assert_eq!(
-            n.apply_update(12, vec![], &["OS.release".into()]).unwrap(),
-            ["OS.release"]
-        );
+        let c = n.apply_update(12, vec![], &["OS.release".into()]).unwrap();
+        assert_eq!(names(&c), ["OS.release"]);
         let gap = n.apply_update(14, vec![], &[]).unwrap_err();
         assert_eq!(
             gap,

@@ -1,6 +1,6 @@
 //! Durable history in an embedded redb database under `--state-dir`: every
-//! drift event, the violations open now, the nodes seen, and the recipe set
-//! through the API. A commit is fsync'ed before its events are announced,
+//! drift event, the violations and deviations open now, the nodes seen,
+//! the recipe set through the API and the pools' pinned baselines. A commit is fsync'ed before its events are announced,
 //! so a restart loses nothing a watcher was shown.
 //!
 //! Owns the on-disk layout only. It must not decide what an event means:
@@ -15,12 +15,15 @@ use serde::{Deserialize, Serialize};
 
 use aicr::error::{Error, ErrorKind, Result};
 use aicr::proto::DriftEvent;
-use aicr::proto::drift_event::Kind;
+use aicr::proto::drift_event::{Kind, Source};
 
 const EVENTS: TableDefinition<u64, &[u8]> = TableDefinition::new("events");
 /// `node \x1f constraint` → the event that opened it; the stale marker of a
-/// node has an empty constraint.
+/// node has an empty constraint, a peer deviation is `node \x1f peers \x1f
+/// reading` (a reading may be named like a constraint).
 const OPEN: TableDefinition<&str, &[u8]> = TableDefinition::new("open");
+/// pool → its baseline, JSON.
+const BASELINES: TableDefinition<&str, &[u8]> = TableDefinition::new("baselines");
 const NODES: TableDefinition<&str, &[u8]> = TableDefinition::new("nodes");
 const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
 
@@ -45,6 +48,8 @@ pub enum Record {
     /// The node left the cluster: a restart must not bring it back.
     ForgetNode(String),
     Recipe(Vec<u8>),
+    /// A pool's baseline as JSON; `None` clears it.
+    Baseline(String, Option<Vec<u8>>),
 }
 
 pub struct Store {
@@ -58,8 +63,12 @@ fn db_err(what: &str, e: impl std::fmt::Display) -> Error {
     Error::new(ErrorKind::Internal, format!("state store: {what}: {e}"))
 }
 
-fn open_key(node: &str, constraint: &str) -> String {
-    format!("{node}\u{1f}{constraint}")
+fn open_key(ev: &DriftEvent) -> String {
+    if ev.source == Source::Peers as i32 {
+        format!("{}\u{1f}peers\u{1f}{}", ev.node_name, ev.constraint)
+    } else {
+        format!("{}\u{1f}{}", ev.node_name, ev.constraint)
+    }
 }
 
 fn decode(bytes: &[u8]) -> Result<DriftEvent> {
@@ -98,6 +107,8 @@ impl Store {
             txn.open_table(OPEN).map_err(|e| db_err("open", e))?;
             txn.open_table(NODES).map_err(|e| db_err("nodes", e))?;
             txn.open_table(META).map_err(|e| db_err("meta", e))?;
+            txn.open_table(BASELINES)
+                .map_err(|e| db_err("baselines", e))?;
         }
         txn.commit().map_err(|e| db_err("commit", e))?;
         Ok(Store {
@@ -136,6 +147,9 @@ impl Store {
             let mut open = txn.open_table(OPEN).map_err(|e| db_err("open", e))?;
             let mut nodes = txn.open_table(NODES).map_err(|e| db_err("nodes", e))?;
             let mut meta = txn.open_table(META).map_err(|e| db_err("meta", e))?;
+            let mut baselines = txn
+                .open_table(BASELINES)
+                .map_err(|e| db_err("baselines", e))?;
             let mut next = match events.last().map_err(|e| db_err("events", e))? {
                 Some((k, _)) => k.value() + 1,
                 None => 1,
@@ -149,7 +163,7 @@ impl Store {
                         events
                             .insert(ev.id, bytes.as_slice())
                             .map_err(|e| db_err("write event", e))?;
-                        let key = open_key(&ev.node_name, &ev.constraint);
+                        let key = open_key(&ev);
                         if ev.kind == Kind::Resolved as i32 {
                             open.remove(key.as_str()).map_err(|e| db_err("open", e))?;
                         } else {
@@ -172,6 +186,16 @@ impl Store {
                     Record::Recipe(json) => {
                         meta.insert(RECIPE_KEY, json.as_slice())
                             .map_err(|e| db_err("write recipe", e))?;
+                    }
+                    Record::Baseline(pool, Some(json)) => {
+                        baselines
+                            .insert(pool.as_str(), json.as_slice())
+                            .map_err(|e| db_err("write baseline", e))?;
+                    }
+                    Record::Baseline(pool, None) => {
+                        baselines
+                            .remove(pool.as_str())
+                            .map_err(|e| db_err("clear baseline", e))?;
                     }
                 }
             }
@@ -217,20 +241,25 @@ impl Store {
         })
     }
 
-    /// The last `limit` events, oldest first.
-    pub fn recent(&self, limit: usize) -> Result<Vec<DriftEvent>> {
+    /// The last `limit` events that `keep` accepts, oldest first.
+    pub fn recent(
+        &self,
+        limit: usize,
+        keep: impl Fn(&DriftEvent) -> bool,
+    ) -> Result<Vec<DriftEvent>> {
         self.with(|db| {
             let txn = db.begin_read().map_err(|e| db_err("begin", e))?;
             let table = txn.open_table(EVENTS).map_err(|e| db_err("events", e))?;
             let mut out = Vec::new();
-            for row in table
-                .iter()
-                .map_err(|e| db_err("events", e))?
-                .rev()
-                .take(limit)
-            {
+            for row in table.iter().map_err(|e| db_err("events", e))?.rev() {
+                if out.len() >= limit {
+                    break;
+                }
                 let (_, v) = row.map_err(|e| db_err("events", e))?;
-                out.push(decode(v.value())?);
+                let ev = decode(v.value())?;
+                if keep(&ev) {
+                    out.push(ev);
+                }
             }
             out.reverse();
             Ok(out)
@@ -247,6 +276,22 @@ impl Store {
                 let rec: NodeRecord =
                     serde_json::from_slice(v.value()).map_err(|e| db_err("corrupt node", e))?;
                 out.push((k.value().to_string(), rec));
+            }
+            Ok(out)
+        })
+    }
+
+    /// Every pool's baseline, as JSON.
+    pub fn baselines(&self) -> Result<Vec<(String, Vec<u8>)>> {
+        self.with(|db| {
+            let txn = db.begin_read().map_err(|e| db_err("begin", e))?;
+            let table = txn
+                .open_table(BASELINES)
+                .map_err(|e| db_err("baselines", e))?;
+            let mut out = Vec::new();
+            for row in table.iter().map_err(|e| db_err("baselines", e))? {
+                let (k, v) = row.map_err(|e| db_err("baselines", e))?;
+                out.push((k.value().to_string(), v.value().to_vec()));
             }
             Ok(out)
         })
@@ -308,7 +353,7 @@ mod tests {
         assert_eq!(s.after(0, 10).unwrap().len(), 4);
         assert_eq!(s.after(2, 1).unwrap()[0].id, 3);
         assert_eq!(
-            s.recent(2)
+            s.recent(2, |_| true)
                 .unwrap()
                 .iter()
                 .map(|e| e.id)
@@ -317,10 +362,43 @@ mod tests {
         );
         assert_eq!(s.nodes().unwrap()[0].1.agent_version, "v1");
         assert_eq!(s.recipe().unwrap().as_deref(), Some(&b"{}"[..]));
+        s.commit(vec![
+            Record::Baseline("p1".into(), Some(b"{\"a\":1}".to_vec())),
+            Record::Baseline("p2".into(), Some(b"{}".to_vec())),
+            Record::Baseline("p2".into(), None),
+        ])
+        .unwrap();
+        assert_eq!(
+            s.baselines().unwrap(),
+            [("p1".to_string(), b"{\"a\":1}".to_vec())]
+        );
         let next = s.commit(vec![ev(Kind::Opened, "n3", "x")]).unwrap();
         assert_eq!(next[0].id, 5, "ids continue after a restart");
         s.commit(vec![Record::ForgetNode("n1".into())]).unwrap();
         assert!(s.nodes().unwrap().is_empty(), "a forgotten node stays gone");
+    }
+
+    #[test]
+    fn a_deviation_and_a_constraint_on_the_same_reading_are_apart() {
+        let s = Store::open(None, 10).unwrap();
+        let mut peer = DriftEvent {
+            kind: Kind::Opened as i32,
+            node_name: "n1".into(),
+            constraint: "OS.release.ID".into(),
+            source: Source::Peers as i32,
+            ..Default::default()
+        };
+        s.commit(vec![
+            ev(Kind::Opened, "n1", "OS.release.ID"),
+            Record::Event(peer.clone()),
+        ])
+        .unwrap();
+        assert_eq!(s.open_events().unwrap().len(), 2);
+        peer.kind = Kind::Resolved as i32;
+        s.commit(vec![Record::Event(peer)]).unwrap();
+        let open = s.open_events().unwrap();
+        assert_eq!(open.len(), 1);
+        assert_eq!(open[0].source, Source::Constraint as i32);
     }
 
     #[test]

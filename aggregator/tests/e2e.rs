@@ -269,6 +269,7 @@ async fn history_survives_a_restart_and_agents_reconnect_with_full_state() {
         .list_violations(ListViolationsRequest {
             history: true,
             limit: 0,
+            ..Default::default()
         })
         .await
         .unwrap()

@@ -13,7 +13,7 @@ mod signal;
 use std::io::Write;
 use std::process::ExitCode;
 
-use cmd::{bundle, diff, fleet, recipe, skill, snapshot, trust, validate, verify};
+use cmd::{baseline, bundle, diff, fleet, recipe, skill, snapshot, trust, validate, verify};
 
 use clap::{CommandFactory, Parser, Subcommand, ValueEnum};
 
@@ -72,6 +72,11 @@ enum Command {
     Drift(fleet::DriftArgs),
     /// Follow drift events live as the aggregator records them
     Watch(fleet::WatchArgs),
+    /// Pin a pool of nodes to the readings it should have (peer comparison)
+    Baseline {
+        #[command(subcommand)]
+        command: baseline::BaselineCommand,
+    },
     /// Print a shell completion script
     Completion {
         #[arg(value_enum)]
@@ -103,6 +108,7 @@ fn run(cli: Cli) -> Result<bool> {
         Command::Nodes(a) => fleet::run_nodes(&a),
         Command::Drift(a) => fleet::run_drift(&a),
         Command::Watch(a) => fleet::run_watch(&a),
+        Command::Baseline { command } => baseline::run(&command),
         Command::Completion { shell } => {
             let shell = match shell {
                 Shell::Bash => clap_complete::Shell::Bash,

@@ -58,12 +58,23 @@ pub fn run(a: &DiffArgs) -> Result<bool> {
 }
 
 fn load(a: &DiffArgs, uri: &str) -> Result<Snapshot> {
+    load_any(uri, a.kubeconfig.as_ref(), a.aggregator.as_deref(), &a.conn)
+}
+
+/// A snapshot from a file, an http(s) URL, `cm://namespace/name`, or
+/// `node/NAME` (the aggregator's live snapshot of that node).
+pub fn load_any(
+    uri: &str,
+    kubeconfig: Option<&PathBuf>,
+    aggregator: Option<&str>,
+    conn: &Connection,
+) -> Result<Snapshot> {
     match uri.strip_prefix("node/") {
         Some("") => Err(Error::invalid(format!(
             "invalid snapshot {uri:?}: node/ needs a node name, e.g. node/gpu-1"
         ))),
-        Some(node) => crate::remote::fetch_snapshot(a.aggregator.as_deref(), &a.conn, node)
+        Some(node) => crate::remote::fetch_snapshot(aggregator, conn, node)
             .map_err(|e| e.context(format!("failed to load snapshot from {uri:?}"))),
-        None => crate::cmd::recipe::load_snapshot(uri, a.kubeconfig.as_ref()),
+        None => crate::cmd::recipe::load_snapshot(uri, kubeconfig),
     }
 }

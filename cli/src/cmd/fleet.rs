@@ -1,5 +1,6 @@
 //! The verbs that only talk to the aggregator: `aicr nodes`, `aicr drift`
-//! and `aicr watch`. They share the client ([`crate::remote`]), tables and
+//! (constraint violations, or with `--peers` the readings on which nodes
+//! differ from their pool) and `aicr watch`. They share the client ([`crate::remote`]), tables and
 //! the wording of drift events, so they live together. Documents come back
 //! as the JSON of their spec'd shapes; this module prints them.
 
@@ -7,7 +8,8 @@ use std::io::{IsTerminal, Write};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use aicr::error::{Error, Result};
-use aicr::proto::drift_event::Kind;
+use aicr::proto::drift_event::{Kind, Source};
+use aicr::proto::list_violations_request::Which;
 use aicr::proto::{
     DriftEvent, ListNodesRequest, ListViolationsRequest, NodeInfo, WatchDriftRequest,
 };
@@ -42,6 +44,10 @@ pub struct DriftArgs {
     /// Past events (opened, resolved, stale), newest last, instead of what is open now
     #[arg(long)]
     pub history: bool,
+    /// Readings on which nodes differ from their pool's majority or
+    /// baseline, grouped by reading, instead of constraint violations
+    #[arg(long)]
+    pub peers: bool,
     /// Most events to show (default 100)
     #[arg(long, default_value_t = 0)]
     pub limit: u32,
@@ -68,7 +74,7 @@ pub struct WatchArgs {
     pub format: TextOrJson,
 }
 
-fn rfc3339(ms: i64) -> String {
+pub fn rfc3339(ms: i64) -> String {
     if ms <= 0 {
         return String::new();
     }
@@ -99,6 +105,15 @@ fn table(header: &[&str]) -> Table {
     t
 }
 
+/// A table of `rows` under `header`, as [`render`] writes it.
+pub fn table_text(header: &[&str], rows: Vec<Vec<String>>) -> String {
+    let mut t = table(header);
+    for r in rows {
+        t.add_row(r);
+    }
+    render(&t)
+}
+
 /// The table as text, without the frame's edge padding, so columns start
 /// at the margin and lines carry no trailing blanks.
 fn render(t: &Table) -> String {
@@ -111,7 +126,7 @@ fn render(t: &Table) -> String {
         .join("\n")
 }
 
-fn print(text: &str) -> Result<()> {
+pub fn print(text: &str) -> Result<()> {
     let mut out = std::io::stdout().lock();
     writeln!(out, "{}", text.trim_end())
         .and_then(|_| out.flush())
@@ -129,14 +144,28 @@ fn status(n: &NodeInfo) -> &'static str {
 }
 
 pub fn nodes_table(nodes: &[NodeInfo], now: SystemTime) -> String {
-    let mut t = table(&["NODE", "AGENT", "LAST SEEN", "STATUS", "VIOLATIONS"]);
+    let mut t = table(&[
+        "NODE",
+        "POOL",
+        "AGENT",
+        "LAST SEEN",
+        "STATUS",
+        "VIOLATIONS",
+        "DEVIATIONS",
+    ]);
     for n in nodes {
         t.add_row(vec![
             n.node_name.clone(),
+            if n.pool.is_empty() {
+                "-".into()
+            } else {
+                n.pool.clone()
+            },
             n.agent_version.clone(),
             ago(n.last_seen_unix_millis, now),
             status(n).to_string(),
             n.open_violations.to_string(),
+            n.open_deviations.to_string(),
         ]);
     }
     render(&t)
@@ -149,6 +178,8 @@ fn node_json(n: &NodeInfo) -> Value {
         "lastSeen": rfc3339(n.last_seen_unix_millis),
         "status": status(n),
         "openViolations": n.open_violations,
+        "pool": n.pool,
+        "openDeviations": n.open_deviations,
         "lastSeq": n.last_seq,
     })
 }
@@ -198,8 +229,12 @@ fn constraint_label(ev: &DriftEvent) -> String {
     }
 }
 
+fn is_deviation(ev: &DriftEvent) -> bool {
+    ev.source == Source::Peers as i32
+}
+
 fn event_json(ev: &DriftEvent) -> Value {
-    json!({
+    let mut v = json!({
         "id": ev.id,
         "event": kind_word(ev),
         "time": rfc3339(ev.unix_millis),
@@ -209,7 +244,120 @@ fn event_json(ev: &DriftEvent) -> Value {
         "actual": ev.actual,
         "severity": ev.severity,
         "reason": ev.reason,
-    })
+    });
+    if is_deviation(ev) {
+        // A deviation names a reading, not a constraint.
+        let m = v.as_object_mut().expect("an object");
+        m.remove("constraint");
+        m.insert("source".into(), "peers".into());
+        m.insert("reading".into(), ev.constraint.clone().into());
+        m.insert("pool".into(), ev.pool.clone().into());
+        m.insert("agreeing".into(), ev.agreeing.into());
+        m.insert("poolSize".into(), ev.pool_size.into());
+        m.insert("baseline".into(), ev.baseline.into());
+    }
+    v
+}
+
+/// Open deviations of one reading in one pool.
+struct Group<'a> {
+    pool: &'a str,
+    reading: &'a str,
+    events: Vec<&'a DriftEvent>,
+}
+
+/// Open deviations grouped by pool and reading, the most widespread first.
+fn groups(events: &[DriftEvent]) -> Vec<Group<'_>> {
+    let mut by: std::collections::BTreeMap<(&str, &str), Vec<&DriftEvent>> = Default::default();
+    for ev in events.iter().filter(|e| is_deviation(e)) {
+        by.entry((&ev.pool, &ev.constraint)).or_default().push(ev);
+    }
+    let mut out: Vec<Group<'_>> = by
+        .into_iter()
+        .map(|((pool, reading), events)| Group {
+            pool,
+            reading,
+            events,
+        })
+        .collect();
+    out.sort_by(|a, b| b.events.len().cmp(&a.events.len()));
+    out
+}
+
+/// What the pool expects of the group's nodes, as the newest event says.
+fn group_expectation(g: &Group<'_>) -> (String, u32, bool) {
+    let newest = g
+        .events
+        .iter()
+        .max_by_key(|e| e.unix_millis)
+        .expect("a group has events");
+    (newest.expected.clone(), newest.pool_size, newest.baseline)
+}
+
+/// `reading: 3 of 128 nodes in pool P differ from "1" (the majority, 125
+/// nodes): gpu-7 "0", gpu-9 (absent)`, one line per group.
+pub fn peers_text(events: &[DriftEvent]) -> String {
+    let mut lines = Vec::new();
+    for g in groups(events) {
+        let (expected, size, baseline) = group_expectation(&g);
+        let of = if size > 0 {
+            format!("{} of {size}", g.events.len())
+        } else {
+            g.events.len().to_string()
+        };
+        let against = if baseline {
+            "the baseline".to_string()
+        } else {
+            let agreeing = g.events.iter().map(|e| e.agreeing).max().unwrap_or(0);
+            format!("the majority, {agreeing} nodes")
+        };
+        let nodes: Vec<String> = g
+            .events
+            .iter()
+            .map(|e| format!("{} {}", e.node_name, quoted(&e.actual)))
+            .collect();
+        lines.push(format!(
+            "{}: {of} nodes in pool {} differ from {} ({against}): {}",
+            g.reading,
+            g.pool,
+            quoted(&expected),
+            nodes.join(", ")
+        ));
+    }
+    lines.join("\n")
+}
+
+/// Values in quotes, the absent marker bare.
+fn quoted(v: &str) -> String {
+    if v == "(absent)" {
+        v.to_string()
+    } else {
+        format!("{v:?}")
+    }
+}
+
+fn peers_json(events: &[DriftEvent]) -> Value {
+    Value::Array(
+        groups(events)
+            .iter()
+            .map(|g| {
+                let (expected, size, baseline) = group_expectation(g);
+                json!({
+                    "pool": g.pool,
+                    "reading": g.reading,
+                    "expected": expected,
+                    "baseline": baseline,
+                    "poolSize": size,
+                    "nodes": g.events.iter().map(|e| json!({
+                        "node": e.node_name,
+                        "actual": e.actual,
+                        "since": rfc3339(e.unix_millis),
+                        "id": e.id,
+                    })).collect::<Vec<_>>(),
+                })
+            })
+            .collect(),
+    )
 }
 
 pub fn open_table(events: &[DriftEvent], now: SystemTime) -> String {
@@ -267,6 +415,11 @@ pub fn run_drift(a: &DriftArgs) -> Result<()> {
     let req = ListViolationsRequest {
         history: a.history,
         limit: a.limit,
+        which: if a.peers {
+            Which::Peers
+        } else {
+            Which::Constraints
+        } as i32,
     };
     let events = crate::runtime::block_on(async {
         let mut c = connect(&a.aggregator, &a.conn).await?;
@@ -274,6 +427,9 @@ pub fn run_drift(a: &DriftArgs) -> Result<()> {
     })??
     .events;
     if !as_table {
+        if a.peers && !a.history {
+            return print(&yaml::to_json(&peers_json(&events))?);
+        }
         return print(&yaml::to_json(
             &events.iter().map(event_json).collect::<Vec<_>>(),
         )?);
@@ -281,13 +437,17 @@ pub fn run_drift(a: &DriftArgs) -> Result<()> {
     if events.is_empty() {
         tracing::info!(
             "{}",
-            if a.history {
-                "no drift recorded"
-            } else {
-                "no open drift: every node meets the active recipe"
+            match (a.history, a.peers) {
+                (true, false) => "no drift recorded",
+                (true, true) => "no peer deviation recorded",
+                (false, false) => "no open drift: every node meets the active recipe",
+                (false, true) => "no open peer deviation: every judged node reads like its pool",
             }
         );
         return Ok(());
+    }
+    if a.peers && !a.history {
+        return print(&peers_text(&events));
     }
     if a.history {
         print(&history_table(&events))
@@ -312,9 +472,27 @@ pub fn event_line(ev: &DriftEvent, color: bool) -> String {
         format!("{word:<8}")
     };
     let detail = match Kind::try_from(ev.kind) {
+        Ok(Kind::Opened) if is_deviation(ev) => format!(
+            "{}  differs from pool {}: expected {} ({}), actual {}",
+            ev.constraint,
+            ev.pool,
+            quoted(&ev.expected),
+            if ev.baseline {
+                "baseline".to_string()
+            } else {
+                format!("{} of {} nodes", ev.agreeing, ev.pool_size)
+            },
+            quoted(&ev.actual)
+        ),
         Ok(Kind::Opened) => format!(
             "{}  expected {:?}, actual {:?}",
             ev.constraint, ev.expected, ev.actual
+        ),
+        Ok(Kind::Resolved) if is_deviation(ev) => format!(
+            "{}  matches pool {} again: {}",
+            ev.constraint,
+            ev.pool,
+            quoted(&ev.actual)
         ),
         Ok(Kind::Resolved) if ev.constraint.is_empty() => ev.reason.clone(),
         Ok(Kind::Resolved) => format!("{}  now {:?}", ev.constraint, ev.actual),
@@ -402,7 +580,49 @@ mod tests {
             severity: "critical".into(),
             reason: "agent is reporting again".into(),
             unix_millis: 1_700_000_000_000,
+            ..Default::default()
         }
+    }
+
+    fn dev(node: &str, actual: &str) -> DriftEvent {
+        DriftEvent {
+            kind: Kind::Opened as i32,
+            node_name: node.into(),
+            constraint: "OS.sysctl./proc/sys/vm/swappiness".into(),
+            expected: "60".into(),
+            actual: actual.into(),
+            severity: "warning".into(),
+            source: Source::Peers as i32,
+            pool: "p5/H100".into(),
+            agreeing: 125,
+            pool_size: 128,
+            unix_millis: 1_700_000_000_000,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn deviations_group_by_reading_and_name_the_majority() {
+        let events = [
+            dev("gpu-7", "10"),
+            dev("gpu-9", "(absent)"),
+            ev(Kind::Opened, "gpu-1", "OS.release.ID"),
+            dev("gpu-3", "30"),
+        ];
+        assert_eq!(
+            peers_text(&events),
+            "OS.sysctl./proc/sys/vm/swappiness: 3 of 128 nodes in pool p5/H100 differ from \"60\" (the majority, 125 nodes): gpu-7 \"10\", gpu-9 (absent), gpu-3 \"30\""
+        );
+        let j = peers_json(&events);
+        assert_eq!(j[0]["nodes"].as_array().unwrap().len(), 3);
+        assert_eq!(j[0]["poolSize"], 128);
+        assert_eq!(
+            event_line(&events[0], false),
+            "2023-11-14T22:13:20Z  OPENED    gpu-7  OS.sysctl./proc/sys/vm/swappiness  differs from pool p5/H100: expected \"60\" (125 of 128 nodes), actual \"10\"  [warning]"
+        );
+        let e = event_json(&events[1]);
+        assert_eq!(e["reading"], "OS.sysctl./proc/sys/vm/swappiness");
+        assert!(e.get("constraint").is_none());
     }
 
     #[test]
@@ -434,6 +654,12 @@ mod tests {
             open_violations: v,
             last_seq: 3,
             connected,
+            pool: if stale {
+                String::new()
+            } else {
+                "p5/H100".into()
+            },
+            open_deviations: 1,
         };
         let t = nodes_table(
             &[n("gpu-1", false, true, 0), n("gpu-22", true, false, 2)],
@@ -441,9 +667,9 @@ mod tests {
         );
         assert_eq!(
             t,
-            "NODE    AGENT   LAST SEEN  STATUS     VIOLATIONS\n\
-             gpu-1   v0.1.0  10s ago    connected  0\n\
-             gpu-22  v0.1.0  10s ago    stale      2"
+            "NODE    POOL     AGENT   LAST SEEN  STATUS     VIOLATIONS  DEVIATIONS\n\
+             gpu-1   p5/H100  v0.1.0  10s ago    connected  0           1\n\
+             gpu-22  -        v0.1.0  10s ago    stale      2           1"
         );
     }
 

@@ -1,0 +1,1047 @@
+//! Peer deviation: the nodes of a pool (same instance type and GPU, by
+//! default) should read alike, so a node whose reading differs from what
+//! most of its pool reads, or from the pool's pinned baseline, deviates.
+//! This catches the drift no recipe names: one node with another kernel
+//! parameter, a missing module, a stopped service.
+//!
+//! For each pool it keeps, per reading (`{Type}.{Subtype}.{key}`), how many
+//! members hold each value; a member without the reading counts for
+//! "absent". The expected value is the one more than half the members hold.
+//! Readings that differ by nature (host names, boot ids, PIDs, timestamps)
+//! are never tallied. A pool is judged once it has `min_pool` members and
+//! most of the nodes known to be in it have reported since start, so a
+//! restarting aggregator does not judge a pool on its first few agents.
+//!
+//! Pure bookkeeping: it must not lock, store or send anything. The hub
+//! tells it what changed and applies the verdicts to each node.
+
+use std::borrow::Cow;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
+
+use aicr::diff::Ignore;
+use aicr::error::Result;
+use aicr::model::snapshot::{Reading, Snapshot};
+use aicr::proto::DriftEvent;
+use aicr::proto::drift_event::{Kind, Source};
+
+use crate::state::{Changed, Reported};
+use crate::states::State;
+
+/// The value that stands for a reading a node does not have.
+pub const ABSENT: &str = "(absent)";
+
+/// The pool of nodes without any of the pool labels.
+pub const DEFAULT_POOL: &str = "default";
+
+/// Readings that differ between identical nodes, matched against
+/// `{Type}.{Subtype}.{key}` (`*` crosses dots and slashes).
+pub const BUILT_IN_IGNORE: &[&str] = &[
+    "OS.sysctl./proc/sys/kernel/hostname",
+    "OS.sysctl./proc/sys/kernel/random/*",
+    "OS.sysctl./proc/sys/kernel/ns_last_pid",
+    "OS.sysctl./proc/sys/kernel/pty/nr",
+    "OS.sysctl./proc/sys/fs/*-nr",
+    "OS.sysctl./proc/sys/fs/*-state",
+    "OS.sysctl./proc/sys/fs/quota/*",
+    "OS.grub.root",
+    "SystemD.*PID",
+    "SystemD.*Timestamp*",
+    "SystemD.*InvocationID",
+    "SystemD.*NRestarts",
+    "SystemD.*Current",
+    "SystemD.*Peak",
+    "SystemD.*Bytes",
+    "SystemD.*Packets",
+    "SystemD.*Operations",
+    "SystemD.*NSec",
+    "*uuid*",
+    "*UUID*",
+    "*serial*",
+    "*Serial*",
+    "*boot_id*",
+    "*BootID*",
+    "*.hostname",
+    "*.bus_id*",
+    "*.pci.*",
+];
+
+/// How pools are judged.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Pools with fewer reporting members are not judged by majority.
+    pub min_pool: usize,
+    ignore: Ignore,
+    patterns: Vec<String>,
+}
+
+impl Settings {
+    /// The built-in ignore list plus `extra` patterns.
+    pub fn new(min_pool: usize, extra: &[String]) -> Result<Settings> {
+        let patterns: Vec<String> = BUILT_IN_IGNORE
+            .iter()
+            .map(|p| p.to_string())
+            .chain(extra.iter().cloned())
+            .collect();
+        Ok(Settings {
+            min_pool: min_pool.max(1),
+            ignore: Ignore::new(&patterns)?,
+            patterns,
+        })
+    }
+
+    pub fn ignored(&self, path: &str) -> bool {
+        self.ignore.matches(path)
+    }
+
+    pub fn patterns(&self) -> &[String] {
+        &self.patterns
+    }
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings::new(3, &[]).expect("the built-in patterns are valid")
+    }
+}
+
+/// `{Type}.{Subtype}.{key}`.
+pub fn path(scope: &str, key: &str) -> String {
+    format!("{scope}.{key}")
+}
+
+/// A pool's pinned expectations: scope → key → value.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Baseline {
+    pub readings: BTreeMap<String, BTreeMap<String, String>>,
+    /// "majority" or "snapshot".
+    pub source: String,
+    pub set_ms: i64,
+    pub pool_size: u32,
+}
+
+impl Baseline {
+    /// Every reading of `snapshot` that is not ignored, with cluster-level
+    /// measurements (`K8s`, `NodeTopology`) left out: peers compare what
+    /// agents report.
+    pub fn from_snapshot(snapshot: &Snapshot, settings: &Settings, now_ms: i64) -> Baseline {
+        let mut readings: BTreeMap<String, BTreeMap<String, String>> = BTreeMap::new();
+        for m in &snapshot.measurements {
+            if matches!(m.kind.as_str(), "K8s" | "NodeTopology") {
+                continue;
+            }
+            for st in &m.subtypes {
+                let scope = format!("{}.{}", m.kind, st.subtype);
+                for (k, v) in &st.data {
+                    if !settings.ignored(&path(&scope, k)) {
+                        readings
+                            .entry(scope.clone())
+                            .or_default()
+                            .insert(k.clone(), v.render());
+                    }
+                }
+            }
+        }
+        Baseline {
+            readings,
+            source: "snapshot".into(),
+            set_ms: now_ms,
+            pool_size: 0,
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.readings.values().map(BTreeMap::len).sum()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    pub fn to_proto(&self, pool: &str) -> aicr::proto::Baseline {
+        aicr::proto::Baseline {
+            pool: pool.to_string(),
+            readings: self
+                .readings
+                .iter()
+                .flat_map(|(scope, keys)| {
+                    keys.iter().map(move |(k, v)| (path(scope, k), v.clone()))
+                })
+                .collect(),
+            source: self.source.clone(),
+            set_unix_millis: self.set_ms,
+            pool_size: self.pool_size,
+        }
+    }
+}
+
+/// What a reading should be on a node of a pool.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    /// The pool is too small, or has not reported enough since start: keep
+    /// whatever is open.
+    Unjudged,
+    /// No value has a majority (or the reading is not in the baseline):
+    /// nothing deviates.
+    Free,
+    Expect(Expected),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Expected {
+    pub value: String,
+    /// Members holding it; 0 for a baseline.
+    pub agreeing: u32,
+    pub pool_size: u32,
+    pub baseline: bool,
+}
+
+/// An open deviation on one node.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Deviation {
+    pub scope: String,
+    pub key: String,
+    pub pool: String,
+    pub expected: Expected,
+    pub actual: String,
+}
+
+/// Open deviations of one node by reading path.
+pub type Deviations = BTreeMap<String, Deviation>;
+
+/// Value counts of one reading over a pool's members; the rest are absent.
+#[derive(Debug, Default)]
+struct Tally {
+    values: HashMap<String, u32>,
+    /// The majority value last computed, to notice when it moves.
+    majority: Option<String>,
+}
+
+/// A reading as node state stores it: scope and key.
+pub type ReadingId = (String, String);
+
+#[derive(Debug, Default)]
+struct Pool {
+    /// Nodes that have reported since start and are tallied.
+    members: BTreeSet<String>,
+    /// Nodes known to be in the pool, reported or not.
+    known: usize,
+    /// scope → key → tally.
+    tallies: HashMap<String, HashMap<String, Tally>>,
+    baseline: Option<Arc<Baseline>>,
+}
+
+impl Pool {
+    fn judged(&self, min_pool: usize) -> bool {
+        let n = self.members.len();
+        n >= min_pool && n * 2 > self.known
+    }
+
+    fn verdict(&self, min_pool: usize, scope: &str, key: &str) -> Verdict {
+        if let Some(b) = &self.baseline {
+            return match b.readings.get(scope).and_then(|k| k.get(key)) {
+                Some(v) => Verdict::Expect(Expected {
+                    value: v.clone(),
+                    agreeing: 0,
+                    pool_size: self.members.len() as u32,
+                    baseline: true,
+                }),
+                None => Verdict::Free,
+            };
+        }
+        if !self.judged(min_pool) {
+            return Verdict::Unjudged;
+        }
+        let n = self.members.len() as u32;
+        let Some(tally) = self.tallies.get(scope).and_then(|t| t.get(key)) else {
+            // Nobody has it: everyone agrees on its absence.
+            return Verdict::Free;
+        };
+        match &tally.majority {
+            Some(v) => {
+                let agreeing = if v == ABSENT {
+                    n.saturating_sub(tally.values.values().sum())
+                } else {
+                    tally.values.get(v).copied().unwrap_or(0)
+                };
+                Verdict::Expect(Expected {
+                    value: v.clone(),
+                    agreeing,
+                    pool_size: n,
+                    baseline: false,
+                })
+            }
+            None => Verdict::Free,
+        }
+    }
+
+    /// Recompute the majority of every tallied reading; returns those that
+    /// moved.
+    fn refresh_all(&mut self, min_pool: usize) -> Vec<ReadingId> {
+        let mut moved = Vec::new();
+        let judged = self.judged(min_pool);
+        let n = self.members.len() as u32;
+        for (scope, keys) in &mut self.tallies {
+            for (key, t) in keys.iter_mut() {
+                let now = if judged { majority_of(n, t) } else { None };
+                if now != t.majority {
+                    t.majority = now;
+                    moved.push((scope.clone(), key.clone()));
+                }
+            }
+        }
+        moved
+    }
+}
+
+fn majority_of(n: u32, t: &Tally) -> Option<String> {
+    let present: u32 = t.values.values().sum();
+    if n.saturating_sub(present) * 2 > n {
+        return Some(ABSENT.to_string());
+    }
+    t.values
+        .iter()
+        .find(|(_, c)| **c * 2 > n)
+        .map(|(v, _)| v.clone())
+}
+
+fn value(r: &Reading) -> Cow<'_, str> {
+    match r {
+        Reading::Str(s) => Cow::Borrowed(s),
+        other => Cow::Owned(other.render()),
+    }
+}
+
+/// What the hub must judge again after a change: readings of the node
+/// that changed, and readings whose expectation moved for the whole pool.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Rejudge {
+    pub node: Vec<ReadingId>,
+    pub pool: Vec<ReadingId>,
+    /// Every reading of every member (the pool's judging or baseline
+    /// changed as a whole).
+    pub everything: bool,
+}
+
+/// Every pool's tallies and baseline.
+#[derive(Debug, Default)]
+pub struct Peers {
+    settings: Settings,
+    pools: HashMap<String, Pool>,
+    /// Whether a path is ignored, by scope and key: the glob set is asked
+    /// once per distinct reading, not once per node.
+    ignored: HashMap<String, HashMap<String, bool>>,
+}
+
+impl Peers {
+    pub fn new(settings: Settings) -> Peers {
+        Peers {
+            settings,
+            ..Default::default()
+        }
+    }
+
+    pub fn settings(&self) -> &Settings {
+        &self.settings
+    }
+
+    fn is_ignored(&mut self, scope: &str, key: &str) -> bool {
+        if let Some(b) = self.ignored.get(scope).and_then(|m| m.get(key)) {
+            return *b;
+        }
+        let b = self.settings.ignored(&path(scope, key));
+        self.ignored
+            .entry(scope.to_string())
+            .or_default()
+            .insert(key.to_string(), b);
+        b
+    }
+
+    /// A node is known to be in `pool` (restored, or connected and not yet
+    /// reported).
+    pub fn know(&mut self, pool: &str) {
+        self.pools.entry(pool.to_string()).or_default().known += 1;
+    }
+
+    /// A node known to be in `pool` is gone.
+    pub fn unknow(&mut self, pool: &str) {
+        if let Some(p) = self.pools.get_mut(pool) {
+            p.known = p.known.saturating_sub(1);
+        }
+    }
+
+    pub fn members(&self, pool: &str) -> Vec<String> {
+        self.pools
+            .get(pool)
+            .map(|p| p.members.iter().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    pub fn pool_names(&self) -> Vec<String> {
+        let mut names: Vec<String> = self.pools.keys().cloned().collect();
+        names.sort();
+        names
+    }
+
+    fn tally(&mut self, pool: &str, scope: &str, state: &State, delta: i32) {
+        let keys: Vec<String> = state
+            .keys()
+            .filter(|k| !self.is_ignored(scope, k))
+            .map(str::to_string)
+            .collect();
+        let p = self.pools.entry(pool.to_string()).or_default();
+        for k in &keys {
+            let v = state.get(k).map(value).unwrap_or_default();
+            bump(p, scope, k, &v, delta);
+        }
+    }
+
+    /// A node's readings changed. `first` is true on its first report in
+    /// this pool since start (it becomes a member); `changes` are what
+    /// [`crate::state::NodeState::apply_full`] or `apply_update` returned.
+    pub fn changed(
+        &mut self,
+        pool: &str,
+        node: &str,
+        first: bool,
+        changes: &[Changed],
+        readings: &BTreeMap<String, Reported>,
+    ) -> Rejudge {
+        let min_pool = self.settings.min_pool;
+        let mut touched: Vec<ReadingId> = Vec::new();
+        for c in changes {
+            let after = readings.get(&c.scope).map(|r| &*r.state);
+            let before = if first { None } else { c.before.as_deref() };
+            let keys: Vec<String> = State::changed_keys(before, after)
+                .into_iter()
+                .map(str::to_string)
+                .collect();
+            for k in keys {
+                if self.is_ignored(&c.scope, &k) {
+                    continue;
+                }
+                let p = self.pools.entry(pool.to_string()).or_default();
+                if let Some(v) = before.and_then(|s| s.get(&k)) {
+                    bump(p, &c.scope, &k, &value(v), -1);
+                }
+                if let Some(v) = after.and_then(|s| s.get(&k)) {
+                    bump(p, &c.scope, &k, &value(v), 1);
+                }
+                touched.push((c.scope.clone(), k));
+            }
+        }
+        let p = self.pools.entry(pool.to_string()).or_default();
+        let mut out = Rejudge::default();
+        if first && p.members.insert(node.to_string()) {
+            // One more member moves the absent count of every reading.
+            let was_judged = p.judged(min_pool);
+            let moved = p.refresh_all(min_pool);
+            out.everything = was_judged != p.judged(min_pool);
+            out.pool = moved;
+        } else {
+            let n = p.members.len() as u32;
+            let judged = p.judged(min_pool);
+            for (scope, key) in &touched {
+                if let Some(t) = p.tallies.get_mut(scope).and_then(|m| m.get_mut(key)) {
+                    let now = if judged { majority_of(n, t) } else { None };
+                    if now != t.majority {
+                        t.majority = now;
+                        out.pool.push((scope.clone(), key.clone()));
+                    }
+                }
+            }
+        }
+        out.node = touched;
+        out
+    }
+
+    /// A node leaves `pool` (forgotten, or moved to another pool): its
+    /// readings no longer count.
+    pub fn leave(
+        &mut self,
+        pool: &str,
+        node: &str,
+        readings: &BTreeMap<String, Reported>,
+    ) -> Rejudge {
+        let min_pool = self.settings.min_pool;
+        let member = self
+            .pools
+            .get_mut(pool)
+            .is_some_and(|p| p.members.remove(node));
+        if !member {
+            return Rejudge::default();
+        }
+        for (scope, r) in readings {
+            self.tally(pool, scope, &r.state, -1);
+        }
+        let p = self.pools.get_mut(pool).expect("the pool exists");
+        let moved = p.refresh_all(min_pool);
+        let everything = !p.judged(min_pool);
+        if p.members.is_empty() && p.known == 0 && p.baseline.is_none() {
+            self.pools.remove(pool);
+        }
+        Rejudge {
+            node: Vec::new(),
+            pool: moved,
+            everything,
+        }
+    }
+
+    /// Every reading a node of `pool` may deviate on: what it reports,
+    /// what the pool expects, and what is open on it.
+    pub fn all_readings(
+        &self,
+        pool: &str,
+        readings: &BTreeMap<String, Reported>,
+        open: &Deviations,
+    ) -> Vec<ReadingId> {
+        let mut out: BTreeSet<ReadingId> = BTreeSet::new();
+        let p = self.pools.get(pool);
+        for (scope, r) in readings {
+            for k in r.state.keys() {
+                if !self.settings.ignored(&path(scope, k)) {
+                    out.insert((scope.clone(), k.to_string()));
+                }
+            }
+        }
+        if let Some(p) = p {
+            for (scope, keys) in &p.tallies {
+                for (k, t) in keys {
+                    if t.majority.as_deref().is_some_and(|v| v != ABSENT) {
+                        out.insert((scope.clone(), k.clone()));
+                    }
+                }
+            }
+            if let Some(b) = &p.baseline {
+                for (scope, keys) in &b.readings {
+                    for k in keys.keys() {
+                        out.insert((scope.clone(), k.clone()));
+                    }
+                }
+            }
+        }
+        // Open deviations are judged again too, so one on a reading that
+        // became ignored or left the baseline resolves.
+        out.extend(open.values().map(|d| (d.scope.clone(), d.key.clone())));
+        out.into_iter().collect()
+    }
+
+    pub fn verdict(&self, pool: &str, scope: &str, key: &str) -> Verdict {
+        if self.settings.ignored(&path(scope, key)) {
+            return Verdict::Free;
+        }
+        match self.pools.get(pool) {
+            Some(p) => p.verdict(self.settings.min_pool, scope, key),
+            None => Verdict::Unjudged,
+        }
+    }
+
+    pub fn baseline(&self, pool: &str) -> Option<Arc<Baseline>> {
+        self.pools.get(pool).and_then(|p| p.baseline.clone())
+    }
+
+    pub fn baselines(&self) -> Vec<(String, Arc<Baseline>)> {
+        let mut out: Vec<(String, Arc<Baseline>)> = self
+            .pools
+            .iter()
+            .filter_map(|(n, p)| p.baseline.clone().map(|b| (n.clone(), b)))
+            .collect();
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        out
+    }
+
+    /// Pin `pool` to `baseline` (`None`: judge it by majority again).
+    pub fn set_baseline(&mut self, pool: &str, baseline: Option<Baseline>) {
+        let p = self.pools.entry(pool.to_string()).or_default();
+        p.baseline = baseline.map(Arc::new);
+    }
+
+    /// The pool's majority as a baseline: every reading with a present
+    /// majority value. `None` when the pool is not judged yet.
+    pub fn majority_baseline(&self, pool: &str, now_ms: i64) -> Option<Baseline> {
+        let p = self.pools.get(pool)?;
+        if !p.judged(self.settings.min_pool) {
+            return None;
+        }
+        let mut readings: BTreeMap<String, BTreeMap<String, String>> = BTreeMap::new();
+        for (scope, keys) in &p.tallies {
+            for (k, t) in keys {
+                if let Some(v) = t.majority.as_deref().filter(|v| *v != ABSENT) {
+                    readings
+                        .entry(scope.clone())
+                        .or_default()
+                        .insert(k.clone(), v.to_string());
+                }
+            }
+        }
+        Some(Baseline {
+            readings,
+            source: "majority".into(),
+            set_ms: now_ms,
+            pool_size: p.members.len() as u32,
+        })
+    }
+
+    /// Reporting members of `pool`.
+    pub fn size(&self, pool: &str) -> usize {
+        self.pools.get(pool).map_or(0, |p| p.members.len())
+    }
+}
+
+fn bump(p: &mut Pool, scope: &str, key: &str, v: &str, delta: i32) {
+    let keys = match p.tallies.get_mut(scope) {
+        Some(k) => k,
+        None => p.tallies.entry(scope.to_string()).or_default(),
+    };
+    let t = match keys.get_mut(key) {
+        Some(t) => t,
+        None => keys.entry(key.to_string()).or_default(),
+    };
+    if delta > 0 {
+        match t.values.get_mut(v) {
+            Some(c) => *c += 1,
+            None => {
+                t.values.insert(v.to_string(), 1);
+            }
+        }
+    } else if let Some(c) = t.values.get_mut(v) {
+        *c -= 1;
+        if *c == 0 {
+            t.values.remove(v);
+        }
+    }
+    if t.values.is_empty() && t.majority.is_none() {
+        keys.remove(key);
+        if keys.is_empty() {
+            p.tallies.remove(scope);
+        }
+    }
+}
+
+/// Compare a node's reading with its verdict and say what happened, as
+/// `evaluator::diff` does for constraints: an opened deviation, a resolved
+/// one, or nothing (an open one whose values moved is updated in place).
+pub fn judge(
+    node: &str,
+    pool: &str,
+    (scope, key): (&str, &str),
+    verdict: &Verdict,
+    actual: Option<&Reading>,
+    open: &mut Deviations,
+    now_ms: i64,
+) -> Option<DriftEvent> {
+    let reading = &path(scope, key);
+    let actual = actual.map_or(Cow::Borrowed(ABSENT), value);
+    let expected = match verdict {
+        Verdict::Unjudged => return None,
+        Verdict::Free => {
+            let was = open.remove(reading)?;
+            return Some(event(
+                Kind::Resolved,
+                node,
+                reading,
+                &Deviation {
+                    actual: actual.into_owned(),
+                    ..was
+                },
+                "the pool no longer agrees on a value".into(),
+                now_ms,
+            ));
+        }
+        Verdict::Expect(e) => e,
+    };
+    if expected.value == actual {
+        let was = open.remove(reading)?;
+        return Some(event(
+            Kind::Resolved,
+            node,
+            reading,
+            &Deviation {
+                actual: actual.into_owned(),
+                ..was
+            },
+            "matches its peers again".into(),
+            now_ms,
+        ));
+    }
+    let current = Deviation {
+        scope: scope.to_string(),
+        key: key.to_string(),
+        pool: pool.to_string(),
+        expected: expected.clone(),
+        actual: actual.into_owned(),
+    };
+    match open.get_mut(reading) {
+        Some(existing) => {
+            *existing = current;
+            None
+        }
+        None => {
+            let reason = reason(&current);
+            let ev = event(Kind::Opened, node, reading, &current, reason, now_ms);
+            open.insert(reading.clone(), current);
+            Some(ev)
+        }
+    }
+}
+
+fn reason(d: &Deviation) -> String {
+    if d.expected.baseline {
+        format!(
+            "baseline of pool {} has {}, the node has {}",
+            d.pool, d.expected.value, d.actual
+        )
+    } else {
+        format!(
+            "{} of {} nodes in pool {} have {}, the node has {}",
+            d.expected.agreeing, d.expected.pool_size, d.pool, d.expected.value, d.actual
+        )
+    }
+}
+
+/// The event for a deviation that opened or resolved.
+pub fn event(
+    kind: Kind,
+    node: &str,
+    reading: &str,
+    d: &Deviation,
+    reason: String,
+    now_ms: i64,
+) -> DriftEvent {
+    DriftEvent {
+        id: 0,
+        kind: kind as i32,
+        node_name: node.to_string(),
+        constraint: reading.to_string(),
+        expected: d.expected.value.clone(),
+        actual: d.actual.clone(),
+        severity: "warning".into(),
+        reason,
+        unix_millis: now_ms,
+        source: Source::Peers as i32,
+        pool: d.pool.clone(),
+        agreeing: d.expected.agreeing,
+        pool_size: d.expected.pool_size,
+        baseline: d.expected.baseline,
+        scope: d.scope.clone(),
+    }
+}
+
+/// The open deviation an event recorded, for a restart to take up again.
+pub fn from_event(ev: &DriftEvent) -> Option<(String, Deviation)> {
+    let key = ev.constraint.strip_prefix(&ev.scope)?.strip_prefix('.')?;
+    Some((
+        ev.constraint.clone(),
+        Deviation {
+            scope: ev.scope.clone(),
+            key: key.to_string(),
+            pool: ev.pool.clone(),
+            expected: Expected {
+                value: ev.expected.clone(),
+                agreeing: ev.agreeing,
+                pool_size: ev.pool_size,
+                baseline: ev.baseline,
+            },
+            actual: ev.actual.clone(),
+        },
+    ))
+}
+
+/// Resolve every open deviation of a node (deleted, or moved pools).
+pub fn resolve_all(
+    node: &str,
+    open: &mut Deviations,
+    reason: &str,
+    now_ms: i64,
+) -> Vec<DriftEvent> {
+    std::mem::take(open)
+        .into_iter()
+        .map(|(reading, d)| event(Kind::Resolved, node, &reading, &d, reason.into(), now_ms))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::states::{States, content_key};
+    use aicr::model::snapshot::Subtype;
+
+    const POOL: &str = "p5/H100";
+    const SWAP: (&str, &str) = ("OS.sysctl", "/proc/sys/vm/swappiness");
+
+    /// A node's readings: one sysctl subtype from `pairs`.
+    fn readings(states: &States, host: &str, pairs: &[(&str, &str)]) -> BTreeMap<String, Reported> {
+        let mut st = Subtype::new("sysctl").with("/proc/sys/kernel/hostname", host);
+        for (k, v) in pairs {
+            st = st.with(*k, *v);
+        }
+        let key = content_key("OS", "sysctl", &serde_json::to_vec(&st).unwrap());
+        let state = states.intern("OS.sysctl", key, st);
+        BTreeMap::from([(
+            "OS.sysctl".to_string(),
+            Reported {
+                kind: "OS".into(),
+                name: "sysctl".into(),
+                state,
+            },
+        )])
+    }
+
+    fn all(r: &BTreeMap<String, Reported>) -> Vec<Changed> {
+        r.keys()
+            .map(|s| Changed {
+                scope: s.clone(),
+                before: None,
+            })
+            .collect()
+    }
+
+    /// A pool of nodes, each joined with `swappiness`.
+    struct Fleet {
+        states: States,
+        peers: Peers,
+        nodes: BTreeMap<String, BTreeMap<String, Reported>>,
+        open: BTreeMap<String, Deviations>,
+    }
+
+    impl Fleet {
+        fn new(values: &[&str]) -> Fleet {
+            let mut f = Fleet {
+                states: States::default(),
+                peers: Peers::new(Settings::default()),
+                nodes: BTreeMap::new(),
+                open: BTreeMap::new(),
+            };
+            for (i, v) in values.iter().enumerate() {
+                let name = format!("n{i}");
+                f.peers.know(POOL);
+                let r = readings(&f.states, &name, &[(SWAP.1, v)]);
+                f.peers.changed(POOL, &name, true, &all(&r), &r);
+                f.nodes.insert(name.clone(), r);
+                f.open.insert(name, Deviations::new());
+            }
+            f
+        }
+
+        fn set(&mut self, node: &str, pairs: &[(&str, &str)]) -> Rejudge {
+            let r = readings(&self.states, node, pairs);
+            let before = self.nodes[node]["OS.sysctl"].state.clone();
+            let changes = [Changed {
+                scope: "OS.sysctl".into(),
+                before: Some(before),
+            }];
+            let out = self.peers.changed(POOL, node, false, &changes, &r);
+            self.nodes.insert(node.to_string(), r);
+            out
+        }
+
+        /// Judge every node on every reading; the events, as
+        /// `kind node value`.
+        fn judge_all(&mut self) -> Vec<String> {
+            let mut events = Vec::new();
+            for (name, r) in &self.nodes {
+                let open = self.open.get_mut(name).unwrap();
+                for (scope, key) in self.peers.all_readings(POOL, r, open) {
+                    let verdict = self.peers.verdict(POOL, &scope, &key);
+                    let actual = r.get(&scope).and_then(|x| x.state.get(&key));
+                    if let Some(ev) = judge(name, POOL, (&scope, &key), &verdict, actual, open, 1) {
+                        let kind = Kind::try_from(ev.kind).unwrap().as_str_name();
+                        events.push(format!("{kind} {name} {} {}", ev.constraint, ev.actual));
+                    }
+                }
+            }
+            events
+        }
+    }
+
+    #[test]
+    fn the_odd_node_out_deviates_and_comes_back() {
+        let mut f = Fleet::new(&["60", "60", "60"]);
+        assert!(
+            f.judge_all().is_empty(),
+            "identical nodes, differing host names"
+        );
+        let r = f.set("n1", &[(SWAP.1, "10")]);
+        assert_eq!(r.node, [(SWAP.0.to_string(), SWAP.1.to_string())]);
+        assert!(r.pool.is_empty(), "the majority stays 60");
+        assert_eq!(
+            f.peers.verdict(POOL, SWAP.0, SWAP.1),
+            Verdict::Expect(Expected {
+                value: "60".into(),
+                agreeing: 2,
+                pool_size: 3,
+                baseline: false
+            })
+        );
+        assert_eq!(
+            f.judge_all(),
+            ["OPENED n1 OS.sysctl./proc/sys/vm/swappiness 10"]
+        );
+        let d = &f.open["n1"]["OS.sysctl./proc/sys/vm/swappiness"];
+        assert_eq!(
+            reason(d),
+            "2 of 3 nodes in pool p5/H100 have 60, the node has 10"
+        );
+        f.set("n1", &[(SWAP.1, "60")]);
+        assert_eq!(
+            f.judge_all(),
+            ["RESOLVED n1 OS.sysctl./proc/sys/vm/swappiness 60"]
+        );
+    }
+
+    #[test]
+    fn absence_is_a_value_like_any_other() {
+        let mut f = Fleet::new(&["60", "60", "60"]);
+        f.set("n0", &[]);
+        f.set("n2", &[(SWAP.1, "60"), ("/proc/sys/vm/extra", "1")]);
+        let mut evs = f.judge_all();
+        evs.sort();
+        assert_eq!(
+            evs,
+            [
+                "OPENED n0 OS.sysctl./proc/sys/vm/swappiness (absent)",
+                "OPENED n2 OS.sysctl./proc/sys/vm/extra 1",
+            ]
+        );
+        assert_eq!(
+            f.open["n2"]["OS.sysctl./proc/sys/vm/extra"].expected.value,
+            ABSENT
+        );
+    }
+
+    #[test]
+    fn small_pools_and_split_pools_are_not_judged() {
+        let mut f = Fleet::new(&["60", "10"]);
+        assert_eq!(f.peers.verdict(POOL, SWAP.0, SWAP.1), Verdict::Unjudged);
+        assert!(f.judge_all().is_empty());
+        let mut f = Fleet::new(&["60", "10", "30", "30"]);
+        assert_eq!(
+            f.peers.verdict(POOL, SWAP.0, SWAP.1),
+            Verdict::Free,
+            "2 of 4 is no majority"
+        );
+        assert!(f.judge_all().is_empty());
+    }
+
+    #[test]
+    fn a_restart_waits_for_most_known_members() {
+        let mut f = Fleet::new(&["60", "10", "10"]);
+        for _ in 0..4 {
+            f.peers.know(POOL);
+        }
+        assert_eq!(
+            f.peers.verdict(POOL, SWAP.0, SWAP.1),
+            Verdict::Unjudged,
+            "3 of 7 known nodes have reported"
+        );
+    }
+
+    #[test]
+    fn a_moved_majority_rejudges_the_pool() {
+        let mut f = Fleet::new(&["60", "60", "10"]);
+        assert_eq!(
+            f.judge_all(),
+            ["OPENED n2 OS.sysctl./proc/sys/vm/swappiness 10"]
+        );
+        let r = f.set("n0", &[(SWAP.1, "10")]);
+        assert_eq!(r.pool.len(), 1, "the majority moved to 10");
+        let mut evs = f.judge_all();
+        evs.sort();
+        assert_eq!(
+            evs,
+            [
+                "OPENED n1 OS.sysctl./proc/sys/vm/swappiness 60",
+                "RESOLVED n2 OS.sysctl./proc/sys/vm/swappiness 10",
+            ]
+        );
+    }
+
+    #[test]
+    fn a_baseline_catches_a_change_on_every_node() {
+        let mut f = Fleet::new(&["60", "60", "60"]);
+        let b = f.peers.majority_baseline(POOL, 5).unwrap();
+        assert_eq!(b.len(), 1, "host names are not pinned");
+        assert_eq!(b.readings["OS.sysctl"][SWAP.1], "60");
+        f.peers.set_baseline(POOL, Some(b));
+        for n in ["n0", "n1", "n2"] {
+            f.set(n, &[(SWAP.1, "10")]);
+        }
+        assert_eq!(f.judge_all().len(), 3, "all three differ from the baseline");
+        assert!(f.open["n0"].values().all(|d| d.expected.baseline));
+        f.peers.set_baseline(POOL, None);
+        assert_eq!(f.judge_all().len(), 3, "by majority again, all agree");
+        assert!(f.open.values().all(BTreeMap::is_empty));
+    }
+
+    #[test]
+    fn a_leaving_node_no_longer_counts() {
+        let mut f = Fleet::new(&["60", "60", "10", "10", "10"]);
+        let r = f.nodes["n2"].clone();
+        f.peers.leave(POOL, "n2", &r);
+        f.peers.unknow(POOL);
+        f.nodes.remove("n2");
+        let r = f.nodes["n3"].clone();
+        let moved = f.peers.leave(POOL, "n3", &r);
+        f.peers.unknow(POOL);
+        assert!(
+            moved.pool.iter().any(|(_, k)| k == SWAP.1),
+            "10 lost its majority"
+        );
+        assert_eq!(f.peers.size(POOL), 3);
+    }
+
+    #[test]
+    fn baselines_from_snapshots_skip_cluster_readings_and_ignored_keys() {
+        let snap: Snapshot = serde_json::from_value(serde_json::json!({
+            "kind": "Snapshot",
+            "apiVersion": "aicr.nvidia.com/v1alpha1",
+            "measurements": [
+                {"type": "K8s", "subtypes": [{"subtype": "server", "data": {"version": "v1.33"}}]},
+                {"type": "OS", "subtypes": [{"subtype": "sysctl", "data": {
+                    "/proc/sys/vm/swappiness": "60",
+                    "/proc/sys/kernel/hostname": "gpu-1",
+                    "/proc/sys/kernel/random/boot_id": "x"
+                }}]}
+            ]
+        }))
+        .unwrap();
+        let b = Baseline::from_snapshot(&snap, &Settings::default(), 1);
+        assert_eq!(b.len(), 1);
+        assert_eq!(
+            b.to_proto("p").readings["OS.sysctl./proc/sys/vm/swappiness"],
+            "60"
+        );
+        let custom = Settings::new(3, &["OS.sysctl./proc/sys/vm/*".into()]).unwrap();
+        assert!(Baseline::from_snapshot(&snap, &custom, 1).is_empty());
+        assert!(Settings::new(3, &["a{".into()]).is_err());
+    }
+
+    #[test]
+    fn restored_deviations_keep_their_reading() {
+        let d = Deviation {
+            scope: "SystemD.containerd.service".into(),
+            key: "ActiveState".into(),
+            pool: POOL.into(),
+            expected: Expected {
+                value: "active".into(),
+                agreeing: 9,
+                pool_size: 10,
+                baseline: false,
+            },
+            actual: "failed".into(),
+        };
+        let ev = event(
+            Kind::Opened,
+            "n1",
+            "SystemD.containerd.service.ActiveState",
+            &d,
+            String::new(),
+            1,
+        );
+        assert_eq!(
+            from_event(&ev),
+            Some(("SystemD.containerd.service.ActiveState".into(), d))
+        );
+    }
+}

@@ -1,0 +1,397 @@
+//! Node state by content. Every distinct `{Type}.{Subtype}` state is held
+//! once, as an [`Arc<State>`] shared by every node that reports it, and is
+//! freed when the last of those nodes lets go; the constraint outcomes on
+//! a state are computed once per recipe and kept beside it. Ten thousand
+//! identical nodes therefore cost one decode, one copy and one evaluation.
+//!
+//! Distinct states of one scope are still nearly alike (a pool's sysctl
+//! readings differ in a handful of keys), so each scope also keeps a
+//! shared base and a state holds only where it differs from it. A state's
+//! readings are always exactly what its agents sent: the base only decides
+//! what is stored once. A base that fits almost nobody (an odd first
+//! reporter, or a hostile one) is replaced by the next state that cannot
+//! use it. This module must not know about sessions, nodes or pools.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
+
+use aicr::constraint::Outcome;
+use aicr::model::snapshot::{Reading, Subtype};
+use ring::digest::{Context, SHA256};
+
+/// Identifies a subtype's content: equal keys, equal readings. Computed by
+/// the aggregator, never taken from the agent.
+pub type ContentKey = [u8; 32];
+
+pub fn content_key(kind: &str, name: &str, json: &[u8]) -> ContentKey {
+    let mut ctx = Context::new(&SHA256);
+    ctx.update(kind.as_bytes());
+    ctx.update(&[0]);
+    ctx.update(name.as_bytes());
+    ctx.update(&[0]);
+    ctx.update(json);
+    let mut key = [0u8; 32];
+    key.copy_from_slice(ctx.finish().as_ref());
+    key
+}
+
+/// A subtype as a shared base and this state's differences from it.
+#[derive(Debug, Clone)]
+struct Held {
+    base: Arc<Subtype>,
+    /// Readings this state has that the base lacks or holds differently.
+    set: BTreeMap<String, Reading>,
+    /// Base readings this state does not have, sorted.
+    unset: Box<[String]>,
+    /// This state's context when it differs from the base's.
+    context: Option<BTreeMap<String, String>>,
+}
+
+impl Held {
+    fn whole(st: Arc<Subtype>) -> Held {
+        Held {
+            base: st,
+            set: BTreeMap::new(),
+            unset: Box::new([]),
+            context: None,
+        }
+    }
+
+    fn get(&self, key: &str) -> Option<&Reading> {
+        if let Some(r) = self.set.get(key) {
+            return Some(r);
+        }
+        if self.unset.binary_search_by(|k| k.as_str().cmp(key)).is_ok() {
+            return None;
+        }
+        self.base.data.get(key)
+    }
+}
+
+/// Constraint outcomes on one state, for one set of rules.
+#[derive(Default)]
+struct Outcomes {
+    generation: u64,
+    by_rule: Vec<(usize, Outcome)>,
+}
+
+/// One distinct subtype state, shared by every node that reports it.
+pub struct State {
+    key: ContentKey,
+    held: Held,
+    outcomes: Mutex<Outcomes>,
+    table: Weak<Table>,
+}
+
+impl std::fmt::Debug for State {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("State").field("held", &self.held).finish()
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl State {
+    pub fn key(&self) -> &ContentKey {
+        &self.key
+    }
+
+    pub fn get(&self, key: &str) -> Option<&Reading> {
+        self.held.get(key)
+    }
+
+    /// The subtype as the agent sent it.
+    pub fn to_subtype(&self) -> Subtype {
+        let h = &self.held;
+        let mut data = h.base.data.clone();
+        for k in h.unset.iter() {
+            data.remove(k);
+        }
+        data.extend(h.set.iter().map(|(k, v)| (k.clone(), v.clone())));
+        Subtype {
+            subtype: h.base.subtype.clone(),
+            data,
+            context: h.context.clone().unwrap_or_else(|| h.base.context.clone()),
+        }
+    }
+
+    /// Every reading key, sorted.
+    pub fn keys(&self) -> impl Iterator<Item = &str> {
+        let h = &self.held;
+        let base = h
+            .base
+            .data
+            .keys()
+            .filter(|k| !h.set.contains_key(*k))
+            .filter(|k| h.unset.binary_search(k).is_err());
+        let mut all: Vec<&str> = base.chain(h.set.keys()).map(String::as_str).collect();
+        all.sort_unstable();
+        all.into_iter()
+    }
+
+    /// The keys whose readings may differ between `a` and `b`: when both
+    /// share a base, only their own differences need looking at.
+    pub fn changed_keys<'a>(a: Option<&'a State>, b: Option<&'a State>) -> Vec<&'a str> {
+        let mut out: Vec<&str> = match (a, b) {
+            (Some(a), Some(b)) if Arc::ptr_eq(&a.held.base, &b.held.base) => {
+                let own = |s: &'a State| {
+                    s.held
+                        .set
+                        .keys()
+                        .chain(s.held.unset.iter())
+                        .map(String::as_str)
+                };
+                own(a).chain(own(b)).collect()
+            }
+            _ => a.into_iter().chain(b).flat_map(|s| s.keys()).collect(),
+        };
+        out.sort_unstable();
+        out.dedup();
+        out.retain(|k| a.and_then(|s| s.get(k)) != b.and_then(|s| s.get(k)));
+        out
+    }
+
+    /// The outcome of rule `rule` of rules `generation` on this state,
+    /// computed by `eval` only the first time it is asked for.
+    pub fn outcome(&self, generation: u64, rule: usize, eval: impl FnOnce() -> Outcome) -> Outcome {
+        let mut o = lock(&self.outcomes);
+        if o.generation != generation {
+            o.generation = generation;
+            o.by_rule.clear();
+        }
+        if let Some((_, out)) = o.by_rule.iter().find(|(i, _)| *i == rule) {
+            return out.clone();
+        }
+        let out = eval();
+        o.by_rule.push((rule, out.clone()));
+        out
+    }
+}
+
+impl Drop for State {
+    fn drop(&mut self) {
+        let Some(table) = self.table.upgrade() else {
+            return;
+        };
+        let mut by_key = lock(&table.by_key);
+        // A state interned again under this key after our last holder let
+        // go is alive; leave it.
+        if by_key.get(&self.key).is_some_and(|w| w.strong_count() == 0) {
+            by_key.remove(&self.key);
+        }
+    }
+}
+
+#[derive(Default)]
+struct Table {
+    by_key: Mutex<HashMap<ContentKey, Weak<State>>>,
+    /// The shared base of each `{Type}.{Subtype}`.
+    bases: Mutex<HashMap<String, Arc<Subtype>>>,
+}
+
+/// Every live distinct state, by content key.
+#[derive(Default, Clone)]
+pub struct States {
+    table: Arc<Table>,
+}
+
+impl States {
+    /// The live state with this content, if some node holds it.
+    pub fn lookup(&self, key: &ContentKey) -> Option<Arc<State>> {
+        lock(&self.table.by_key).get(key).and_then(Weak::upgrade)
+    }
+
+    /// Distinct states held now.
+    pub fn len(&self) -> usize {
+        lock(&self.table.by_key).len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The shared state for `st` (reported under `scope`, with content
+    /// `key`): the one already held, or a new one.
+    pub fn intern(&self, scope: &str, key: ContentKey, st: Subtype) -> Arc<State> {
+        if let Some(s) = self.lookup(&key) {
+            return s;
+        }
+        let state = Arc::new(State {
+            key,
+            held: self.hold(scope, st),
+            outcomes: Mutex::default(),
+            table: Arc::downgrade(&self.table),
+        });
+        let mut by_key = lock(&self.table.by_key);
+        // Another session may have interned the same content meanwhile;
+        // both are correct, the first stays shared.
+        if let Some(existing) = by_key.get(&key).and_then(Weak::upgrade) {
+            drop(by_key);
+            return existing;
+        }
+        by_key.insert(key, Arc::downgrade(&state));
+        state
+    }
+
+    /// Hold `st` as the scope's base plus differences; one that differs in
+    /// more than half its readings is stored whole.
+    fn hold(&self, scope: &str, st: Subtype) -> Held {
+        let base = {
+            let mut bases = lock(&self.table.bases);
+            match bases.get(scope) {
+                Some(b) => b.clone(),
+                None => {
+                    let own = Arc::new(st);
+                    bases.insert(scope.to_string(), own.clone());
+                    return Held::whole(own);
+                }
+            }
+        };
+        let mut set = BTreeMap::new();
+        for (k, v) in &st.data {
+            if base.data.get(k) != Some(v) {
+                set.insert(k.clone(), v.clone());
+            }
+        }
+        let unset: Vec<String> = base
+            .data
+            .keys()
+            .filter(|k| !st.data.contains_key(*k))
+            .cloned()
+            .collect();
+        if set.len() + unset.len() > st.data.len() / 2 {
+            let own = Arc::new(st);
+            let mut bases = lock(&self.table.bases);
+            // A base held by the map and at most one state serves nobody:
+            // let this state's readings serve the ones after it.
+            if bases
+                .get(scope)
+                .is_some_and(|b| Arc::ptr_eq(b, &base) && Arc::strong_count(b) <= 3)
+            {
+                bases.insert(scope.to_string(), own.clone());
+            }
+            return Held::whole(own);
+        }
+        let context = (st.context != base.context).then_some(st.context);
+        Held {
+            base,
+            set,
+            unset: unset.into_boxed_slice(),
+            context,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sysctl(host: &str, extra: Option<&str>) -> Subtype {
+        let mut st = Subtype::new("sysctl");
+        for n in 0..20 {
+            st.data.insert(format!("k{n:02}"), "same".into());
+        }
+        st.data.insert("hostname".into(), host.into());
+        if let Some(e) = extra {
+            st.data.insert(e.into(), "only here".into());
+        }
+        st
+    }
+
+    fn key(st: &Subtype) -> ContentKey {
+        content_key("OS", "sysctl", &serde_json::to_vec(st).unwrap())
+    }
+
+    fn intern(states: &States, st: Subtype) -> Arc<State> {
+        states.intern("OS.sysctl", key(&st), st)
+    }
+
+    #[test]
+    fn states_share_a_base_and_keep_their_own_differences() {
+        let states = States::default();
+        let a = intern(&states, sysctl("a", None));
+        let mut b_in = sysctl("b", Some("extra"));
+        b_in.data.remove("k05");
+        let b = intern(&states, b_in.clone());
+        assert!(Arc::ptr_eq(&a.held.base, &b.held.base));
+        assert_eq!(b.held.set.len(), 2, "hostname and extra");
+        assert_eq!(&*b.held.unset, ["k05".to_string()]);
+        assert_eq!(b.get("hostname").unwrap().render(), "b");
+        assert_eq!(a.get("hostname").unwrap().render(), "a");
+        assert!(b.get("k05").is_none());
+        assert_eq!(b.get("k06").unwrap().render(), "same");
+        assert_eq!(b.to_subtype(), b_in, "exactly what the agent sent");
+        assert_eq!(b.keys().count(), b_in.data.len());
+        assert_eq!(
+            State::changed_keys(Some(&a), Some(&b)),
+            ["extra", "hostname", "k05"]
+        );
+        assert_eq!(State::changed_keys(None, Some(&a)).len(), 21);
+    }
+
+    #[test]
+    fn equal_content_is_one_state_freed_with_its_last_holder() {
+        let states = States::default();
+        let a = intern(&states, sysctl("a", None));
+        let again = intern(&states, sysctl("a", None));
+        assert!(Arc::ptr_eq(&a, &again), "one state per content");
+        assert_eq!(states.len(), 1);
+        let b = intern(&states, sysctl("b", None));
+        assert_eq!(states.len(), 2);
+        drop(a);
+        assert_eq!(states.len(), 2, "a is still held");
+        drop(again);
+        assert_eq!(states.len(), 1, "the last holder let go");
+        assert!(states.lookup(b.key()).is_some());
+    }
+
+    #[test]
+    fn outcomes_are_computed_once_per_rules_generation() {
+        let states = States::default();
+        let a = intern(&states, sysctl("a", None));
+        let mut calls = 0;
+        let pass = Outcome::Passed {
+            actual: "same".into(),
+        };
+        for _ in 0..3 {
+            let out = a.outcome(1, 0, || {
+                calls += 1;
+                pass.clone()
+            });
+            assert_eq!(out, pass);
+        }
+        assert_eq!(calls, 1);
+        a.outcome(2, 0, || {
+            calls += 1;
+            pass.clone()
+        });
+        assert_eq!(calls, 2, "a new recipe judges again");
+    }
+
+    #[test]
+    fn a_base_that_fits_nobody_is_replaced() {
+        let states = States::default();
+        let mut odd = Subtype::new("sysctl");
+        odd.data.insert("x".into(), "y".into());
+        let first = intern(&states, odd);
+        drop(first);
+        let b = intern(&states, sysctl("b", None));
+        assert!(b.held.set.is_empty(), "b is stored whole");
+        let c = intern(&states, sysctl("c", None));
+        assert!(
+            Arc::ptr_eq(&b.held.base, &c.held.base),
+            "b became the base c shares"
+        );
+        assert_eq!(c.held.set.len(), 1);
+    }
+
+    #[test]
+    fn content_keys_cover_type_name_and_bytes() {
+        let k = content_key("OS", "sysctl", b"{}");
+        assert_eq!(k, content_key("OS", "sysctl", b"{}"));
+        assert_ne!(k, content_key("OS", "grub", b"{}"));
+        assert_ne!(k, content_key("OS", "sysctl", b"{ }"));
+    }
+}

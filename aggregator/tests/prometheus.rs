@@ -270,6 +270,10 @@ impl Aggregator {
 
 /// A copy of the demo's fixture host (Ubuntu 24.04).
 fn host_root(dir: &Path) -> PathBuf {
+    host_root_named(dir, "host")
+}
+
+fn host_root_named(dir: &Path, name: &str) -> PathBuf {
     fn copy(from: &Path, to: &Path) {
         std::fs::create_dir_all(to).unwrap();
         for entry in std::fs::read_dir(from).unwrap() {
@@ -282,7 +286,7 @@ fn host_root(dir: &Path) -> PathBuf {
             }
         }
     }
-    let root = dir.join("host");
+    let root = dir.join(name);
     copy(&repo().join("scripts/demo/host-root"), &root);
     root
 }
@@ -435,6 +439,19 @@ fn promtool_check_metrics_finds_nothing_on_a_busy_aggregator() {
         &format!(r#"aicr_constraint_violation{{node="{NODE}",constraint="OS.release.NO\"SUCH\\KEY",severity="warning"}} 1"#),
         &[&agent],
     );
+    // Two peers in its (default) pool with another swappiness: the node
+    // deviates from them on that and on its edited os-release.
+    let peer_root = host_root_named(dir, "peer-host");
+    std::fs::write(peer_root.join("proc/sys/vm/swappiness"), "10\n").unwrap();
+    let peers: Vec<Proc> = ["peer-1", "peer-2"]
+        .iter()
+        .map(|n| start_agent(dir, n, n, &agg.grpc, &peer_root))
+        .collect();
+    agg.wait_metric(
+        &format!(r#"aicr_peer_deviation{{node="{NODE}",pool="default",reading="OS.sysctl./proc/sys/vm/swappiness"}} 1"#),
+        &peers.iter().collect::<Vec<_>>(),
+    );
+    drop(peers);
     drop(agent);
     agg.wait_metric("aicr_agents_connected 0", &[]);
     let agent = start_agent(dir, "agent-again", NODE, &agg.grpc, &root);
@@ -492,7 +509,7 @@ fn the_charts_alert_rules_pass_promtool_check_and_unit_tests() {
     // The durations the unit tests' eval times are written for.
     write_rules(&judge, "2m", "5m", &dir.join("aicr-rules.yaml"));
     let (ok, out) = run_tool(&promtool, &["check", "rules", "aicr-rules.yaml"], None, dir);
-    assert!(ok && out.contains("SUCCESS: 3 rules found"), "{out}");
+    assert!(ok && out.contains("SUCCESS: 4 rules found"), "{out}");
 
     let tests = std::fs::read_to_string(
         Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/prometheusrule-tests.yaml"),
@@ -728,6 +745,19 @@ fn prometheus_and_alertmanager_see_real_drift_open_and_resolve() {
     // machine.
     let agent = start_agent(dir, "agent", NODE, &agg.grpc, &root);
     agg.wait_metric(r#"aicr_updates_ingested_total{kind="full"} 1"#, &[&agent]);
+    // Two peers in its (default) pool with another swappiness: the node
+    // deviates from them on that and on its edited os-release.
+    let peer_root = host_root_named(dir, "peer-host");
+    std::fs::write(peer_root.join("proc/sys/vm/swappiness"), "10\n").unwrap();
+    let peers: Vec<Proc> = ["peer-1", "peer-2"]
+        .iter()
+        .map(|n| start_agent(dir, n, n, &agg.grpc, &peer_root))
+        .collect();
+    agg.wait_metric(
+        &format!(r#"aicr_peer_deviation{{node="{NODE}",pool="default",reading="OS.sysctl./proc/sys/vm/swappiness"}} 1"#),
+        &peers.iter().collect::<Vec<_>>(),
+    );
+    drop(peers);
     drop(agent);
     agg.wait_metric("aicr_agents_connected 0", &[]);
     let agent = start_agent(dir, "agent-again", NODE, &agg.grpc, &root);

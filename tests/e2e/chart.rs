@@ -433,6 +433,19 @@ fn check_aggregator(objects: &Objects, values: &Value) {
             .any(|x| x == "--insecure" || x == "--trust-node-names")
     );
     assert!(arg(c, "--tls-cert").is_some() && arg(c, "--tls-key").is_some());
+    let pool_labels: Vec<&String> = a
+        .iter()
+        .filter(|x| x.starts_with("--pool-label="))
+        .collect();
+    assert_eq!(
+        pool_labels,
+        [
+            "--pool-label=node.kubernetes.io/instance-type",
+            "--pool-label=nvidia.com/gpu.product"
+        ],
+        "{a:?}"
+    );
+    assert_eq!(arg(c, "--peer-min-pool").as_deref(), Some("3"));
     assert_eq!(
         arg(c, "--token-audience").as_deref(),
         values["agent"]["tokenAudience"].as_str()
@@ -544,6 +557,11 @@ fn every_optional_feature_renders_and_stays_least_privilege() {
         Some("/etc/aicr/tls/ca.crt")
     );
     assert!(arg(c, "--alertmanager-url").is_some());
+    assert_eq!(
+        arg(c, "--peer-ignore").as_deref(),
+        Some("OS.sysctl./proc/sys/net/*"),
+        "globs reach the aggregator unexpanded"
+    );
 
     // mTLS: the agents present the client certificate cert-manager issues.
     let agent = pod(&objects, "DaemonSet", "aicr-agent");

@@ -1,19 +1,25 @@
 //! Scale benchmark: many simulated agents against one real `aicr-aggregator`
-//! process on loopback. Prints the numbers the design holds the aggregator
-//! to: agents connected, change-to-alert latency under that load, the
-//! aggregator's resident memory, and the time for every agent to resync
-//! after the aggregator is killed and restarted on the same `--state-dir`.
+//! process on loopback, in pools the way a GPU cluster has them (Node
+//! objects with instance-type and GPU-product labels, served by the test
+//! support's fake API server), 1% of nodes deviating from their pool.
+//! Prints the figures the design holds the aggregator to: the time for
+//! every agent to connect and apply a full snapshot, the aggregator's
+//! resident memory per agent split into connection, stream and state,
+//! change-to-alert latency for violations and deviations, the time to
+//! re-evaluate a changed recipe across every node, and the time for every
+//! agent to resync after the aggregator is killed and restarted on the
+//! same `--state-dir`.
 //!
 //! The aggregator runs as its own process so its memory is measured alone;
-//! the agents share this process (one tokio task each). By default every
-//! agent has its own TCP connection, as in a cluster;
-//! `AICR_BENCH_AGENTS_PER_CONN` multiplexes several agents' streams over one
-//! HTTP/2 connection where file descriptors or ports are scarce.
+//! the agents share this process (one tokio task each). Every agent has
+//! its own TCP connection, as in a cluster, spread over several loopback
+//! source addresses so the ephemeral ports of one address do not run out;
+//! the benchmark raises its open-file limit (inherited by the aggregator).
 //!
-//! Settings (environment): `AICR_BENCH_AGENTS` (10000),
-//! `AICR_BENCH_AGENTS_PER_CONN` (1), `AICR_BENCH_CHANGES` (1000, half
-//! opening and half resolving a violation), `AICR_BENCH_CHANGE_RATE`
-//! (changes per second, 100), `AICR_BENCH_HEARTBEAT` (seconds, 10),
+//! Settings (environment): `AICR_BENCH_AGENTS` (10000), `AICR_BENCH_POOLS`
+//! (20), `AICR_BENCH_CHANGES` (2000: a quarter each opening and resolving
+//! a violation, opening and resolving a deviation), `AICR_BENCH_CHANGE_RATE`
+//! (changes per second, 1000), `AICR_BENCH_HEARTBEAT` (seconds, 10),
 //! `AICR_BENCH_PART_BYTES` (the agents' part size, as the aggregator asks;
 //! 0 sends every message whole).
 //!
@@ -23,7 +29,7 @@
 mod sim_agent;
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
@@ -35,12 +41,25 @@ use aicr::proto::agent_message::Body;
 use aicr::proto::agent_service_client::AgentServiceClient;
 use aicr::proto::aggregator_message::Body as Reply;
 use aicr::proto::cluster_service_client::ClusterServiceClient;
-use aicr::proto::drift_event::Kind;
-use aicr::proto::{AgentMessage, FullSnapshot, Heartbeat, SubtypeUpdate, WatchDriftRequest};
+use aicr::proto::drift_event::{Kind, Source};
+use aicr::proto::{
+    AgentMessage, FullSnapshot, Heartbeat, SetRecipeRequest, SubtypeUpdate, WatchDriftRequest,
+};
+use aicr_test_support::{FakeApiServer, fixtures};
 use sim_agent::{hello, message, node_readings, state};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::{Channel, Endpoint};
+
+/// Agents per loopback source address: the ephemeral port range
+/// (32768-60999 by default) bounds connections from one address to one
+/// server port.
+const AGENTS_PER_SOURCE: usize = 20_000;
+/// Agents started (and waited for) at once.
+const WAVE: usize = 1000;
+const POOL_LABELS: [&str; 2] = ["node.kubernetes.io/instance-type", "nvidia.com/gpu.product"];
+/// The sysctl the change run flips, and its pool value.
+const FLIPPED: &str = "/proc/sys/kernel/setting_0100";
 
 fn env<T: std::str::FromStr>(key: &str, default: T) -> T {
     std::env::var(key)
@@ -56,44 +75,59 @@ fn free_addr() -> SocketAddr {
         .unwrap()
 }
 
+fn node_name(i: usize) -> String {
+    format!("node-{i:06}")
+}
+
+fn recipe_doc(extra: &[(&str, &str)]) -> serde_json::Value {
+    let mut constraints = vec![
+        serde_json::json!({"name": "OS.release.VERSION_ID", "value": "== 24.04", "severity": "critical"}),
+        serde_json::json!({"name": "OS.release.ID", "value": "ubuntu"}),
+        serde_json::json!({"name": "GPU.smi.driver", "value": ">= 570"}),
+        serde_json::json!({"name": "GPU.smi.gpu-count", "value": "== 8"}),
+        serde_json::json!({"name": "OS.kmod.module_001", "value": "true"}),
+        serde_json::json!({"name": "SystemD.containerd.ActiveState", "value": "active"}),
+    ];
+    for (n, v) in extra {
+        constraints.push(serde_json::json!({"name": n, "value": v}));
+    }
+    serde_json::json!({
+        "kind": "RecipeResult",
+        "apiVersion": "aicr.nvidia.com/v1alpha1",
+        "constraints": constraints,
+        "componentRefs": [],
+        "deploymentOrder": [],
+    })
+}
+
 struct Aggregator {
     grpc: SocketAddr,
     http: SocketAddr,
     recipe: PathBuf,
     state: PathBuf,
+    kubeconfig: PathBuf,
     child: Option<Child>,
 }
 
 impl Aggregator {
-    fn new(dir: &Path) -> Aggregator {
+    fn new(dir: &Path, kubeconfig: &Path) -> Aggregator {
         let recipe = dir.join("recipe.json");
-        let doc = serde_json::json!({
-            "kind": "RecipeResult",
-            "apiVersion": "aicr.nvidia.com/v1alpha1",
-            "constraints": [
-                {"name": "OS.release.VERSION_ID", "value": "== 24.04", "severity": "critical"},
-                {"name": "OS.release.ID", "value": "ubuntu"},
-                {"name": "GPU.smi.driver", "value": ">= 570"},
-                {"name": "GPU.smi.gpu-count", "value": "== 8"},
-                {"name": "OS.kmod.nvidia_peermem", "value": "true"},
-                {"name": "SystemD.containerd.ActiveState", "value": "active"},
-            ],
-            "componentRefs": [],
-            "deploymentOrder": [],
-        });
-        std::fs::write(&recipe, serde_json::to_vec(&doc).unwrap()).unwrap();
+        std::fs::write(&recipe, serde_json::to_vec(&recipe_doc(&[])).unwrap()).unwrap();
         Aggregator {
             grpc: free_addr(),
             http: free_addr(),
             recipe,
             state: dir.join("state"),
+            kubeconfig: kubeconfig.to_path_buf(),
             child: None,
         }
     }
 
     fn start(&mut self) {
         let child = Command::new(env!("CARGO_BIN_EXE_aicr-aggregator"))
-            .args(["--insecure", "--trust-node-names", "--no-kube"])
+            .args(["--insecure", "--trust-node-names"])
+            .arg("--kubeconfig")
+            .arg(&self.kubeconfig)
             .arg("--listen")
             .arg(self.grpc.to_string())
             .arg("--http-listen")
@@ -102,7 +136,7 @@ impl Aggregator {
             .arg(&self.recipe)
             .arg("--state-dir")
             .arg(&self.state)
-            .args(["--stale-after", "300s", "--kube-events=false"])
+            .args(["--stale-after", "600s", "--kube-events=false"])
             .env("LOG_LEVEL", "warn")
             .stdout(Stdio::null())
             .spawn()
@@ -135,7 +169,7 @@ impl Aggregator {
 
     async fn wait_ready(&self) {
         let url = format!("http://{}/readyz", self.http);
-        for _ in 0..400 {
+        for _ in 0..2400 {
             let u = url.clone();
             let ok = tokio::task::spawn_blocking(move || {
                 ureq::get(&u)
@@ -161,10 +195,16 @@ impl Drop for Aggregator {
 
 enum Cmd {
     SetVersion(&'static str),
+    SetFlipped(&'static str),
 }
 
 /// What agents tell the bench.
-struct Synced;
+enum Progress {
+    /// The session is open and the aggregator answered Hello.
+    Opened,
+    /// A full snapshot was acknowledged.
+    Synced,
+}
 
 fn release(v: &str) -> Subtype {
     Subtype::new("release")
@@ -173,10 +213,45 @@ fn release(v: &str) -> Subtype {
         .with("PRETTY_NAME", format!("Ubuntu {v} LTS"))
 }
 
+/// Whether node `i` is one of the 1% that deviate from their pool.
+fn deviant(i: usize) -> bool {
+    i % 100 == 7
+}
+
+/// A node's sysctl readings: 600 shared settings (one differs on a
+/// deviant node, `FLIPPED` as the change run sets it) and the few that
+/// are every host's own.
+fn sysctl(i: usize, flipped: &str) -> Subtype {
+    let mut st = Subtype::new("sysctl");
+    for n in 0..600 {
+        st.data.insert(
+            format!("/proc/sys/kernel/setting_{n:04}"),
+            format!("{}", n * 7).into(),
+        );
+    }
+    if deviant(i) {
+        st.data
+            .insert("/proc/sys/kernel/setting_0042".into(), "999".into());
+    }
+    st.data.insert(FLIPPED.into(), flipped.into());
+    for (k, v) in [
+        ("kernel/hostname", node_name(i)),
+        (
+            "kernel/random/boot_id",
+            format!("{i:08x}-aaaa-bbbb-cccc-{i:012x}"),
+        ),
+    ] {
+        st.data.insert(format!("/proc/sys/{k}"), v.into());
+    }
+    st
+}
+
+const FLIPPED_VALUE: &str = "700";
+
 /// A GPU node's readings at the size a real agent reports them: most of
 /// each subtype is the same across a pool, a few readings are the node's
 /// own (host name, boot id, GPU serials, unit PIDs), as on real hosts.
-fn fleet_readings(i: usize, version: &str) -> Vec<(String, Subtype)> {
+fn fleet_readings(i: usize, version: &str, flipped: &str) -> Vec<(String, Subtype)> {
     let mut out: Vec<(String, Subtype)> = node_readings(version)
         .into_iter()
         .filter(|(_, s)| {
@@ -186,27 +261,6 @@ fn fleet_readings(i: usize, version: &str) -> Vec<(String, Subtype)> {
             )
         })
         .collect();
-    let mut sysctl = Subtype::new("sysctl");
-    for n in 0..600 {
-        sysctl.data.insert(
-            format!("/proc/sys/kernel/setting_{n:04}"),
-            format!("{}", n * 7).into(),
-        );
-    }
-    for (k, v) in [
-        ("kernel/hostname", format!("node-{i:05}")),
-        (
-            "kernel/random/boot_id",
-            format!("{i:08x}-aaaa-bbbb-cccc-{i:012x}"),
-        ),
-        (
-            "kernel/random/uuid",
-            format!("{:08x}-1111-2222-3333-{i:012x}", i * 31),
-        ),
-        ("kernel/random/entropy_avail", format!("{}", 256 + i % 7)),
-    ] {
-        sysctl.data.insert(format!("/proc/sys/{k}"), v.into());
-    }
     let mut kmod = Subtype::new("kmod");
     for n in 0..150 {
         kmod.data.insert(format!("module_{n:03}"), true.into());
@@ -226,13 +280,9 @@ fn fleet_readings(i: usize, version: &str) -> Vec<(String, Subtype)> {
             format!("gpu.{g}.uuid"),
             format!("GPU-{i:08x}-{g:04x}").into(),
         );
-        smi.data.insert(
-            format!("gpu.{g}.temperature"),
-            format!("{}", 30 + (i + g) % 20).into(),
-        );
     }
     out.push(("OS".into(), release(version)));
-    out.push(("OS".into(), sysctl));
+    out.push(("OS".into(), sysctl(i, flipped)));
     out.push(("OS".into(), kmod));
     out.push(("GPU".into(), smi));
     for unit in ["containerd", "kubelet", "nvidia-persistenced"] {
@@ -253,39 +303,37 @@ fn fleet_readings(i: usize, version: &str) -> Vec<(String, Subtype)> {
     out
 }
 
-fn full(i: usize, seq: u64, version: &str) -> AgentMessage {
+fn full(i: usize, seq: u64, version: &str, flipped: &str) -> AgentMessage {
     message(Body::Full(FullSnapshot {
         seq,
-        subtypes: fleet_readings(i, version)
+        subtypes: fleet_readings(i, version, flipped)
             .iter()
             .map(|(k, s)| state(k, s))
             .collect(),
     }))
 }
 
-/// One agent for the life of the bench: connect, full snapshot, heartbeats,
-/// updates on command; on any break, back off with jitter, reconnect and
-/// resend everything, as the real agent does.
+/// One agent for the life of the bench: open a session with Hello, send
+/// the full snapshot once `go` says so, then heartbeats and updates on
+/// command; on any break, back off with jitter, reconnect and resend
+/// everything, as the real agent does.
 async fn agent(
     i: usize,
     channel: Channel,
     heartbeat: Duration,
     part_bytes: u32,
+    mut go: watch::Receiver<bool>,
     mut ctl: mpsc::Receiver<Cmd>,
-    synced: mpsc::UnboundedSender<Synced>,
+    progress: mpsc::UnboundedSender<Progress>,
 ) {
-    let node = format!("node-{i:05}");
+    let node = node_name(i);
     let mut version: &'static str = "24.04";
+    let mut flipped: &'static str = FLIPPED_VALUE;
     let mut seq = 0u64;
     let mut backoff = Duration::from_millis(100);
     loop {
-        // Room for Hello and every part of the full snapshot: they are
-        // queued before the session starts reading.
         let (tx, rx) = mpsc::channel(64);
-        seq += 1;
-        let full_seq = seq;
         let _ = tx.send(message(Body::Hello(hello(&node, "")))).await;
-        send_parts(&tx, full(i, full_seq, version), part_bytes).await;
         let mut client = AgentServiceClient::new(channel.clone());
         let mut replies = match client.session(ReceiverStream::new(rx)).await {
             Ok(r) => r.into_inner(),
@@ -295,9 +343,20 @@ async fn agent(
                 continue;
             }
         };
+        // The aggregator answers Hello with the collection settings.
+        if !matches!(replies.message().await, Ok(Some(_))) {
+            tokio::time::sleep(jitter(i, backoff)).await;
+            continue;
+        }
+        let _ = progress.send(Progress::Opened);
+        if go.wait_for(|g| *g).await.is_err() {
+            return;
+        }
+        seq += 1;
+        let mut awaiting_full = Some(seq);
+        send_parts(&tx, full(i, seq, version, flipped), part_bytes).await;
         let first = tokio::time::Instant::now() + jitter(i, heartbeat);
         let mut tick = tokio::time::interval_at(first, heartbeat);
-        let mut awaiting_full = Some(full_seq);
         loop {
             tokio::select! {
                 m = replies.message() => match m {
@@ -305,11 +364,11 @@ async fn agent(
                         Some(Reply::Ack(a)) if Some(a.seq) == awaiting_full => {
                             awaiting_full = None;
                             backoff = Duration::from_millis(100);
-                            let _ = synced.send(Synced);
+                            let _ = progress.send(Progress::Synced);
                         }
                         Some(Reply::Resync(_)) => {
                             seq += 1;
-                            send_parts(&tx, full(i, seq, version), part_bytes).await;
+                            send_parts(&tx, full(i, seq, version, flipped), part_bytes).await;
                         }
                         _ => {}
                     },
@@ -318,18 +377,25 @@ async fn agent(
                 _ = tick.tick() => {
                     let _ = tx.send(message(Body::Heartbeat(Heartbeat { seq, unix_millis: 0 }))).await;
                 }
-                cmd = ctl.recv() => match cmd {
-                    Some(Cmd::SetVersion(v)) => {
-                        version = v;
-                        seq += 1;
-                        let _ = tx.send(message(Body::Update(SubtypeUpdate {
-                            seq,
-                            changed: vec![state("OS", &release(v))],
-                            removed: Vec::new(),
-                        }))).await;
-                    }
-                    None => return,
-                },
+                cmd = ctl.recv() => {
+                    let changed = match cmd {
+                        Some(Cmd::SetVersion(v)) => {
+                            version = v;
+                            state("OS", &release(v))
+                        }
+                        Some(Cmd::SetFlipped(v)) => {
+                            flipped = v;
+                            state("OS", &sysctl(i, v))
+                        }
+                        None => return,
+                    };
+                    seq += 1;
+                    let _ = tx.send(message(Body::Update(SubtypeUpdate {
+                        seq,
+                        changed: vec![changed],
+                        removed: Vec::new(),
+                    }))).await;
+                }
             }
         }
         tokio::time::sleep(jitter(i, Duration::from_secs(1))).await;
@@ -365,18 +431,21 @@ fn ms(d: Duration) -> String {
     format!("{:.1} ms", d.as_secs_f64() * 1000.0)
 }
 
-async fn wait_synced(
-    rx: &mut mpsc::UnboundedReceiver<Synced>,
+/// Count `want` progress reports up to `target`, for at most `limit`.
+async fn wait_for(
+    rx: &mut mpsc::UnboundedReceiver<Progress>,
     count: &AtomicUsize,
+    want: fn(&Progress) -> bool,
     target: usize,
     limit: Duration,
 ) -> bool {
     let deadline = tokio::time::Instant::now() + limit;
     while count.load(Ordering::SeqCst) < target {
         match tokio::time::timeout_at(deadline, rx.recv()).await {
-            Ok(Some(Synced)) => {
+            Ok(Some(p)) if want(&p) => {
                 count.fetch_add(1, Ordering::SeqCst);
             }
+            Ok(Some(_)) => {}
             _ => return false,
         }
     }
@@ -392,6 +461,14 @@ fn main() {
     if !args.is_empty() && !args.iter().any(|a| "scale".contains(a.as_str())) {
         return;
     }
+    // Two descriptors per agent (ours and the aggregator's, which inherits
+    // the limit), plus room.
+    let agents: u64 = env("AICR_BENCH_AGENTS", 10_000);
+    let want = agents + 10_000;
+    if let Err(e) = rlimit::setrlimit(rlimit::Resource::NOFILE, want, want) {
+        let soft = rlimit::increase_nofile_limit(want).unwrap_or(0);
+        println!("cannot raise the open-file limit to {want} ({e}); it is {soft}");
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -401,26 +478,49 @@ fn main() {
     runtime.shutdown_background();
 }
 
+/// A fake API server holding one Node per agent, labelled into pools.
+async fn cluster(agents: usize, pools: usize) -> FakeApiServer {
+    let api = FakeApiServer::start().await;
+    api.set_server_version("v1.33.5");
+    for i in 0..agents {
+        let p = i % pools;
+        api.insert(
+            fixtures::node(&node_name(i))
+                .label(POOL_LABELS[0], &format!("p{p}.48xlarge"))
+                .label(POOL_LABELS[1], "NVIDIA-H100-80GB-HBM3")
+                .build(),
+        );
+    }
+    api
+}
+
+fn source(i: usize) -> IpAddr {
+    IpAddr::V4(Ipv4Addr::new(127, 0, 1, 1 + (i / AGENTS_PER_SOURCE) as u8))
+}
+
 async fn bench() {
     let agents: usize = env("AICR_BENCH_AGENTS", 10_000);
-    let per_conn: usize = env("AICR_BENCH_AGENTS_PER_CONN", 1).max(1);
-    let changes: usize = env("AICR_BENCH_CHANGES", 1000);
-    let rate: f64 = env("AICR_BENCH_CHANGE_RATE", 100.0);
+    let pools: usize = env("AICR_BENCH_POOLS", 20).max(1);
+    let changes: usize = env("AICR_BENCH_CHANGES", 2000);
+    let rate: f64 = env("AICR_BENCH_CHANGE_RATE", 1000.0);
     let heartbeat = Duration::from_secs(env("AICR_BENCH_HEARTBEAT", 10));
     let part_bytes: u32 = env("AICR_BENCH_PART_BYTES", aicr::parts::PART_BYTES);
     let dir = tempfile::tempdir().unwrap();
-    let mut agg = Aggregator::new(dir.path());
+    let api = cluster(agents, pools).await;
+    let mut agg = Aggregator::new(dir.path(), api.kubeconfig_path());
     agg.start();
     agg.wait_ready().await;
+    // Let the Node watch list every Node before agents arrive.
+    tokio::time::sleep(Duration::from_secs(2)).await;
     let url = format!("http://{}", agg.grpc);
     println!(
-        "scale: {agents} agents, {} TCP connections ({per_conn} agent(s) per connection), heartbeat every {}s, {} constraints, messages over {part_bytes} bytes in parts",
-        agents.div_ceil(per_conn),
+        "scale: {agents} agents in {pools} pools of {} nodes ({} deviating), one TCP connection each from {} loopback addresses, heartbeat every {}s, messages over {part_bytes} bytes in parts",
+        agents / pools,
+        (0..agents).filter(|i| deviant(*i)).count(),
+        agents.div_ceil(AGENTS_PER_SOURCE),
         heartbeat.as_secs(),
-        6
     );
-
-    let sample = fleet_readings(0, "24.04");
+    let sample = fleet_readings(0, "24.04", FLIPPED_VALUE);
     let bytes: usize = sample
         .iter()
         .map(|(k, s)| state(k, s).subtype_json.len())
@@ -431,60 +531,131 @@ async fn bench() {
         sample.len(),
         bytes as f64 / 1024.0
     );
+    let (rss0, _) = agg.memory();
 
-    // Connect in waves so the accept queue is not the thing measured.
-    let (synced_tx, mut synced_rx) = mpsc::unbounded_channel();
-    let synced = Arc::new(AtomicUsize::new(0));
-    let mut controls = Vec::with_capacity(agents);
+    // Connections first, so their cost is measured alone.
     let started = Instant::now();
-    let mut channel = None;
-    for i in 0..agents {
-        if i % per_conn == 0 {
-            channel = Some(
-                Endpoint::from_shared(url.clone())
-                    .unwrap()
-                    .connect_timeout(Duration::from_secs(10))
-                    .connect_lazy(),
-            );
+    let mut channels = Vec::with_capacity(agents);
+    for wave in (0..agents).collect::<Vec<_>>().chunks(WAVE) {
+        let connects = wave.iter().map(|&i| {
+            Endpoint::from_shared(url.clone())
+                .unwrap()
+                .local_address(Some(source(i)))
+                .connect_timeout(Duration::from_secs(30))
+                .connect()
+        });
+        for c in futures::future::join_all(connects).await {
+            match c {
+                Ok(c) => channels.push(c),
+                Err(e) => {
+                    println!(
+                        "only {} of {agents} connections opened: {e:?}",
+                        channels.len()
+                    );
+                    return;
+                }
+            }
         }
+    }
+    let (rss1, _) = agg.memory();
+
+    // Then one session per agent, Hello answered, no state yet.
+    let (progress_tx, mut progress_rx) = mpsc::unbounded_channel();
+    let (go_tx, go_rx) = watch::channel(false);
+    let opened = Arc::new(AtomicUsize::new(0));
+    let mut controls = Vec::with_capacity(agents);
+    for (i, channel) in channels.into_iter().enumerate() {
         let (tx, rx) = mpsc::channel(4);
         controls.push(tx);
         tokio::spawn(agent(
             i,
-            channel.clone().unwrap(),
+            channel,
             heartbeat,
             part_bytes,
+            go_rx.clone(),
             rx,
-            synced_tx.clone(),
+            progress_tx.clone(),
         ));
-        let wave_done = (i + 1) % 500 == 0 || i + 1 == agents;
-        if wave_done && !wait_synced(&mut synced_rx, &synced, i + 1, Duration::from_secs(120)).await
+        if ((i + 1) % WAVE == 0 || i + 1 == agents)
+            && !wait_for(
+                &mut progress_rx,
+                &opened,
+                |p| matches!(p, Progress::Opened),
+                i + 1,
+                Duration::from_secs(120),
+            )
+            .await
         {
             println!(
-                "only {} of {} agents synced",
-                synced.load(Ordering::SeqCst),
+                "only {} of {} sessions opened",
+                opened.load(Ordering::SeqCst),
                 i + 1
             );
             return;
         }
     }
+    let (rss2, _) = agg.memory();
+
+    // Then every full snapshot.
+    let synced = Arc::new(AtomicUsize::new(0));
+    go_tx.send_replace(true);
+    if !wait_for(
+        &mut progress_rx,
+        &synced,
+        |p| matches!(p, Progress::Synced),
+        agents,
+        Duration::from_secs(600),
+    )
+    .await
+    {
+        println!(
+            "only {} of {agents} agents synced",
+            synced.load(Ordering::SeqCst)
+        );
+        return;
+    }
     let connect_time = started.elapsed();
-    let (rss, peak) = agg.memory();
+    // Deviations are judged as pools fill; let the recorder catch up.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let (rss3, peak) = agg.memory();
     println!(
         "connected + full snapshot applied: {agents} agents in {:.1} s",
         connect_time.as_secs_f64()
     );
-    println!("aggregator memory with {agents} agents: RSS {rss:.0} MiB (peak {peak:.0} MiB)");
+    let per = |mib: f64| mib * 1024.0 / agents as f64;
+    println!(
+        "aggregator memory with {agents} agents: RSS {rss3:.0} MiB (peak {peak:.0} MiB), {:.1} KiB per agent: connection {:.1} KiB, stream {:.1} KiB, state {:.1} KiB (idle aggregator {rss0:.0} MiB)",
+        per(rss3 - rss0),
+        per(rss1 - rss0),
+        per(rss2 - rss1),
+        per(rss3 - rss2),
+    );
 
-    // Change-to-alert latency: time from an agent sending a violating (or
-    // restoring) update to the drift event arriving on a CLI watch stream.
     let mut cli = ClusterServiceClient::new(
         Endpoint::from_shared(url.clone())
             .unwrap()
             .connect()
             .await
             .unwrap(),
+    )
+    .max_decoding_message_size(256 * 1024 * 1024);
+    let open_deviations = cli
+        .list_violations(aicr::proto::ListViolationsRequest {
+            history: false,
+            limit: 10_000,
+            which: aicr::proto::list_violations_request::Which::Peers as i32,
+        })
+        .await
+        .map(|r| r.into_inner().events.len())
+        .unwrap_or(0);
+    println!(
+        "open deviations after sync: {open_deviations} (expected {})",
+        (0..agents).filter(|i| deviant(*i)).count()
     );
+
+    // Change-to-alert latency: from an agent sending an update to the
+    // drift event arriving on a CLI watch stream; violations (os-release)
+    // and deviations (one sysctl) interleaved.
     let mut watch = cli
         .watch_drift(WatchDriftRequest { since_id: 0 })
         .await
@@ -496,43 +667,89 @@ async fn bench() {
             let _ = ev_tx.send((ev, Instant::now()));
         }
     });
-    let half = changes / 2;
-    let step = agents / half.max(1);
-    let targets: Vec<usize> = (0..half).map(|k| (k * step.max(1)) % agents).collect();
-    let mut sent: HashMap<(String, i32), Instant> = HashMap::new();
+    let quarter = (changes / 4).max(1);
+    let step = (agents / (2 * quarter)).max(1);
+    // Distinct nodes, none of them deviant already.
+    let targets: Vec<usize> = (0..2 * quarter)
+        .map(|k| (k * step) % agents)
+        .filter(|i| !deviant(*i))
+        .collect();
+    let (violating, deviating) = targets.split_at(targets.len() / 2);
+    let mut sent: HashMap<(String, i32, i32), Instant> = HashMap::new();
     let gap = Duration::from_secs_f64(1.0 / rate);
     let phase_start = Instant::now();
-    for (k, phase) in [("22.04", Kind::Opened), ("24.04", Kind::Resolved)]
-        .into_iter()
-        .enumerate()
-    {
-        for (j, &i) in targets.iter().enumerate() {
-            let due = phase_start + gap * (k * half + j) as u32;
-            tokio::time::sleep_until(due.into()).await;
-            sent.insert((format!("node-{i:05}"), phase.1 as i32), Instant::now());
-            let _ = controls[i].send(Cmd::SetVersion(phase.0)).await;
+    let mut n = 0u32;
+    for (open, kind) in [(true, Kind::Opened), (false, Kind::Resolved)] {
+        for (&v, &d) in violating.iter().zip(deviating) {
+            for (i, source, cmd) in [
+                (
+                    v,
+                    Source::Constraint,
+                    Cmd::SetVersion(if open { "22.04" } else { "24.04" }),
+                ),
+                (
+                    d,
+                    Source::Peers,
+                    Cmd::SetFlipped(if open { "5" } else { FLIPPED_VALUE }),
+                ),
+            ] {
+                tokio::time::sleep_until((phase_start + gap * n).into()).await;
+                n += 1;
+                sent.insert((node_name(i), kind as i32, source as i32), Instant::now());
+                let _ = controls[i].send(cmd).await;
+            }
         }
     }
-    let mut latencies = Vec::with_capacity(sent.len());
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    while latencies.len() < sent.len() {
+    let mut by_source: HashMap<i32, Vec<Duration>> = HashMap::new();
+    let mut got = 0;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while got < sent.len() {
         match tokio::time::timeout_at(deadline, ev_rx.recv()).await {
             Ok(Some((ev, at))) => {
-                if let Some(t) = sent.get(&(ev.node_name.clone(), ev.kind)) {
-                    latencies.push(at.duration_since(*t));
+                if let Some(t) = sent.remove(&(ev.node_name.clone(), ev.kind, ev.source)) {
+                    by_source
+                        .entry(ev.source)
+                        .or_default()
+                        .push(at.duration_since(t));
+                    got += 1;
                 }
             }
             _ => break,
         }
     }
-    latencies.sort();
+    for (source, name) in [
+        (Source::Constraint, "violation"),
+        (Source::Peers, "deviation"),
+    ] {
+        let mut l = by_source.remove(&(source as i32)).unwrap_or_default();
+        l.sort();
+        println!(
+            "change-to-alert latency, {name} ({} changes at {rate}/s in all, fsync'ed before delivery): p50 {}, p99 {}, max {}",
+            l.len(),
+            ms(percentile(&l, 0.5)),
+            ms(percentile(&l, 0.99)),
+            ms(l.last().copied().unwrap_or_default())
+        );
+    }
+    if !sent.is_empty() {
+        println!("{} changes raised no event within 60 s", sent.len());
+    }
+
+    // A recipe change, judged across every node: one more constraint.
+    let recipe = recipe_doc(&[("GPU.smi.cuda-version", ">= 12.0")]);
+    let t = Instant::now();
+    let set = cli
+        .set_recipe(SetRecipeRequest {
+            recipe_json: serde_json::to_vec(&recipe).unwrap(),
+        })
+        .await;
     println!(
-        "change-to-alert latency ({} of {} changes at {rate}/s, fsync'ed before delivery): p50 {}, p99 {}, max {}",
-        latencies.len(),
-        sent.len(),
-        ms(percentile(&latencies, 0.5)),
-        ms(percentile(&latencies, 0.99)),
-        ms(latencies.last().copied().unwrap_or_default())
+        "recipe change re-evaluated across {agents} nodes: {} ({})",
+        ms(t.elapsed()),
+        match set {
+            Ok(r) => format!("{} constraints", r.into_inner().constraints),
+            Err(e) => format!("failed: {e}"),
+        }
     );
     let (rss, peak) = agg.memory();
     println!("aggregator memory after the change run: RSS {rss:.0} MiB (peak {peak:.0} MiB)");
@@ -540,11 +757,18 @@ async fn bench() {
     // Crash and restart on the same state directory; every agent notices,
     // reconnects with jitter and resends its full snapshot.
     synced.store(0, Ordering::SeqCst);
-    while synced_rx.try_recv().is_ok() {}
+    while progress_rx.try_recv().is_ok() {}
     agg.kill();
     let restarted = Instant::now();
     agg.start();
-    let all = wait_synced(&mut synced_rx, &synced, agents, Duration::from_secs(300)).await;
+    let all = wait_for(
+        &mut progress_rx,
+        &synced,
+        |p| matches!(p, Progress::Synced),
+        agents,
+        Duration::from_secs(600),
+    )
+    .await;
     let resync = restarted.elapsed();
     let (rss, peak) = agg.memory();
     println!(

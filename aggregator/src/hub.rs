@@ -507,22 +507,56 @@ impl Hub {
         n.member = true;
         let mut peers = self.peers();
         let r = peers.changed(&pool, &n.name, first, changes, &n.readings);
-        let which = if r.everything {
-            peers.all_readings(&pool, &n.readings, &n.deviations)
+        if r.everything {
+            let all = peers.all_readings(&pool, &n.readings, &n.deviations);
+            Self::judge_peers(n, &peers, &all, now, out);
         } else {
-            let mut w = r.node;
-            w.extend(r.pool.iter().cloned());
-            w.sort();
-            w.dedup();
-            w
-        };
-        Self::judge_peers(n, &peers, &which, now, out);
+            if r.node_all {
+                Self::judge_joined(n, &peers, now, out);
+            }
+            Self::judge_peers(n, &peers, &r.node, now, out);
+            Self::judge_peers(n, &peers, &r.pool, now, out);
+        }
         (r.everything || !r.pool.is_empty()).then(|| PoolRejudge {
             pool,
             readings: r.pool,
             everything: r.everything,
             except: n.name.clone(),
         })
+    }
+
+    /// Judge every reading of a node that just joined its pool, walking
+    /// its states rather than listing them: a join is the common case at
+    /// start-up, once per node.
+    fn judge_joined(n: &mut NodeState, peers: &Peers, now: i64, out: &mut Vec<DriftEvent>) {
+        let NodeState {
+            name,
+            readings,
+            deviations,
+            pool,
+            ..
+        } = n;
+        let Some(pool) = pool.as_deref() else {
+            return;
+        };
+        for (scope, r) in readings.iter() {
+            for key in r.state.keys() {
+                let verdict = peers.verdict(pool, scope, key);
+                let actual = r.state.get(key);
+                if let Some(ev) =
+                    peers::judge(name, pool, (scope, key), &verdict, actual, deviations, now)
+                {
+                    out.push(ev);
+                }
+            }
+        }
+        let mut absent = peers.missing(pool, readings);
+        absent.extend(
+            deviations
+                .values()
+                .map(|d| (d.scope.clone(), d.key.clone())),
+        );
+        Self::judge_peers(n, peers, &absent, now, out);
     }
 
     /// Judge a pool's other members again after its expectations moved.

@@ -16,6 +16,7 @@
 //! tells it what changed and applies the verdicts to each node.
 
 use std::borrow::Cow;
+use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
@@ -64,6 +65,12 @@ pub const BUILT_IN_IGNORE: &[&str] = &[
     "*.hostname",
     "*.bus_id*",
     "*.pci.*",
+    "GPU.*temperature*",
+    "GPU.*utilization*",
+    "GPU.*power.draw*",
+    "GPU.*memory.used*",
+    "GPU.*memory.free*",
+    "GPU.*clocks.*",
 ];
 
 /// How pools are judged.
@@ -317,6 +324,8 @@ fn value(r: &Reading) -> Cow<'_, str> {
 /// that changed, and readings whose expectation moved for the whole pool.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct Rejudge {
+    /// Every reading of the node (it joined the pool).
+    pub node_all: bool,
     pub node: Vec<ReadingId>,
     pub pool: Vec<ReadingId>,
     /// Every reading of every member (the pool's judging or baseline
@@ -324,14 +333,32 @@ pub struct Rejudge {
     pub everything: bool,
 }
 
+/// Whether a path is ignored, by scope and key: the glob set is asked once
+/// per distinct reading, not once per node and change.
+#[derive(Debug, Default)]
+struct IgnoreCache(RefCell<HashMap<String, HashMap<String, bool>>>);
+
+impl IgnoreCache {
+    fn ignored(&self, settings: &Settings, scope: &str, key: &str) -> bool {
+        if let Some(b) = self.0.borrow().get(scope).and_then(|m| m.get(key)) {
+            return *b;
+        }
+        let b = settings.ignored(&path(scope, key));
+        self.0
+            .borrow_mut()
+            .entry(scope.to_string())
+            .or_default()
+            .insert(key.to_string(), b);
+        b
+    }
+}
+
 /// Every pool's tallies and baseline.
 #[derive(Debug, Default)]
 pub struct Peers {
     settings: Settings,
     pools: HashMap<String, Pool>,
-    /// Whether a path is ignored, by scope and key: the glob set is asked
-    /// once per distinct reading, not once per node.
-    ignored: HashMap<String, HashMap<String, bool>>,
+    ignored: IgnoreCache,
 }
 
 impl Peers {
@@ -346,16 +373,15 @@ impl Peers {
         &self.settings
     }
 
-    fn is_ignored(&mut self, scope: &str, key: &str) -> bool {
-        if let Some(b) = self.ignored.get(scope).and_then(|m| m.get(key)) {
-            return *b;
+    fn is_ignored(&self, scope: &str, key: &str) -> bool {
+        self.ignored.ignored(&self.settings, scope, key)
+    }
+
+    fn pool_mut(&mut self, pool: &str) -> &mut Pool {
+        if !self.pools.contains_key(pool) {
+            self.pools.insert(pool.to_string(), Pool::default());
         }
-        let b = self.settings.ignored(&path(scope, key));
-        self.ignored
-            .entry(scope.to_string())
-            .or_default()
-            .insert(key.to_string(), b);
-        b
+        self.pools.get_mut(pool).expect("just inserted")
     }
 
     /// A node is known to be in `pool` (restored, or connected and not yet
@@ -368,6 +394,9 @@ impl Peers {
     pub fn unknow(&mut self, pool: &str) {
         if let Some(p) = self.pools.get_mut(pool) {
             p.known = p.known.saturating_sub(1);
+            if p.known == 0 && p.members.is_empty() && p.baseline.is_none() {
+                self.pools.remove(pool);
+            }
         }
     }
 
@@ -384,16 +413,22 @@ impl Peers {
         names
     }
 
+    /// Count (or, with `delta` -1, uncount) every reading of `state`.
     fn tally(&mut self, pool: &str, scope: &str, state: &State, delta: i32) {
-        let keys: Vec<String> = state
-            .keys()
-            .filter(|k| !self.is_ignored(scope, k))
-            .map(str::to_string)
-            .collect();
-        let p = self.pools.entry(pool.to_string()).or_default();
-        for k in &keys {
-            let v = state.get(k).map(value).unwrap_or_default();
-            bump(p, scope, k, &v, delta);
+        self.pool_mut(pool);
+        let Peers {
+            settings,
+            pools,
+            ignored,
+        } = self;
+        let p = pools.get_mut(pool).expect("the pool exists");
+        for k in state.keys() {
+            if ignored.ignored(settings, scope, k) {
+                continue;
+            }
+            if let Some(v) = state.get(k) {
+                bump(p, scope, k, &value(v), delta);
+            }
         }
     }
 
@@ -409,51 +444,59 @@ impl Peers {
         readings: &BTreeMap<String, Reported>,
     ) -> Rejudge {
         let min_pool = self.settings.min_pool;
+        if first {
+            for (scope, r) in readings {
+                self.tally(pool, scope, &r.state, 1);
+            }
+            let p = self.pool_mut(pool);
+            let was_judged = p.judged(min_pool);
+            p.members.insert(node.to_string());
+            // One more member moves the absent count of every reading.
+            let moved = p.refresh_all(min_pool);
+            return Rejudge {
+                node_all: true,
+                node: Vec::new(),
+                everything: was_judged != p.judged(min_pool),
+                pool: moved,
+            };
+        }
         let mut touched: Vec<ReadingId> = Vec::new();
         for c in changes {
             let after = readings.get(&c.scope).map(|r| &*r.state);
-            let before = if first { None } else { c.before.as_deref() };
-            let keys: Vec<String> = State::changed_keys(before, after)
-                .into_iter()
-                .map(str::to_string)
-                .collect();
-            for k in keys {
-                if self.is_ignored(&c.scope, &k) {
+            let before = c.before.as_deref();
+            for k in State::changed_keys(before, after) {
+                if self.is_ignored(&c.scope, k) {
                     continue;
                 }
-                let p = self.pools.entry(pool.to_string()).or_default();
-                if let Some(v) = before.and_then(|s| s.get(&k)) {
-                    bump(p, &c.scope, &k, &value(v), -1);
+                let p = self.pool_mut(pool);
+                if let Some(v) = before.and_then(|s| s.get(k)) {
+                    bump(p, &c.scope, k, &value(v), -1);
                 }
-                if let Some(v) = after.and_then(|s| s.get(&k)) {
-                    bump(p, &c.scope, &k, &value(v), 1);
+                if let Some(v) = after.and_then(|s| s.get(k)) {
+                    bump(p, &c.scope, k, &value(v), 1);
                 }
-                touched.push((c.scope.clone(), k));
+                touched.push((c.scope.clone(), k.to_string()));
             }
         }
-        let p = self.pools.entry(pool.to_string()).or_default();
-        let mut out = Rejudge::default();
-        if first && p.members.insert(node.to_string()) {
-            // One more member moves the absent count of every reading.
-            let was_judged = p.judged(min_pool);
-            let moved = p.refresh_all(min_pool);
-            out.everything = was_judged != p.judged(min_pool);
-            out.pool = moved;
-        } else {
-            let n = p.members.len() as u32;
-            let judged = p.judged(min_pool);
-            for (scope, key) in &touched {
-                if let Some(t) = p.tallies.get_mut(scope).and_then(|m| m.get_mut(key)) {
-                    let now = if judged { majority_of(n, t) } else { None };
-                    if now != t.majority {
-                        t.majority = now;
-                        out.pool.push((scope.clone(), key.clone()));
-                    }
+        let p = self.pool_mut(pool);
+        let n = p.members.len() as u32;
+        let judged = p.judged(min_pool);
+        let mut moved = Vec::new();
+        for (scope, key) in &touched {
+            if let Some(t) = p.tallies.get_mut(scope).and_then(|m| m.get_mut(key)) {
+                let now = if judged { majority_of(n, t) } else { None };
+                if now != t.majority {
+                    t.majority = now;
+                    moved.push((scope.clone(), key.clone()));
                 }
             }
         }
-        out.node = touched;
-        out
+        Rejudge {
+            node_all: false,
+            node: touched,
+            pool: moved,
+            everything: false,
+        }
     }
 
     /// A node leaves `pool` (forgotten, or moved to another pool): its
@@ -475,17 +518,50 @@ impl Peers {
         for (scope, r) in readings {
             self.tally(pool, scope, &r.state, -1);
         }
-        let p = self.pools.get_mut(pool).expect("the pool exists");
-        let moved = p.refresh_all(min_pool);
-        let everything = !p.judged(min_pool);
-        if p.members.is_empty() && p.known == 0 && p.baseline.is_none() {
-            self.pools.remove(pool);
-        }
+        let moved = self
+            .pools
+            .get_mut(pool)
+            .expect("the pool exists")
+            .refresh_all(min_pool);
         Rejudge {
-            node: Vec::new(),
             pool: moved,
-            everything,
+            ..Rejudge::default()
         }
+    }
+
+    /// Readings `pool` expects present (by majority or baseline) that
+    /// `readings` lack.
+    pub fn missing(&self, pool: &str, readings: &BTreeMap<String, Reported>) -> Vec<ReadingId> {
+        let Some(p) = self.pools.get(pool) else {
+            return Vec::new();
+        };
+        let lacks = |scope: &str, key: &str| {
+            readings
+                .get(scope)
+                .is_none_or(|r| r.state.get(key).is_none())
+        };
+        let mut out = Vec::new();
+        match &p.baseline {
+            Some(b) => {
+                for (scope, keys) in &b.readings {
+                    for k in keys.keys() {
+                        if lacks(scope, k) {
+                            out.push((scope.clone(), k.clone()));
+                        }
+                    }
+                }
+            }
+            None => {
+                for (scope, keys) in &p.tallies {
+                    for (k, t) in keys {
+                        if t.majority.as_deref().is_some_and(|v| v != ABSENT) && lacks(scope, k) {
+                            out.push((scope.clone(), k.clone()));
+                        }
+                    }
+                }
+            }
+        }
+        out
     }
 
     /// Every reading a node of `pool` may deviate on: what it reports,
@@ -500,7 +576,7 @@ impl Peers {
         let p = self.pools.get(pool);
         for (scope, r) in readings {
             for k in r.state.keys() {
-                if !self.settings.ignored(&path(scope, k)) {
+                if !self.is_ignored(scope, k) {
                     out.insert((scope.clone(), k.to_string()));
                 }
             }
@@ -528,7 +604,7 @@ impl Peers {
     }
 
     pub fn verdict(&self, pool: &str, scope: &str, key: &str) -> Verdict {
-        if self.settings.ignored(&path(scope, key)) {
+        if self.is_ignored(scope, key) {
             return Verdict::Free;
         }
         match self.pools.get(pool) {
@@ -631,40 +707,26 @@ pub fn judge(
     open: &mut Deviations,
     now_ms: i64,
 ) -> Option<DriftEvent> {
-    let reading = &path(scope, key);
     let actual = actual.map_or(Cow::Borrowed(ABSENT), value);
     let expected = match verdict {
         Verdict::Unjudged => return None,
         Verdict::Free => {
-            let was = open.remove(reading)?;
-            return Some(event(
-                Kind::Resolved,
+            let why = "the pool no longer agrees on a value";
+            return resolve(node, (scope, key), actual, open, why, now_ms);
+        }
+        Verdict::Expect(e) if e.value == actual => {
+            return resolve(
                 node,
-                reading,
-                &Deviation {
-                    actual: actual.into_owned(),
-                    ..was
-                },
-                "the pool no longer agrees on a value".into(),
+                (scope, key),
+                actual,
+                open,
+                "matches its peers again",
                 now_ms,
-            ));
+            );
         }
         Verdict::Expect(e) => e,
     };
-    if expected.value == actual {
-        let was = open.remove(reading)?;
-        return Some(event(
-            Kind::Resolved,
-            node,
-            reading,
-            &Deviation {
-                actual: actual.into_owned(),
-                ..was
-            },
-            "matches its peers again".into(),
-            now_ms,
-        ));
-    }
+    let reading = path(scope, key);
     let current = Deviation {
         scope: scope.to_string(),
         key: key.to_string(),
@@ -672,18 +734,47 @@ pub fn judge(
         expected: expected.clone(),
         actual: actual.into_owned(),
     };
-    match open.get_mut(reading) {
+    match open.get_mut(&reading) {
         Some(existing) => {
             *existing = current;
             None
         }
         None => {
             let reason = reason(&current);
-            let ev = event(Kind::Opened, node, reading, &current, reason, now_ms);
-            open.insert(reading.clone(), current);
+            let ev = event(Kind::Opened, node, &reading, &current, reason, now_ms);
+            open.insert(reading, current);
             Some(ev)
         }
     }
+}
+
+/// Close the deviation open on a reading, if any.
+fn resolve(
+    node: &str,
+    (scope, key): (&str, &str),
+    actual: Cow<'_, str>,
+    open: &mut Deviations,
+    why: &str,
+    now_ms: i64,
+) -> Option<DriftEvent> {
+    // Most readings of most nodes: nothing open, nothing to build.
+    if open.is_empty() {
+        return None;
+    }
+    let reading = path(scope, key);
+    let was = open.remove(&reading)?;
+    let now = Deviation {
+        actual: actual.into_owned(),
+        ..was
+    };
+    Some(event(
+        Kind::Resolved,
+        node,
+        &reading,
+        &now,
+        why.into(),
+        now_ms,
+    ))
 }
 
 fn reason(d: &Deviation) -> String {

@@ -538,11 +538,11 @@ async fn bench() {
     let mut channels = Vec::with_capacity(agents);
     for wave in (0..agents).collect::<Vec<_>>().chunks(WAVE) {
         let connects = wave.iter().map(|&i| {
-            Endpoint::from_shared(url.clone())
+            let ep = Endpoint::from_shared(url.clone())
                 .unwrap()
                 .local_address(Some(source(i)))
-                .connect_timeout(Duration::from_secs(30))
-                .connect()
+                .connect_timeout(Duration::from_secs(30));
+            async move { ep.connect().await }
         });
         for c in futures::future::join_all(connects).await {
             match c {

@@ -22,8 +22,10 @@ use aicr::proto::drift_event::{Kind, Source};
 use aicr::proto::{DriftEvent, NodeInfo};
 use aicr::snapshot_io;
 use tokio::sync::mpsc::UnboundedSender;
+use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
+use crate::baseline_mirror;
 use crate::evaluator::{self, Open, OpenSet, Rules, is_cluster_scope};
 use crate::metrics::Metrics;
 use crate::peers::{self, Baseline, DEFAULT_POOL, Peers, ReadingId};
@@ -129,6 +131,10 @@ pub struct Hub {
     peers: Mutex<Peers>,
     /// Node labels whose values name a node's pool, in order.
     pool_labels: Vec<String>,
+    /// Where baseline changes are also kept (ConfigMaps, for failover).
+    mirror: Mutex<Option<UnboundedSender<baseline_mirror::Change>>>,
+    /// Follows `leading`, for whoever must act when leadership changes.
+    leadership: watch::Sender<bool>,
 }
 
 fn lookup_readings<'a>(
@@ -199,7 +205,19 @@ impl Hub {
             leading: AtomicBool::new(false),
             peers: Mutex::new(Peers::new(peers)),
             pool_labels,
+            mirror: Mutex::new(None),
+            leadership: watch::channel(false).0,
         }
+    }
+
+    /// Also send every baseline change to `tx`.
+    pub fn mirror_baselines(&self, tx: UnboundedSender<baseline_mirror::Change>) {
+        *lock(&self.mirror) = Some(tx);
+    }
+
+    /// Whether this replica leads, now and as it changes.
+    pub fn leadership(&self) -> watch::Receiver<bool> {
+        self.leadership.subscribe()
     }
 
     fn peers(&self) -> MutexGuard<'_, Peers> {
@@ -882,6 +900,7 @@ impl Hub {
             lock(&entry).last_seen = Instant::now();
         }
         self.leading.store(true, Ordering::SeqCst);
+        self.leadership.send_replace(true);
         self.metrics.leader.set(1);
     }
 
@@ -889,6 +908,7 @@ impl Hub {
     /// to the new leader, and forget what they said (they resend it).
     pub fn step_down(&self) {
         self.leading.store(false, Ordering::SeqCst);
+        self.leadership.send_replace(false);
         self.metrics.leader.set(0);
         for entry in self.entries() {
             let mut n = lock(&entry);
@@ -1148,7 +1168,18 @@ impl Hub {
         }
         let json =
             serde_json::to_vec(&baseline).map_err(|e| aicr::Error::internal(e.to_string()))?;
+        let mirror = lock(&self.mirror).clone();
+        if mirror.is_some() && json.len() > baseline_mirror::MAX_BYTES {
+            return Err(aicr::Error::invalid(format!(
+                "the baseline is {} KiB, more than a ConfigMap holds ({} KiB); leave readings out with --peer-ignore",
+                json.len() / 1024,
+                baseline_mirror::MAX_BYTES / 1024
+            )));
+        }
         self.record(Record::Baseline(pool.to_string(), Some(json)));
+        if let Some(tx) = mirror {
+            let _ = tx.send((pool.to_string(), Some(baseline.clone())));
+        }
         self.peers().set_baseline(pool, Some(baseline.clone()));
         self.rejudge_pool(PoolRejudge {
             pool: pool.to_string(),
@@ -1165,6 +1196,9 @@ impl Hub {
             return false;
         }
         self.record(Record::Baseline(pool.to_string(), None));
+        if let Some(tx) = lock(&self.mirror).as_ref() {
+            let _ = tx.send((pool.to_string(), None));
+        }
         self.peers().set_baseline(pool, None);
         self.rejudge_pool(PoolRejudge {
             pool: pool.to_string(),
@@ -1173,6 +1207,42 @@ impl Hub {
             except: String::new(),
         });
         true
+    }
+
+    /// Make `all` the pinned baselines (what the ConfigMaps hold when this
+    /// replica starts leading), recording them here, and judge every pool
+    /// whose baseline changed.
+    pub fn replace_baselines(&self, all: Vec<(String, Baseline)>) {
+        let mut changed = Vec::new();
+        {
+            let mut peers = self.peers();
+            let wanted: HashMap<&str, &Baseline> =
+                all.iter().map(|(p, b)| (p.as_str(), b)).collect();
+            for (pool, _) in peers.baselines() {
+                if !wanted.contains_key(pool.as_str()) {
+                    peers.set_baseline(&pool, None);
+                    self.record(Record::Baseline(pool.clone(), None));
+                    changed.push(pool);
+                }
+            }
+            for (pool, b) in &all {
+                if peers.baseline(pool).as_deref() != Some(b) {
+                    peers.set_baseline(pool, Some(b.clone()));
+                    if let Ok(json) = serde_json::to_vec(b) {
+                        self.record(Record::Baseline(pool.clone(), Some(json)));
+                    }
+                    changed.push(pool.clone());
+                }
+            }
+        }
+        for pool in changed {
+            self.rejudge_pool(PoolRejudge {
+                pool,
+                readings: Vec::new(),
+                everything: true,
+                except: String::new(),
+            });
+        }
     }
 
     /// Every pinned baseline, or `pool`'s alone.

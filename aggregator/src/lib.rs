@@ -8,6 +8,7 @@
 //! [`start`]; tests and benchmarks do the same in-process.
 
 pub mod api;
+pub mod baseline_mirror;
 pub mod cluster_state;
 pub mod evaluator;
 pub mod http;

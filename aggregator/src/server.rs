@@ -352,6 +352,17 @@ pub async fn start(config: Config) -> Result<Running> {
             cancel.clone(),
         ));
     }
+    if let (Some(e), Some(client)) = (&config.election, &config.kube) {
+        // Replicas keep their stores on their own volumes; baselines must
+        // outlive a failover.
+        background.push(crate::baseline_mirror::spawn(
+            client.clone(),
+            &e.namespace,
+            e.name.clone(),
+            hub.clone(),
+            cancel.clone(),
+        ));
+    }
     let leader = match (&config.election, &config.kube) {
         (Some(e), Some(client)) => Some(leader::spawn(
             client.clone(),

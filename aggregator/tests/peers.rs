@@ -1,11 +1,14 @@
 //! Pools from Node labels, through the fake API server: nodes are grouped
 //! by instance type and GPU product, judged only against their own pool,
 //! move with their labels, and deviations reach metrics and Node Events
-//! under their own names.
+//! under their own names. Baselines follow the leader lease to a standby.
+
+use std::time::Duration;
 
 use aicr::model::snapshot::Subtype;
 use aicr::proto::drift_event::{Kind, Source};
 use aicr::proto::{ListBaselinesRequest, SetBaselineRequest};
+use aicr_aggregator::leader::Election;
 use aicr_test_support::{FakeApiServer, fixtures};
 use tonic::Code;
 
@@ -188,4 +191,112 @@ async fn nodes_are_judged_against_the_pool_their_labels_name() {
     assert!(ev.baseline, "{ev:?}");
     assert_eq!(ev.expected, "1");
     agg.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn baselines_follow_the_lease_to_a_standby() {
+    let api = FakeApiServer::start().await;
+    let replica = |identity: &str| {
+        let mut c = config();
+        c.election = Some(Election {
+            name: "aicr-aggregator".into(),
+            namespace: "default".into(),
+            identity: identity.into(),
+            lease_duration: Duration::from_secs(2),
+        });
+        c.kube_events = false;
+        c
+    };
+    let mut ca = replica("replica-a");
+    ca.kube = Some(api.client().await);
+    let a = start(ca).await;
+    eventually("replica a leads", || async {
+        http_get(a.http_addr, "/readyz").await.0 == 200
+    })
+    .await;
+    let mut cb = replica("replica-b");
+    cb.kube = Some(api.client().await);
+    let b = start(cb).await;
+
+    let mut agents = Vec::new();
+    for node in ["gpu-1", "gpu-2", "gpu-3"] {
+        let mut s = SimAgent::connect(channel(&url(&a)).await, node, "")
+            .await
+            .unwrap();
+        s.full(readings("1")).await.unwrap();
+        agents.push(s);
+    }
+    let reading = format!("OS.sysctl.{RP_FILTER}");
+    let mut cli = client(&a).await;
+    eventually("the pool is judged", || {
+        let mut cli = cli.clone();
+        async move {
+            cli.set_baseline(SetBaselineRequest {
+                pool: "default".into(),
+                snapshot_json: Vec::new(),
+            })
+            .await
+            .is_ok()
+        }
+    })
+    .await;
+    let name = aicr_aggregator::baseline_mirror::config_map_name("aicr-aggregator", "default");
+    eventually("the baseline in a ConfigMap", || async {
+        api.get("configmaps", "default", &name).is_some_and(|cm| {
+            cm["data"]["baseline.json"]
+                .as_str()
+                .is_some_and(|j| j.contains(RP_FILTER))
+        })
+    })
+    .await;
+    let cm = api.get("configmaps", "default", &name).unwrap();
+    assert_eq!(cm["metadata"]["labels"]["aicr.nvidia.com/baseline"], "true");
+    assert_eq!(
+        cm["metadata"]["annotations"]["aicr.nvidia.com/pool"],
+        "default"
+    );
+    drop(agents);
+
+    a.kill().await;
+    eventually("replica b takes over", || async {
+        http_get(b.http_addr, "/readyz").await.0 == 200
+    })
+    .await;
+    cli = client(&b).await;
+    eventually("b holds the baseline", || {
+        let mut cli = cli.clone();
+        async move {
+            cli.list_baselines(ListBaselinesRequest::default())
+                .await
+                .is_ok_and(|r| r.into_inner().baselines.iter().any(|b| b.pool == "default"))
+        }
+    })
+    .await;
+    // Every node rolls out the same change: only the baseline sees it.
+    let mut w = watch(&b).await;
+    let mut agents = Vec::new();
+    for node in ["gpu-1", "gpu-2", "gpu-3"] {
+        let mut s = SimAgent::connect(channel(&url(&b)).await, node, "")
+            .await
+            .unwrap();
+        s.full(readings("2")).await.unwrap();
+        agents.push(s);
+    }
+    for node in ["gpu-1", "gpu-2", "gpu-3"] {
+        let ev = event_where(&mut w, is(Kind::Opened, node, &reading)).await;
+        assert!(ev.baseline && ev.expected == "1", "{ev:?}");
+    }
+    let cleared = cli
+        .clear_baseline(aicr::proto::ClearBaselineRequest {
+            pool: "default".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(cleared.cleared);
+    eventually("the ConfigMap goes with it", || async {
+        api.get("configmaps", "default", &name).is_none()
+    })
+    .await;
+    b.shutdown().await;
 }

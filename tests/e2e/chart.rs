@@ -409,6 +409,9 @@ fn check_aggregator(objects: &Objects, values: &Value) {
             ("coordination.k8s.io", "leases", "get"),
             ("coordination.k8s.io", "leases", "create"),
             ("coordination.k8s.io", "leases", "update"),
+            ("", "configmaps", "list"),
+            ("", "configmaps", "patch"),
+            ("", "configmaps", "delete"),
         ])
     );
 

@@ -625,19 +625,8 @@ impl Hub {
             if n.pool.as_deref() == Some(new.as_str()) {
                 return;
             }
-            if let Some(old) = n.pool.take() {
-                let mut peers = self.peers();
-                if n.member {
-                    let r = peers.leave(&old, name, &n.readings);
-                    jobs.push(PoolRejudge {
-                        pool: old.clone(),
-                        readings: r.pool,
-                        everything: r.everything,
-                        except: name.to_string(),
-                    });
-                }
-                peers.unknow(&old);
-                n.member = false;
+            if let Some(old) = n.pool.clone() {
+                jobs.extend(self.leave_pool(&mut n));
                 let reason = format!("node moved from pool {old} to {new}");
                 out.extend(peers::resolve_all(name, &mut n.deviations, &reason, now));
             }
@@ -651,6 +640,25 @@ impl Hub {
         for job in jobs {
             self.rejudge_pool(job);
         }
+    }
+
+    /// Take a node out of its pool, so its readings stop counting there.
+    /// Returns the rest of the pool to judge again once it is unlocked.
+    fn leave_pool(&self, n: &mut NodeState) -> Option<PoolRejudge> {
+        let pool = n.pool.take()?;
+        let mut peers = self.peers();
+        let job = n.member.then(|| {
+            let r = peers.leave(&pool, &n.name, &n.readings);
+            PoolRejudge {
+                pool: pool.clone(),
+                readings: r.pool,
+                everything: r.everything,
+                except: n.name.clone(),
+            }
+        });
+        peers.unknow(&pool);
+        n.member = false;
+        job
     }
 
     fn entries(&self) -> Vec<Arc<Mutex<NodeState>>> {
@@ -769,20 +777,7 @@ impl Hub {
         if n.stale {
             out.push(stale_marker(name, Kind::Resolved, reason.into(), now));
         }
-        let mut job = None;
-        if let Some(pool) = n.pool.take() {
-            let mut peers = self.peers();
-            if n.member {
-                let r = peers.leave(&pool, name, &n.readings);
-                job = Some(PoolRejudge {
-                    pool: pool.clone(),
-                    readings: r.pool,
-                    everything: r.everything,
-                    except: name.to_string(),
-                });
-            }
-            peers.unknow(&pool);
-        }
+        let job = self.leave_pool(&mut n);
         self.emit(out);
         self.record(Record::ForgetNode(name.to_string()));
         drop(n);

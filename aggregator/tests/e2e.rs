@@ -19,7 +19,6 @@ use aicr::proto::{
 };
 use aicr_aggregator::identity::{NODE_NAME_EXTRA, POD_NAME_EXTRA, POD_UID_EXTRA};
 use aicr_aggregator::ingest::Limits;
-use aicr_aggregator::leader::Election;
 use aicr_test_support::{FakeApiServer, fixtures};
 use serde_json::{Value, json};
 use tonic::Code;
@@ -988,17 +987,6 @@ async fn a_reconnecting_agent_supersedes_its_old_session() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_leader_serves_and_a_standby_takes_over_when_it_stops_renewing() {
     let api = FakeApiServer::start().await;
-    let replica = |identity: &str| {
-        let mut c = config();
-        c.election = Some(Election {
-            name: "aicr-aggregator".into(),
-            namespace: "default".into(),
-            identity: identity.into(),
-            lease_duration: Duration::from_secs(2),
-        });
-        c.kube_events = false;
-        c
-    };
     let mut ca = replica("replica-a");
     ca.kube = Some(api.client().await);
     let a = start(ca).await;

@@ -3,12 +3,9 @@
 //! move with their labels, and deviations reach metrics and Node Events
 //! under their own names. Baselines follow the leader lease to a standby.
 
-use std::time::Duration;
-
 use aicr::model::snapshot::Subtype;
 use aicr::proto::drift_event::{Kind, Source};
 use aicr::proto::{ListBaselinesRequest, SetBaselineRequest};
-use aicr_aggregator::leader::Election;
 use aicr_test_support::{FakeApiServer, fixtures};
 use tonic::Code;
 
@@ -196,17 +193,6 @@ async fn nodes_are_judged_against_the_pool_their_labels_name() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn baselines_follow_the_lease_to_a_standby() {
     let api = FakeApiServer::start().await;
-    let replica = |identity: &str| {
-        let mut c = config();
-        c.election = Some(Election {
-            name: "aicr-aggregator".into(),
-            namespace: "default".into(),
-            identity: identity.into(),
-            lease_duration: Duration::from_secs(2),
-        });
-        c.kube_events = false;
-        c
-    };
     let mut ca = replica("replica-a");
     ca.kube = Some(api.client().await);
     let a = start(ca).await;

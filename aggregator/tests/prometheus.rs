@@ -745,19 +745,6 @@ fn prometheus_and_alertmanager_see_real_drift_open_and_resolve() {
     // machine.
     let agent = start_agent(dir, "agent", NODE, &agg.grpc, &root);
     agg.wait_metric(r#"aicr_updates_ingested_total{kind="full"} 1"#, &[&agent]);
-    // Two peers in its (default) pool with another swappiness: the node
-    // deviates from them on that and on its edited os-release.
-    let peer_root = host_root_named(dir, "peer-host");
-    std::fs::write(peer_root.join("proc/sys/vm/swappiness"), "10\n").unwrap();
-    let peers: Vec<Proc> = ["peer-1", "peer-2"]
-        .iter()
-        .map(|n| start_agent(dir, n, n, &agg.grpc, &peer_root))
-        .collect();
-    agg.wait_metric(
-        &format!(r#"aicr_peer_deviation{{node="{NODE}",pool="default",reading="OS.sysctl./proc/sys/vm/swappiness"}} 1"#),
-        &peers.iter().collect::<Vec<_>>(),
-    );
-    drop(peers);
     drop(agent);
     agg.wait_metric("aicr_agents_connected 0", &[]);
     let agent = start_agent(dir, "agent-again", NODE, &agg.grpc, &root);

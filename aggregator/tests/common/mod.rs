@@ -130,6 +130,20 @@ pub fn config() -> Config {
     c
 }
 
+/// A replica that campaigns for the `default/aicr-aggregator` lease (2 s),
+/// without Kubernetes Events; the caller gives it the cluster.
+pub fn replica(identity: &str) -> Config {
+    let mut c = config();
+    c.election = Some(aicr_aggregator::leader::Election {
+        name: "aicr-aggregator".into(),
+        namespace: "default".into(),
+        identity: identity.into(),
+        lease_duration: Duration::from_secs(2),
+    });
+    c.kube_events = false;
+    c
+}
+
 /// Start, retrying while a just-stopped aggregator still holds the port.
 pub async fn start(c: Config) -> Running {
     let deadline = Instant::now() + WAIT;

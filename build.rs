@@ -201,7 +201,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("cargo:rerun-if-changed=src/yaml.rs");
     println!("cargo:rerun-if-changed=src/error.rs");
     let descriptors = protox::compile(["proto/aicr.proto"], ["proto"])?;
-    tonic_prost_build::configure().compile_fds(descriptors)?;
+    // Small per-stream buffers: see src/codec.rs.
+    tonic_prost_build::configure()
+        .codec_path("crate::codec::CompactCodec")
+        .compile_fds(descriptors)?;
     prebuild_catalog();
     prebuild_values();
     prebuild_digests();

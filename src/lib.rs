@@ -46,6 +46,8 @@ pub mod attest;
 
 pub use error::{Error, ErrorKind, Result};
 
+pub mod codec;
+
 /// Generated gRPC types and services (`proto/aicr.proto`).
 pub mod proto {
     tonic::include_proto!("aicr.v1");

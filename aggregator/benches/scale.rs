@@ -702,8 +702,9 @@ async fn bench() {
     }
     let mut by_source: HashMap<i32, Vec<Duration>> = HashMap::new();
     let mut got = 0;
+    let total = sent.len();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-    while got < sent.len() {
+    while got < total {
         match tokio::time::timeout_at(deadline, ev_rx.recv()).await {
             Ok(Some((ev, at))) => {
                 if let Some(t) = sent.remove(&(ev.node_name.clone(), ev.kind, ev.source)) {

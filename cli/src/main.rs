@@ -10,12 +10,13 @@ mod remote;
 mod runtime;
 mod signal;
 
+use std::ffi::OsString;
 use std::io::Write;
 use std::process::ExitCode;
 
 use cmd::{baseline, bundle, diff, fleet, recipe, skill, snapshot, trust, validate, verify};
 
-use clap::{CommandFactory, Parser, Subcommand, ValueEnum};
+use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
 
 use aicr::error::{Error, Result};
 
@@ -27,6 +28,15 @@ use aicr::error::{Error, Result};
     disable_version_flag = true
 )]
 struct Cli {
+    #[command(flatten)]
+    globals: Globals,
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// The top-level flags.
+#[derive(Debug, Args)]
+struct Globals {
     /// Debug logging: key=value lines with time, level and source
     #[arg(long, global = true, env = "AICR_DEBUG", value_parser = aicr::flags::EnvBool)]
     debug: bool,
@@ -39,8 +49,6 @@ struct Cli {
     /// Print the version and exit
     #[arg(short = 'v', long = "version", action = clap::ArgAction::Version)]
     version: Option<bool>,
-    #[command(subcommand)]
-    command: Command,
 }
 
 #[derive(Debug, Subcommand)]
@@ -172,20 +180,74 @@ fn usage_error(e: clap::Error) -> ExitCode {
     }
 }
 
+/// Parse the command line. Building the whole command tree (every
+/// subcommand and its flags) is a tenth of a short run, so for the usual
+/// subcommands only the one named is built. Anything but a successful
+/// parse (an error, --help, --version) is parsed again with the whole
+/// tree, so messages, help and exit codes come from it as before.
+fn parse(args: Vec<OsString>) -> Result<Cli, clap::Error> {
+    match parse_one(&args) {
+        Some(cli) => Ok(cli),
+        None => Cli::try_parse_from(args),
+    }
+}
+
+/// Parse against a tree with only the subcommand `args` names: the first
+/// argument that is not a flag. `--kube-timeout` is the one top-level flag
+/// with a value; given as a separate argument before the subcommand, its
+/// value is what this finds, which names no subcommand (or fails to parse
+/// as a duration), so the whole tree parses it. `None` for any outcome
+/// but success, and for the rarely used subcommands.
+fn parse_one(args: &[OsString]) -> Option<Cli> {
+    let name = args
+        .iter()
+        .skip(1)
+        .find(|a| !a.as_encoded_bytes().starts_with(b"-"))?
+        .to_str()?;
+    let (name, augment): (&'static str, fn(clap::Command) -> clap::Command) = match name {
+        "snapshot" => ("snapshot", snapshot::SnapshotArgs::augment_args),
+        "recipe" => ("recipe", recipe::RecipeArgs::augment_args),
+        "query" => ("query", recipe::QueryArgs::augment_args),
+        "validate" => ("validate", validate::ValidateArgs::augment_args),
+        "bundle" => ("bundle", bundle::BundleArgs::augment_args),
+        "verify" => ("verify", verify::VerifyArgs::augment_args),
+        "nodes" => ("nodes", fleet::NodesArgs::augment_args),
+        "drift" => ("drift", fleet::DriftArgs::augment_args),
+        "watch" => ("watch", fleet::WatchArgs::augment_args),
+        _ => return None,
+    };
+    let sub = augment(clap::Command::new(name));
+    let top = clap::Command::new("aicr")
+        .version(aicr::VERSION)
+        .disable_version_flag(true)
+        .subcommand_required(true);
+    let matches = Globals::augment_args(top)
+        .subcommand(sub)
+        .try_get_matches_from(args)
+        .ok()?;
+    Cli::from_arg_matches(&matches).ok()
+}
+
 fn main() -> ExitCode {
-    let cli = match Cli::try_parse() {
+    let cli = match parse(std::env::args_os().collect()) {
         Ok(c) => c,
         Err(e) => return usage_error(e),
     };
-    let mode = if cli.log_json {
+    let Globals {
+        debug,
+        log_json,
+        kube_timeout,
+        ..
+    } = cli.globals;
+    let mode = if log_json {
         logging::Mode::Json
-    } else if cli.debug {
+    } else if debug {
         logging::Mode::Text
     } else {
         logging::Mode::Cli
     };
-    logging::init(mode, cli.debug);
-    kubernetes::set_request_timeout(cli.kube_timeout);
+    logging::init(mode, debug);
+    kubernetes::set_request_timeout(kube_timeout);
     match run(cli) {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => ExitCode::FAILURE,
@@ -193,6 +255,65 @@ fn main() -> ExitCode {
             let code = e.kind().exit_code();
             logging::report_error(mode, e.message(), code);
             ExitCode::from(code as u8)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn argv(s: &str) -> Vec<OsString> {
+        s.split_whitespace().map(OsString::from).collect()
+    }
+
+    /// The one-subcommand parse gives what the whole tree gives, and
+    /// leaves everything else (errors, help, other subcommands) to it.
+    #[test]
+    fn one_subcommand_parses_as_the_whole_tree() {
+        Cli::command().debug_assert();
+        let fast = [
+            "aicr recipe --service eks --accelerator h100 --intent training --os ubuntu -o r.yaml",
+            "aicr --debug recipe --gpu h100 --nodes 2 --nodes -1 --data d --data-only -t json",
+            "aicr recipe --log-json -s snap.yaml -c crit.yaml --config cfg.yaml -k a -k b",
+            "aicr query --service eks --selector components.gpu-operator.values.driver.version",
+            "aicr snapshot --local --root /host -o s.yaml",
+            "aicr validate --no-cluster -r r.yaml -s s.yaml -o report.json",
+            "aicr bundle -r r.yaml -o out --deployer argocd --set gpuoperator:driver.version=1 --dynamic x:y",
+            "aicr bundle -r r.yaml --accelerated-node-selector a=b --accelerated-node-toleration k=v:NoSchedule",
+            "aicr bundle",
+            "aicr verify ./bundle --format json",
+            "aicr nodes --aggregator https://a:50051 --token t -t json",
+            "aicr drift --aggregator https://a:50051 --history --limit 5",
+            "aicr watch --aggregator https://a:50051 --client-cert c --client-key k",
+            "aicr --kube-timeout=5s validate --no-cluster -r r.yaml",
+            "aicr snapshot --kube-timeout 1m -o s.yaml",
+        ];
+        let full_only = [
+            "aicr",
+            "aicr --help",
+            "aicr -v",
+            "aicr recipe --help",
+            "aicr recipe --no-such-flag",
+            "aicr recipe --service eks --service gke",
+            "aicr query",
+            "aicr nodes --client-cert c --aggregator https://a:50051",
+            "aicr trust update",
+            "aicr completion bash",
+            "aicr help recipe",
+            "aicr -- recipe",
+            "aicr recipes",
+            "aicr --kube-timeout 5s recipe --service eks",
+            "aicr --kube-timeout recipe recipe --service eks",
+        ];
+        for line in fast {
+            let args = argv(line);
+            let one = parse_one(&args).unwrap_or_else(|| panic!("{line}: not parsed"));
+            let full = Cli::try_parse_from(&args).unwrap();
+            assert_eq!(format!("{one:?}"), format!("{full:?}"), "{line}");
+        }
+        for line in full_only {
+            assert!(parse_one(&argv(line)).is_none(), "{line}");
         }
     }
 }

@@ -133,7 +133,8 @@ pub struct Catalog {
     files: BTreeMap<Cow<'static, str>, Cow<'static, [u8]>>,
     external: BTreeSet<String>,
     base: Doc,
-    overlays: BTreeMap<String, Doc>,
+    /// Boxed: a document is a kilobyte, and map nodes move their values.
+    overlays: BTreeMap<String, Box<Doc>>,
     /// Every overlay decoded, for [`Catalog::overlays`].
     all_overlays: OnceLock<BTreeMap<String, RecipeMetadata>>,
     registry: ComponentRegistry,
@@ -280,7 +281,7 @@ impl Catalog {
                     if is_base(path) {
                         base = Some(doc);
                     } else {
-                        overlays.insert(name, doc);
+                        overlays.insert(name, Box::new(doc));
                     }
                 }
             }
@@ -363,7 +364,7 @@ impl Catalog {
     }
 
     pub fn overlay(&self, name: &str) -> Option<&RecipeMetadata> {
-        self.overlays.get(name).map(Doc::get)
+        self.overlays.get(name).map(|d| d.get())
     }
 
     pub fn registry(&self) -> &ComponentRegistry {

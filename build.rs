@@ -194,6 +194,46 @@ fn prebuild_digests() {
     std::fs::write(dest, out).unwrap();
 }
 
+/// The embedded catalog (every `.yaml` file under `recipes/`), as
+/// `include_str!`s: the compiler checks they are UTF-8 once, instead of
+/// every run, and the table is sorted already. `EMBEDDED_FILES` is sorted
+/// by path (for lookups), `EMBEDDED_VISIT` lists its indices depth-first
+/// in path order (directories and files interleaved by name), the order
+/// the catalog visits files in.
+fn embed_files() {
+    let root = Path::new("recipes");
+    let mut files = Vec::new();
+    walk(root, root, &mut files);
+    let visit: Vec<String> = files
+        .iter()
+        .map(|rel| rel.to_string_lossy().replace('\\', "/"))
+        .filter(|p| p.ends_with(".yaml"))
+        .collect();
+    let mut sorted = visit.clone();
+    sorted.sort();
+    let mut out = String::from(
+        "/// The embedded catalog's YAML files, sorted by path: path and text.\n\
+         static EMBEDDED_FILES: &[(&str, &str)] = &[\n",
+    );
+    for p in &sorted {
+        out.push_str(&format!(
+            "    ({p:?}, include_str!(concat!(env!(\"CARGO_MANIFEST_DIR\"), {:?}))),\n",
+            format!("/recipes/{p}")
+        ));
+    }
+    out.push_str(
+        "];\n\n/// Indices into `EMBEDDED_FILES`, depth-first in path order.\n\
+         static EMBEDDED_VISIT: &[usize] = &[",
+    );
+    for p in &visit {
+        let i = sorted.binary_search(p).unwrap();
+        out.push_str(&format!("{i}, "));
+    }
+    out.push_str("];\n");
+    let dest = PathBuf::from(std::env::var("OUT_DIR").unwrap()).join("catalog_files.rs");
+    std::fs::write(dest, out).unwrap();
+}
+
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("cargo:rerun-if-changed=proto");
     println!("cargo:rerun-if-changed=recipes");
@@ -208,5 +248,6 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     prebuild_catalog();
     prebuild_values();
     prebuild_digests();
+    embed_files();
     Ok(())
 }

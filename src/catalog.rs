@@ -9,15 +9,24 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 use std::sync::{Arc, Mutex};
 
-use include_dir::{Dir, include_dir};
-
 use crate::error::{Error, ErrorKind, Result, ResultExt};
 use crate::model::criteria::OverlayCriteria;
 use crate::model::recipe::{RECIPE_METADATA_KIND, RecipeMetadata};
 use crate::model::registry::ComponentRegistry;
 use crate::yaml;
 
-static EMBEDDED: Dir<'static> = include_dir!("$CARGO_MANIFEST_DIR/recipes");
+// `EMBEDDED_FILES` and `EMBEDDED_VISIT`: the embedded catalog's YAML
+// files (`include_str!`, so checked as UTF-8 at compile time), sorted by
+// path, and their depth-first visit order; see `build.rs`.
+include!(concat!(env!("OUT_DIR"), "/catalog_files.rs"));
+
+/// The text of embedded catalog file `path`.
+fn embedded_text(path: &str) -> Option<&'static str> {
+    EMBEDDED_FILES
+        .binary_search_by(|(p, _)| (*p).cmp(path))
+        .ok()
+        .map(|i| EMBEDDED_FILES[i].1)
+}
 
 /// The embedded registry, parsed by `build.rs` with these same model types
 /// and stored as JSON, which decodes far faster than YAML at every start.
@@ -94,8 +103,8 @@ pub fn embedded_digest(bytes: &[u8]) -> Option<[u8; 32]> {
         if *len != bytes.len() {
             return None;
         }
-        let f = EMBEDDED.get_file(path)?;
-        (f.contents() == bytes).then_some(*digest)
+        let text = embedded_text(path)?;
+        (text.as_bytes() == bytes).then_some(*digest)
     })
 }
 
@@ -376,6 +385,19 @@ impl Catalog {
         self.files.get(path).map(|c| c.as_ref())
     }
 
+    /// A catalog file as text: embedded ones as checked when the binary
+    /// was built, external ones checked now. `None` when there is no such
+    /// file.
+    pub fn text(&self, path: &str) -> Option<Result<&str>> {
+        let bytes = self.file(path)?;
+        if !self.is_external(path)
+            && let Some(text) = embedded_text(path)
+        {
+            return Some(Ok(text));
+        }
+        Some(yaml::utf8(bytes))
+    }
+
     /// Whether `path` came from the external directory.
     pub fn is_external(&self, path: &str) -> bool {
         self.external.contains(path)
@@ -423,29 +445,13 @@ fn parse_doc<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T> {
 
 /// The embedded tree in depth-first lexical order.
 fn embedded_files() -> Files {
-    fn walk(dir: &'static Dir<'static>, out: &mut Files) {
-        let mut entries: Vec<_> = dir.entries().iter().collect();
-        entries.sort_by_key(|e| e.path());
-        for e in entries {
-            match e {
-                include_dir::DirEntry::Dir(d) => walk(d, out),
-                include_dir::DirEntry::File(f) => {
-                    // The embedded paths themselves, unless they need
-                    // their separators turned.
-                    let p: Cow<'static, str> = match f.path().to_str() {
-                        Some(p) if !p.contains('\\') => Cow::Borrowed(p),
-                        _ => Cow::Owned(f.path().to_string_lossy().replace('\\', "/")),
-                    };
-                    if p.ends_with(".yaml") {
-                        out.push((p, Cow::Borrowed(f.contents())));
-                    }
-                }
-            }
-        }
-    }
-    let mut out = Vec::new();
-    walk(&EMBEDDED, &mut out);
-    out
+    EMBEDDED_VISIT
+        .iter()
+        .map(|&i| {
+            let (path, text) = EMBEDDED_FILES[i];
+            (Cow::Borrowed(path), Cow::Borrowed(text.as_bytes()))
+        })
+        .collect()
 }
 
 /// Read and vet an external data directory: it must exist, be a directory
@@ -557,11 +563,51 @@ mod tests {
             assert_eq!(full.name(), *name, "{path}");
             assert_eq!(doc.criteria, full.spec.criteria, "{path}");
             let yaml_doc: RecipeMetadata =
-                parse_doc(EMBEDDED.get_file(path).unwrap().contents()).unwrap();
+                parse_doc(embedded_text(path).unwrap().as_bytes()).unwrap();
             assert_eq!(full, &yaml_doc, "{path}");
         }
         let c = Catalog::embedded().unwrap();
         assert_eq!(c.overlays().len(), c.overlay_criteria().count());
+    }
+
+    /// The embedded table is the recipes tree: every YAML file, its text,
+    /// each once, visited depth-first in path order.
+    #[test]
+    fn embedded_files_are_the_recipes_tree() {
+        fn walk(dir: &Path, root: &Path, out: &mut Vec<String>) {
+            let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)
+                .unwrap()
+                .map(|e| e.unwrap().path())
+                .collect();
+            entries.sort();
+            for p in entries {
+                if p.is_dir() {
+                    walk(&p, root, out);
+                } else if p.extension().is_some_and(|e| e == "yaml") {
+                    out.push(p.strip_prefix(root).unwrap().to_string_lossy().into_owned());
+                }
+            }
+        }
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("recipes");
+        let mut want = Vec::new();
+        walk(&root, &root, &mut want);
+        let got: Vec<String> = embedded_files()
+            .into_iter()
+            .map(|(p, _)| p.into_owned())
+            .collect();
+        assert_eq!(got, want);
+        assert!(EMBEDDED_FILES.windows(2).all(|w| w[0].0 < w[1].0));
+        for (path, text) in EMBEDDED_FILES {
+            assert_eq!(
+                *text,
+                std::fs::read_to_string(root.join(path)).unwrap(),
+                "{path}"
+            );
+        }
+        let c = Catalog::embedded().unwrap();
+        let (path, text) = EMBEDDED_FILES[0];
+        assert_eq!(c.text(path).unwrap().unwrap(), text);
+        assert!(c.text("no/such.yaml").is_none());
     }
 
     #[test]
@@ -569,7 +615,7 @@ mod tests {
         use sha2::{Digest, Sha256};
         assert!(!EMBEDDED_DIGESTS.is_empty());
         for (path, len, digest) in EMBEDDED_DIGESTS {
-            let bytes = EMBEDDED.get_file(path).unwrap().contents();
+            let bytes = embedded_text(path).unwrap().as_bytes();
             assert_eq!(bytes.len(), *len, "{path}");
             let want: [u8; 32] = Sha256::digest(bytes).into();
             assert_eq!(&want, digest, "{path}");

@@ -10,7 +10,6 @@ use super::gotmpl::Template;
 use crate::catalog::Catalog;
 use crate::error::{Error, Result};
 use crate::model::recipe::ComponentRef;
-use crate::yaml;
 
 /// `.Chart.Version` as Helm wants it: no leading `v`, `0.1.0` when unset.
 pub(crate) fn chart_version(version: &str) -> String {
@@ -24,13 +23,13 @@ pub(crate) fn chart_version(version: &str) -> String {
 
 /// The text of one of `c`'s manifest files in the catalog.
 pub(crate) fn source<'c>(catalog: &'c Catalog, path: &str, c: &ComponentRef) -> Result<&'c str> {
-    let bytes = catalog.file(path).ok_or_else(|| {
+    let text = catalog.text(path).ok_or_else(|| {
         Error::internal(format!(
             "manifest file {path:?} of component {:?} not found in the catalog",
             c.name
         ))
     })?;
-    yaml::utf8(bytes).map_err(|e| e.context(format!("manifest {path:?}")))
+    text.map_err(|e| e.context(format!("manifest {path:?}")))
 }
 
 /// The data a manifest of `c` sees, as Helm would give it to a chart named
@@ -246,7 +245,7 @@ mod tests {
         .unwrap()
         .unwrap();
         assert!(!out.contains("helm.sh/hook"), "{out}");
-        let doc: serde_json::Value = yaml::from_yaml(&out).unwrap();
+        let doc: serde_json::Value = crate::yaml::from_yaml(&out).unwrap();
         assert_eq!(doc["kind"], "Skyhook");
         assert_eq!(doc["metadata"]["namespace"], "skyhook");
         assert_eq!(

@@ -137,8 +137,8 @@ pub(super) fn folder_files(
                 render::render("Chart-local.yaml", &ctx)?,
                 0o644,
             );
-            for (base, text) in &plan.templates[idx] {
-                out.add(format!("{dir}/templates/{base}"), text.as_str(), 0o644);
+            for (base, text) in std::mem::take(&mut *plan.templates[idx].borrow_mut()) {
+                out.add(format!("{dir}/templates/{base}"), text, 0o644);
             }
             if helm_files {
                 out.add(

@@ -27,6 +27,7 @@ mod argocd;
 mod helm;
 mod render;
 
+use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::Value;
@@ -169,7 +170,10 @@ struct Plan<'a> {
     /// By component index of `recipe`.
     values: Vec<ComponentValues>,
     /// Rendered `templates/` files by folder index (local folders only).
-    templates: Vec<Vec<(String, String)>>,
+    /// Each folder's files are built once ([`helm::folder_files`]), and
+    /// its templates move into the bundle then rather than being copied
+    /// (a CRD manifest is 600 KiB).
+    templates: Vec<RefCell<Vec<(String, String)>>>,
     registry: &'a ComponentRegistry,
     opts: &'a Options,
 }
@@ -449,7 +453,7 @@ pub fn generate(
         recipe: &filtered,
         folders,
         values,
-        templates,
+        templates: templates.into_iter().map(RefCell::new).collect(),
         registry,
         opts,
     };
@@ -500,7 +504,7 @@ fn local_templates(
             let out = kustomize
                 .build(&target)
                 .map_err(|e| e.context(format!("component {:?}", c.name)))?;
-            Ok(vec![("manifest.yaml".into(), manifests::strip_hooks(&out))])
+            Ok(vec![("manifest.yaml".into(), manifests::strip_hooks(out))])
         }
         (_, LocalContent::Manifests) => {
             let mut out: Vec<(String, String)> = Vec::new();

@@ -987,16 +987,7 @@ async fn a_reconnecting_agent_supersedes_its_old_session() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_leader_serves_and_a_standby_takes_over_when_it_stops_renewing() {
     let api = FakeApiServer::start().await;
-    let mut ca = replica("replica-a");
-    ca.kube = Some(api.client().await);
-    let a = start(ca).await;
-    eventually("replica a leads", || async {
-        http_get(a.http_addr, "/readyz").await.0 == 200
-    })
-    .await;
-    let mut cb = replica("replica-b");
-    cb.kube = Some(api.client().await);
-    let b = start(cb).await;
+    let (a, b) = leader_and_standby(&api).await;
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let (code, body) = http_get(b.http_addr, "/readyz").await;
     assert_eq!((code, body.trim()), (503, "standby: not the leader"));

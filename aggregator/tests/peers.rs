@@ -193,16 +193,7 @@ async fn nodes_are_judged_against_the_pool_their_labels_name() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn baselines_follow_the_lease_to_a_standby() {
     let api = FakeApiServer::start().await;
-    let mut ca = replica("replica-a");
-    ca.kube = Some(api.client().await);
-    let a = start(ca).await;
-    eventually("replica a leads", || async {
-        http_get(a.http_addr, "/readyz").await.0 == 200
-    })
-    .await;
-    let mut cb = replica("replica-b");
-    cb.kube = Some(api.client().await);
-    let b = start(cb).await;
+    let (a, b) = leader_and_standby(&api).await;
 
     let mut agents = Vec::new();
     for node in ["gpu-1", "gpu-2", "gpu-3"] {

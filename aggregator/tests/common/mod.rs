@@ -144,6 +144,21 @@ pub fn replica(identity: &str) -> Config {
     c
 }
 
+/// Replica `replica-a`, leading, and replica `replica-b` beside it, both
+/// on `api`.
+pub async fn leader_and_standby(api: &aicr_test_support::FakeApiServer) -> (Running, Running) {
+    let mut ca = replica("replica-a");
+    ca.kube = Some(api.client().await);
+    let a = start(ca).await;
+    eventually("replica a leads", || async {
+        http_get(a.http_addr, "/readyz").await.0 == 200
+    })
+    .await;
+    let mut cb = replica("replica-b");
+    cb.kube = Some(api.client().await);
+    (a, start(cb).await)
+}
+
 /// Start, retrying while a just-stopped aggregator still holds the port.
 pub async fn start(c: Config) -> Running {
     let deadline = Instant::now() + WAIT;

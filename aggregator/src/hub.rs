@@ -264,12 +264,14 @@ impl Hub {
     fn emit(&self, events: Vec<DriftEvent>) {
         for ev in events {
             // The recorder only goes away at shutdown.
-            let _ = self.records.send(Input::Record(Record::Event(ev)));
+            let _ = self
+                .records
+                .send(Input::Record(Box::new(Record::Event(ev))));
         }
     }
 
     fn record(&self, rec: Record) {
-        let _ = self.records.send(Input::Record(rec));
+        let _ = self.records.send(Input::Record(Box::new(rec)));
     }
 
     /// Load what a previous run left: known nodes (disconnected, given a

@@ -400,6 +400,13 @@ impl Ingest {
             match outcome {
                 Ok(kind) => {
                     self.ingested(kind, applying.elapsed());
+                    if kind != "heartbeat" {
+                        // Applying let go of the states the node replaced.
+                        self.hub
+                            .metrics()
+                            .subtype_states
+                            .set(self.states.len() as i64);
+                    }
                     if kind != "heartbeat" && !reply(tx, msg(Reply::Ack(Ack { seq: ack }))).await {
                         return None;
                     }

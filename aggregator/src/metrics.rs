@@ -114,6 +114,9 @@ pub struct Metrics {
     pub deviations: Family<DeviationLabels, Gauge>,
     pub stale: Family<NodeLabel, Gauge>,
     pub agents_connected: Gauge,
+    /// Distinct `{Type}.{Subtype}` states held; each is shared by every
+    /// node reporting it, so far fewer than nodes times subtypes.
+    pub subtype_states: Gauge,
     pub ingested: Family<KindLabel, Counter>,
     /// Time to decode and apply one agent message, by kind.
     pub ingest_seconds: Family<KindLabel, Histogram, fn() -> Histogram>,
@@ -149,6 +152,7 @@ impl Metrics {
             deviations: Family::default(),
             stale: Family::default(),
             agents_connected: Gauge::default(),
+            subtype_states: Gauge::default(),
             ingested: Family::default(),
             ingest_seconds: Family::new_with_constructor(latency_buckets),
             agent_reconnects: Counter::default(),
@@ -182,6 +186,11 @@ impl Metrics {
             "agents_connected",
             "Agent sessions open now",
             m.agents_connected.clone(),
+        );
+        registry.register(
+            "subtype_states",
+            "Distinct node states held, each shared by every node that reports it",
+            m.subtype_states.clone(),
         );
         registry.register(
             "updates_ingested",

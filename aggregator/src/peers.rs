@@ -79,7 +79,6 @@ pub struct Settings {
     /// Pools with fewer reporting members are not judged by majority.
     pub min_pool: usize,
     ignore: Ignore,
-    patterns: Vec<String>,
 }
 
 impl Settings {
@@ -93,16 +92,11 @@ impl Settings {
         Ok(Settings {
             min_pool: min_pool.max(1),
             ignore: Ignore::new(&patterns)?,
-            patterns,
         })
     }
 
     pub fn ignored(&self, path: &str) -> bool {
         self.ignore.matches(path)
-    }
-
-    pub fn patterns(&self) -> &[String] {
-        &self.patterns
     }
 }
 

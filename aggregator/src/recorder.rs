@@ -21,7 +21,8 @@ const MAX_BATCH: usize = 4096;
 /// What the recorder is sent.
 #[derive(Debug)]
 pub enum Input {
-    Record(Record),
+    /// Boxed: a drift event is large, and the queue holds many.
+    Record(Box<Record>),
     /// Commit what came before, then exit: shutdown must close the store
     /// even while stray tasks still hold a sender.
     Stop,
@@ -43,12 +44,12 @@ pub fn spawn(
             while !stopping {
                 let mut batch = Vec::new();
                 match rx.blocking_recv() {
-                    Some(Input::Record(r)) => batch.push(r),
+                    Some(Input::Record(r)) => batch.push(*r),
                     Some(Input::Stop) | None => break,
                 }
                 while batch.len() < MAX_BATCH {
                     match rx.try_recv() {
-                        Ok(Input::Record(r)) => batch.push(r),
+                        Ok(Input::Record(r)) => batch.push(*r),
                         Ok(Input::Stop) => {
                             stopping = true;
                             break;

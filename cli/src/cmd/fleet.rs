@@ -280,7 +280,7 @@ fn groups(events: &[DriftEvent]) -> Vec<Group<'_>> {
             events,
         })
         .collect();
-    out.sort_by(|a, b| b.events.len().cmp(&a.events.len()));
+    out.sort_by_key(|g| std::cmp::Reverse(g.events.len()));
     out
 }
 

@@ -20,6 +20,7 @@ use tokio::sync::{broadcast, mpsc};
 use tokio_util::sync::CancellationToken;
 
 use crate::metrics::{DeviationLabels, KindLabel, Metrics, NodeLabel, SinkLabel, Violation};
+use crate::store;
 
 /// Watch streams that fall this far behind resume from the store.
 const WATCH_BUFFER: usize = 8192;
@@ -29,15 +30,9 @@ fn is_deviation(ev: &DriftEvent) -> bool {
     ev.source == Source::Peers as i32
 }
 
-/// What an event is about on its node: a constraint, or (apart from any
-/// constraint of the same name) a reading its peers judged.
+/// The node and what on it an event is about ([`store::subject`]).
 fn subject(ev: &DriftEvent) -> (String, String) {
-    let what = if is_deviation(ev) {
-        format!("peers\u{1f}{}", ev.constraint)
-    } else {
-        ev.constraint.clone()
-    };
-    (ev.node_name.clone(), what)
+    (ev.node_name.clone(), store::subject(ev))
 }
 
 pub fn kind_name(kind: i32) -> &'static str {

@@ -63,12 +63,19 @@ fn db_err(what: &str, e: impl std::fmt::Display) -> Error {
     Error::new(ErrorKind::Internal, format!("state store: {what}: {e}"))
 }
 
-fn open_key(ev: &DriftEvent) -> String {
+/// What an event is about on its node: a constraint, or (kept apart from
+/// any constraint of the same name) a reading its peers judged. Open
+/// violations are keyed by it here, and the sinks key their series by it.
+pub fn subject(ev: &DriftEvent) -> String {
     if ev.source == Source::Peers as i32 {
-        format!("{}\u{1f}peers\u{1f}{}", ev.node_name, ev.constraint)
+        format!("peers\u{1f}{}", ev.constraint)
     } else {
-        format!("{}\u{1f}{}", ev.node_name, ev.constraint)
+        ev.constraint.clone()
     }
+}
+
+fn open_key(ev: &DriftEvent) -> String {
+    format!("{}\u{1f}{}", ev.node_name, subject(ev))
 }
 
 fn decode(bytes: &[u8]) -> Result<DriftEvent> {

@@ -12,9 +12,10 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError, RwLock};
 use std::time::{Duration, Instant, SystemTime};
 
+use aicr::constraint::Outcome;
 use aicr::error::Result;
 use aicr::model::recipe::RecipeResult;
 use aicr::model::snapshot::{LookupMiss, Measurement, Reading, Snapshot, Subtype};
@@ -26,8 +27,10 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use crate::baseline_mirror;
+use crate::conformance::{Check, Deviating, Standing, Verdict};
 use crate::evaluator::{self, Open, OpenSet, Rules, is_cluster_scope};
 use crate::metrics::Metrics;
+use crate::node_status::Dirty;
 use crate::peers::{self, Baseline, DEFAULT_POOL, Peers, ReadingId};
 use crate::recorder::Input;
 use crate::sinks::now_ms;
@@ -135,6 +138,9 @@ pub struct Hub {
     mirror: Mutex<Option<UnboundedSender<baseline_mirror::Change>>>,
     /// Follows `leading`, for whoever must act when leadership changes.
     leadership: watch::Sender<bool>,
+    /// Nodes whose standing may have changed, for the writer of Node
+    /// conditions, reports and taints; unset when none runs.
+    standing_changed: OnceLock<Arc<Dirty>>,
 }
 
 fn lookup_readings<'a>(
@@ -207,6 +213,18 @@ impl Hub {
             pool_labels,
             mirror: Mutex::new(None),
             leadership: watch::channel(false).0,
+            standing_changed: OnceLock::new(),
+        }
+    }
+
+    /// The nodes whose standing may have changed from now on.
+    pub fn follow_standings(&self) -> Arc<Dirty> {
+        self.standing_changed.get_or_init(Arc::default).clone()
+    }
+
+    fn standing_changed(&self, node: &str) {
+        if let Some(d) = self.standing_changed.get() {
+            d.mark(node);
         }
     }
 
@@ -263,6 +281,9 @@ impl Hub {
 
     fn emit(&self, events: Vec<DriftEvent>) {
         for ev in events {
+            if !ev.node_name.is_empty() {
+                self.standing_changed(&ev.node_name);
+            }
             // The recorder only goes away at shutdown.
             let _ = self
                 .records
@@ -365,6 +386,8 @@ impl Hub {
                 let objects = read(&self.objects);
                 Self::judge_node(&mut n, &rules, &node_rules, &objects, now, &mut out);
             }
+            // Reports list passing constraints too.
+            self.standing_changed(&name);
             self.emit(out);
         }
         {
@@ -397,6 +420,37 @@ impl Hub {
 
     // ----------------------------------------------------------- judging
 
+    /// How rule `i` comes out on a node; `None` while it cannot be judged
+    /// (`K8s.node` before the Node watch has synced).
+    fn outcome(
+        name: &str,
+        readings: &BTreeMap<String, Reported>,
+        rules: &Rules,
+        i: usize,
+        objects: &NodeObjects,
+    ) -> Option<Outcome> {
+        let rule = rules.get(i);
+        if rule.scope == "K8s.node" && objects.watched {
+            if !objects.synced {
+                return None;
+            }
+            let st = objects.by_name.get(name).map(|o| &o.subtype);
+            return Some(evaluator::judge(rule, |_, _, key| match st {
+                Some(s) => s.data.get(key).ok_or(LookupMiss::Key),
+                None => Err(LookupMiss::Subtype),
+            }));
+        }
+        Some(match readings.get(&rule.scope) {
+            // Every node holding this state shares one outcome.
+            Some(r) => r.state.outcome(rules.generation(), i, || {
+                evaluator::judge(rule, |_, _, key| r.state.get(key).ok_or(LookupMiss::Key))
+            }),
+            None => evaluator::judge(rule, |kind, subtype, key| {
+                lookup_readings(readings, kind, subtype, key)
+            }),
+        })
+    }
+
     fn judge_node(
         n: &mut NodeState,
         rules: &Rules,
@@ -416,24 +470,8 @@ impl Hub {
             if rule.cluster {
                 continue;
             }
-            let outcome = if rule.scope == "K8s.node" && objects.watched {
-                if !objects.synced {
-                    continue;
-                }
-                let st = objects.by_name.get(name.as_str()).map(|o| &o.subtype);
-                evaluator::judge(rule, |_, _, key| match st {
-                    Some(s) => s.data.get(key).ok_or(LookupMiss::Key),
-                    None => Err(LookupMiss::Subtype),
-                })
-            } else if let Some(r) = readings.get(&rule.scope) {
-                // Every node holding this state shares one outcome.
-                r.state.outcome(rules.generation(), i, || {
-                    evaluator::judge(rule, |_, _, key| r.state.get(key).ok_or(LookupMiss::Key))
-                })
-            } else {
-                evaluator::judge(rule, |kind, subtype, key| {
-                    lookup_readings(readings, kind, subtype, key)
-                })
+            let Some(outcome) = Self::outcome(name, readings, rules, i, objects) else {
+                continue;
             };
             if let Some(ev) = evaluator::diff(name, rule, &outcome, open, now) {
                 out.push(ev);
@@ -785,6 +823,7 @@ impl Hub {
         drop(n);
         map.remove(name);
         drop(map);
+        self.standing_changed(name);
         tracing::info!(node = name, "forgot a deleted node");
         if let Some(job) = job {
             self.rejudge_pool(job);
@@ -811,6 +850,8 @@ impl Hub {
         }
         let job = self.peers_changed(&mut n, &changes, now, &mut out);
         self.emit(out);
+        // Reports carry passing readings too.
+        self.standing_changed(&n.name);
         drop(n);
         if let Some(job) = job {
             self.rejudge_pool(job);
@@ -845,6 +886,8 @@ impl Hub {
         }
         let job = self.peers_changed(&mut n, &changes, now, &mut out);
         self.emit(out);
+        // Reports carry passing readings too.
+        self.standing_changed(&n.name);
         drop(n);
         if let Some(job) = job {
             self.rejudge_pool(job);
@@ -1103,6 +1146,72 @@ impl Hub {
     pub fn cluster_snapshot(&self) -> Snapshot {
         let (ms, _) = self.cluster_measurements(None);
         snapshot_io::assemble(Self::merge(Vec::new(), ms), "", SystemTime::now())
+    }
+
+    /// Node `name`'s conformance now: every node constraint of the active
+    /// recipe as it comes out on the node's last readings, and its open
+    /// deviations. `None` for a node the hub does not know (never seen, or
+    /// forgotten after its Node was deleted).
+    pub fn standing(&self, name: &str) -> Option<Standing> {
+        let entry = self.entry(name)?;
+        let n = lock(&entry);
+        let mut s = Standing {
+            reported: n.reported,
+            stale: n.stale,
+            ..Standing::default()
+        };
+        if n.reported {
+            let rules = read(&self.rules).clone();
+            let objects = read(&self.objects);
+            for i in rules.node_rules() {
+                let Some(outcome) = Self::outcome(&n.name, &n.readings, &rules, i, &objects) else {
+                    continue;
+                };
+                let rule = rules.get(i);
+                s.checks.push(Check {
+                    constraint: rule.name.clone(),
+                    expected: rule.expected.clone(),
+                    actual: outcome.actual().unwrap_or_default().to_string(),
+                    severity: rule.severity.clone(),
+                    verdict: match &outcome {
+                        Outcome::Passed { .. } => Verdict::Pass,
+                        Outcome::Failed { .. } => Verdict::Fail,
+                        Outcome::Error { error, .. } => Verdict::Error(error.to_string()),
+                    },
+                });
+            }
+            s.checks.sort_by(|a, b| a.constraint.cmp(&b.constraint));
+        }
+        s.deviations = n
+            .deviations
+            .iter()
+            .map(|(reading, d)| Deviating {
+                reading: reading.clone(),
+                pool: d.pool.clone(),
+                expected: d.expected.value.clone(),
+                actual: d.actual.clone(),
+                agreeing: d.expected.agreeing,
+                pool_size: d.expected.pool_size,
+                baseline: d.expected.baseline,
+            })
+            .collect();
+        Some(s)
+    }
+
+    /// Every node the hub knows, by name.
+    pub fn node_names(&self) -> Vec<String> {
+        read(&self.nodes).keys().cloned().collect()
+    }
+
+    /// The cluster's size for caps on what may be done to nodes at once:
+    /// its Node objects once watched, else the nodes that reported.
+    pub fn cluster_size(&self) -> usize {
+        let o = read(&self.objects);
+        if o.watched && o.synced {
+            o.by_name.len()
+        } else {
+            read(&self.nodes).len()
+        }
     }
 
     pub fn list_nodes(&self) -> Vec<NodeInfo> {

@@ -2,7 +2,8 @@
 //! agent's stream, re-evaluates the active recipe's constraints whenever a
 //! node or the cluster changes, records drift (opened, resolved, stale) in
 //! an embedded store, and raises it through Prometheus, Kubernetes Events,
-//! Alertmanager and the CLI's watch streams.
+//! Alertmanager, the CLI's watch streams, and on the Nodes themselves
+//! (a condition, a policy report, an opt-in taint).
 //!
 //! The binary `aicr-aggregator` parses flags into a [`Config`] and calls
 //! [`start`]; tests and benchmarks do the same in-process.
@@ -10,6 +11,7 @@
 pub mod api;
 pub mod baseline_mirror;
 pub mod cluster_state;
+pub mod conformance;
 pub mod evaluator;
 pub mod http;
 pub mod hub;
@@ -17,6 +19,7 @@ pub mod identity;
 pub mod ingest;
 pub mod leader;
 pub mod metrics;
+pub mod node_status;
 pub mod peers;
 pub mod recorder;
 pub mod server;

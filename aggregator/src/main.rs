@@ -9,8 +9,10 @@ use std::time::Duration;
 
 use aicr::error::{Error, ErrorKind, Result};
 use aicr::proto::CollectionSettings;
+use aicr_aggregator::conformance::{MaxTainted, ReportKind, TAINT_SEVERITIES};
 use aicr_aggregator::ingest::Limits;
 use aicr_aggregator::leader::Election;
+use aicr_aggregator::node_status::{self, Taint};
 use aicr_aggregator::peers;
 use aicr_aggregator::server::DEFAULT_POOL_LABELS;
 use aicr_aggregator::{Config, TlsFiles};
@@ -127,6 +129,23 @@ struct Flags {
     /// Pools with fewer reporting nodes are not judged by majority
     #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..))]
     peer_min_pool: u32,
+    /// Keep the AICRConformant condition on every judged Node
+    /// (--node-condition=false to stop)
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    node_condition: bool,
+    /// Policy reports to keep per node, each only where its CRD is served:
+    /// openreports (openreports.io ClusterReport), wgpolicyk8s
+    /// (wgpolicyk8s.io/v1alpha2 ClusterPolicyReport), or none
+    #[arg(long, value_name = "FORMAT", value_delimiter = ',', default_value = "openreports", value_parser = ["openreports", "wgpolicyk8s", "none"])]
+    reports: Vec<String>,
+    /// Taint nodes with an open violation at or above this severity
+    /// (aicr.nvidia.com/drift=<constraint>:NoSchedule); off by default
+    #[arg(long, value_name = "SEVERITY", value_parser = TAINT_SEVERITIES)]
+    taint_on_violation: Option<String>,
+    /// Most nodes the drift taint may be on at once: a count, or a
+    /// percentage of the cluster's nodes (rounded down)
+    #[arg(long, value_name = "N|PERCENT", default_value = "10%")]
+    max_tainted: MaxTainted,
     /// JSON log lines
     #[arg(long, env = "AICR_LOG_JSON", value_parser = aicr::flags::EnvBool)]
     log_json: bool,
@@ -170,6 +189,7 @@ async fn config(flags: Flags) -> Result<Config> {
     let identity = instance(&flags);
     let peers = peers::Settings::new(flags.peer_min_pool as usize, &flags.peer_ignore)
         .map_err(|e| Error::invalid(format!("--peer-ignore: {}", e.message())))?;
+    let reports = report_kinds(&flags.reports)?;
     let pool_labels = if flags.pool_labels.is_empty() {
         DEFAULT_POOL_LABELS.map(String::from).to_vec()
     } else {
@@ -221,7 +241,36 @@ async fn config(flags: Flags) -> Result<Config> {
         pool_labels,
         peers,
         instance: identity,
+        node_status: node_status::Settings {
+            condition: flags.node_condition,
+            reports,
+            taint: flags.taint_on_violation.map(|severity| Taint {
+                severity,
+                max: flags.max_tainted,
+            }),
+        },
     })
+}
+
+fn report_kinds(names: &[String]) -> Result<Vec<ReportKind>> {
+    if names.iter().any(|n| n == "none") {
+        if names.len() > 1 {
+            return Err(Error::invalid(
+                "--reports: none cannot be combined with a report format",
+            ));
+        }
+        return Ok(Vec::new());
+    }
+    let mut kinds: Vec<ReportKind> = names
+        .iter()
+        .map(|n| match n.as_str() {
+            "wgpolicyk8s" => ReportKind::PolicyReports,
+            _ => ReportKind::OpenReports,
+        })
+        .collect();
+    kinds.sort();
+    kinds.dedup();
+    Ok(kinds)
 }
 
 async fn terminated() {

@@ -30,6 +30,7 @@ use crate::identity::{NodeIdentity, TokenReview, TrustNodeNames};
 use crate::ingest::{AgentApi, Ingest, Limits};
 use crate::leader::{self, Election};
 use crate::metrics::Metrics;
+use crate::node_status;
 use crate::peers;
 use crate::recorder::{self, Input};
 use crate::sinks::Sinks;
@@ -84,6 +85,8 @@ pub struct Config {
     pub pool_labels: Vec<String>,
     /// How pools judge their members.
     pub peers: peers::Settings,
+    /// The condition, reports and taint kept on Nodes (with a cluster).
+    pub node_status: node_status::Settings,
 }
 
 /// Instance type, then GPU product: nodes alike in both should read alike.
@@ -118,6 +121,7 @@ impl Config {
             instance: "aicr-aggregator".into(),
             pool_labels: DEFAULT_POOL_LABELS.map(String::from).to_vec(),
             peers: peers::Settings::default(),
+            node_status: node_status::Settings::default(),
         }
     }
 
@@ -349,6 +353,17 @@ pub async fn start(config: Config) -> Result<Running> {
             client.clone(),
             hub.clone(),
             config.version_poll,
+            cancel.clone(),
+        ));
+    }
+    if let Some(client) = &config.kube
+        && config.node_status.any()
+    {
+        background.push(node_status::spawn(
+            client.clone(),
+            hub.clone(),
+            config.node_status.clone(),
+            metrics.clone(),
             cancel.clone(),
         ));
     }

@@ -1,6 +1,9 @@
 //! PATCH bodies, chosen by content type. Strategic merge and server-side
 //! apply are approximated by a JSON merge patch: lists are replaced whole and
-//! no field ownership is tracked.
+//! no field ownership is tracked, except that server-side apply merges the
+//! associative lists product code applies into ([`KEYED_LISTS`]) element by
+//! element, so another writer's entries survive as they do on a real API
+//! server.
 
 use crate::resources::{Class, ResourceType};
 use crate::status::ApiError;
@@ -68,9 +71,13 @@ fn json_type(value: &Value) -> &'static str {
 pub(crate) fn apply(kind: PatchKind, current: &Value, body: &[u8]) -> Result<Value, ApiError> {
     let mut patched = current.clone();
     match kind {
-        PatchKind::Merge | PatchKind::Apply => {
+        PatchKind::Merge => {
             let patch = decode_object(body)?;
             json_patch::merge(&mut patched, &patch);
+        }
+        PatchKind::Apply => {
+            let patch = decode_object(body)?;
+            apply_merge(&mut patched, &patch);
         }
         PatchKind::Json => {
             let patch: json_patch::Patch = serde_json::from_slice(body)
@@ -80,6 +87,47 @@ pub(crate) fn apply(kind: PatchKind, current: &Value, body: &[u8]) -> Result<Val
         }
     }
     Ok(patched)
+}
+
+/// Lists that server-side apply treats as maps, by field name and key
+/// (`x-kubernetes-list-type: map`, or a `patchMergeKey` in the built-in
+/// types): every `conditions` list of the Kubernetes API is keyed by `type`.
+const KEYED_LISTS: &[(&str, &str)] = &[("conditions", "type")];
+
+/// A JSON merge patch (RFC 7396), except that lists named in
+/// [`KEYED_LISTS`] merge element by element on their key.
+fn apply_merge(target: &mut Value, patch: &Value) {
+    let Value::Object(fields) = patch else {
+        *target = patch.clone();
+        return;
+    };
+    if !target.is_object() {
+        *target = Value::Object(Default::default());
+    }
+    let Value::Object(object) = target else {
+        unreachable!("made an object above")
+    };
+    for (name, value) in fields {
+        if value.is_null() {
+            object.remove(name);
+            continue;
+        }
+        let key = KEYED_LISTS
+            .iter()
+            .find(|(list, _)| list == name)
+            .map(|(_, key)| *key);
+        match (key, object.get_mut(name), value) {
+            (Some(key), Some(Value::Array(current)), Value::Array(applied)) => {
+                for element in applied {
+                    match current.iter_mut().find(|c| c[key] == element[key]) {
+                        Some(existing) => apply_merge(existing, element),
+                        None => current.push(element.clone()),
+                    }
+                }
+            }
+            _ => apply_merge(object.entry(name.clone()).or_insert(Value::Null), value),
+        }
+    }
 }
 
 #[cfg(test)]
@@ -111,6 +159,44 @@ mod tests {
             br#"[{"op":"remove","path":"/data/zzz"}]"#,
         );
         assert_eq!(failed.unwrap_err().code, 422);
+    }
+
+    #[test]
+    fn server_side_apply_merges_conditions_by_type() {
+        let node = json!({"status": {"conditions": [
+            {"type": "Ready", "status": "True", "reason": "KubeletReady"},
+            {"type": "AICRConformant", "status": "True", "reason": "Conformant"},
+        ], "capacity": {"cpu": "8"}}});
+        let applied = apply(
+            PatchKind::Apply,
+            &node,
+            br#"{"status":{"conditions":[{"type":"AICRConformant","status":"False","reason":"ConstraintViolated"},{"type":"Other","status":"True"}]}}"#,
+        )
+        .unwrap();
+        let conditions = applied["status"]["conditions"].as_array().unwrap();
+        assert_eq!(conditions.len(), 3);
+        assert_eq!(conditions[0]["reason"], "KubeletReady");
+        assert_eq!(conditions[1]["status"], "False");
+        assert_eq!(conditions[1]["reason"], "ConstraintViolated");
+        assert_eq!(conditions[2]["type"], "Other");
+        assert_eq!(applied["status"]["capacity"]["cpu"], "8");
+        // A merge patch still replaces the list whole, as RFC 7396 says.
+        let merged = apply(
+            PatchKind::Merge,
+            &node,
+            br#"{"status":{"conditions":[{"type":"Other","status":"True"}]}}"#,
+        )
+        .unwrap();
+        assert_eq!(merged["status"]["conditions"].as_array().unwrap().len(), 1);
+        // Other lists stay atomic under apply.
+        let pod = json!({"spec": {"containers": [{"name": "a"}, {"name": "b"}]}});
+        let applied = apply(
+            PatchKind::Apply,
+            &pod,
+            br#"{"spec":{"containers":[{"name":"c"}]}}"#,
+        )
+        .unwrap();
+        assert_eq!(applied["spec"]["containers"], json!([{"name": "c"}]));
     }
 
     #[test]

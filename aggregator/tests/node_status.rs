@@ -1,0 +1,417 @@
+//! Drift on the Nodes themselves, through the fake API server: the
+//! `AICRConformant` condition (server-side applied to `nodes/status`, so
+//! the kubelet's conditions survive), one OpenReports `ClusterReport` and
+//! one wgpolicyk8s `ClusterPolicyReport` per node where their CRDs are
+//! served and nothing where they are not, and the opt-in drift taint under
+//! its cap. Every object written is judged by the Kubernetes schemas and
+//! the published CRD schemas when the judges' venv is present.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use aicr::model::snapshot::Subtype;
+use aicr_aggregator::conformance::{MaxTainted, ReportKind, TAINT_KEY};
+use aicr_aggregator::node_status::{Settings, Taint};
+use aicr_test_support::api_objects::{judge_sent, sent};
+use aicr_test_support::tools::Judge;
+use aicr_test_support::{FakeApiServer, fixtures};
+use serde_json::{Value, json};
+
+use crate::common::sim_agent::{SimAgent, channel, node_readings};
+use crate::common::*;
+
+const VERSION: &str = "OS.release.VERSION_ID";
+const CLUSTER_REPORTS: &str = "clusterreports.openreports.io";
+const POLICY_REPORTS: &str = "clusterpolicyreports.wgpolicyk8s.io";
+
+fn kubelet_ready() -> Value {
+    json!({
+        "type": "Ready",
+        "status": "True",
+        "reason": "KubeletReady",
+        "message": "kubelet is posting ready status",
+        "lastHeartbeatTime": "2026-12-01T00:00:00Z",
+        "lastTransitionTime": "2026-12-01T00:00:00Z",
+    })
+}
+
+fn release(version: &str) -> Subtype {
+    Subtype::new("release")
+        .with("ID", "ubuntu")
+        .with("VERSION_ID", version)
+        .with("PRETTY_NAME", format!("Ubuntu {version} LTS"))
+}
+
+fn conditions(api: &FakeApiServer, node: &str) -> Vec<Value> {
+    api.get("nodes", "", node)
+        .and_then(|n| n["status"]["conditions"].as_array().cloned())
+        .unwrap_or_default()
+}
+
+fn conformant(api: &FakeApiServer, node: &str) -> Option<Value> {
+    conditions(api, node)
+        .into_iter()
+        .find(|c| c["type"] == "AICRConformant")
+}
+
+/// Wait for the node's AICRConformant condition to have `status`, keeping
+/// the agent alive meanwhile.
+async fn condition_becomes(
+    api: &FakeApiServer,
+    agent: Option<&mut SimAgent>,
+    node: &str,
+    status: &str,
+) -> Value {
+    let mut agent = agent;
+    let deadline = std::time::Instant::now() + WAIT;
+    loop {
+        if let Some(c) = conformant(api, node).filter(|c| c["status"] == status) {
+            return c;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting for AICRConformant={status} on {node}; conditions: {:?}",
+            conditions(api, node)
+        );
+        if let Some(a) = agent.as_deref_mut() {
+            a.heartbeat().await;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn result<'a>(report: &'a Value, rule: &str) -> &'a Value {
+    report["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["rule"] == rule)
+        .unwrap_or_else(|| panic!("no result for {rule}: {report}"))
+}
+
+/// Writes to the node's status and to report objects so far.
+fn status_and_report_writes(api: &FakeApiServer) -> usize {
+    api.requests()
+        .iter()
+        .filter(|r| r.is_write())
+        .filter(|r| {
+            r.path.ends_with("/nodes/gpu-1/status")
+                || r.path.contains("/clusterreports")
+                || r.path.contains("/clusterpolicyreports")
+        })
+        .count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_condition_and_reports_follow_drift_and_leave_other_writers_alone() {
+    let api = FakeApiServer::start().await;
+    api.insert(fixtures::node("gpu-1").build());
+    api.update_status(
+        "nodes",
+        "",
+        "gpu-1",
+        json!({"conditions": [kubelet_ready()]}),
+    );
+    let uid = api.get("nodes", "", "gpu-1").unwrap()["metadata"]["uid"].clone();
+    api.register_crd(
+        "openreports.io",
+        "v1alpha1",
+        "ClusterReport",
+        "clusterreports",
+        false,
+    );
+    api.register_crd(
+        "wgpolicyk8s.io",
+        "v1alpha2",
+        "ClusterPolicyReport",
+        "clusterpolicyreports",
+        false,
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = config();
+    c.kube = Some(api.client().await);
+    c.kube_events = false;
+    c.stale_after = Duration::from_secs(2);
+    c.recipe = Some(recipe_file(
+        dir.path(),
+        &[
+            (VERSION, "== 24.04", "error"),
+            ("OS.release.ID", "== ubuntu", "warning"),
+        ],
+    ));
+    c.node_status.reports = vec![ReportKind::OpenReports, ReportKind::PolicyReports];
+    let agg = start(c).await;
+    let mut agent = SimAgent::connect(channel(&url(&agg)).await, "gpu-1", "")
+        .await
+        .expect("agent accepted");
+    agent.full(node_readings("22.04")).await.unwrap();
+
+    // Drift opens: False, naming the constraint and both values.
+    let violated = condition_becomes(&api, Some(&mut agent), "gpu-1", "False").await;
+    assert_eq!(violated["reason"], "ConstraintViolated");
+    let message = violated["message"].as_str().unwrap();
+    assert!(
+        message.contains("OS.release.VERSION_ID (expected == 24.04, actual 22.04)"),
+        "{message}"
+    );
+    assert!(!message.contains("OS.release.ID"), "{message}");
+    assert_eq!(conditions(&api, "gpu-1")[0], kubelet_ready());
+    for reports in [CLUSTER_REPORTS, POLICY_REPORTS] {
+        eventually(&format!("a {reports} for gpu-1 with a fail"), || async {
+            api.get(reports, "", "aicr-gpu-1")
+                .is_some_and(|r| r["summary"]["fail"] == 1 && r["summary"]["pass"] == 1)
+        })
+        .await;
+        let r = api.get(reports, "", "aicr-gpu-1").unwrap();
+        assert_eq!(r["scope"]["name"], "gpu-1");
+        assert_eq!(r["metadata"]["ownerReferences"][0]["uid"], uid);
+        let v = result(&r, VERSION);
+        assert_eq!(v["result"], "fail");
+        assert_eq!(v["severity"], "high");
+        assert_eq!(v["properties"]["expected"], "== 24.04");
+        assert_eq!(v["properties"]["actual"], "22.04");
+        assert_eq!(result(&r, "OS.release.ID")["result"], "pass");
+    }
+
+    // Heartbeats and readings no constraint reads write nothing.
+    let before = status_and_report_writes(&api);
+    let sysctl = Subtype::new("sysctl").with("/proc/sys/vm/swappiness", "10");
+    agent.update("OS", sysctl).await.unwrap();
+    for _ in 0..6 {
+        agent.heartbeat().await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(status_and_report_writes(&api), before);
+
+    // Resolved: True, a new transition time, the results pass.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    agent.heartbeat().await;
+    agent.update("OS", release("24.04")).await.unwrap();
+    let met = condition_becomes(&api, Some(&mut agent), "gpu-1", "True").await;
+    assert_eq!(met["reason"], "Conformant");
+    assert_ne!(met["lastTransitionTime"], violated["lastTransitionTime"]);
+    assert_eq!(conditions(&api, "gpu-1")[0], kubelet_ready());
+    for reports in [CLUSTER_REPORTS, POLICY_REPORTS] {
+        eventually(&format!("{reports} for gpu-1 passes"), || async {
+            api.get(reports, "", "aicr-gpu-1")
+                .is_some_and(|r| r["summary"]["pass"] == 2 && r["summary"]["fail"] == 0)
+        })
+        .await;
+    }
+
+    // The agent goes silent: Unknown, the report kept as last known.
+    drop(agent);
+    let stale = condition_becomes(&api, None, "gpu-1", "Unknown").await;
+    assert_eq!(stale["reason"], "AgentStale");
+    assert_eq!(conditions(&api, "gpu-1")[0], kubelet_ready());
+    assert!(api.get(CLUSTER_REPORTS, "", "aicr-gpu-1").is_some());
+
+    // The Node goes: so do its reports.
+    api.delete("nodes", "", "gpu-1");
+    for reports in [CLUSTER_REPORTS, POLICY_REPORTS] {
+        eventually(&format!("{reports} of the deleted node gone"), || async {
+            api.get(reports, "", "aicr-gpu-1").is_none()
+        })
+        .await;
+    }
+    agg.shutdown().await;
+    if let Some(judge) = Judge::find() {
+        judge_sent(
+            &judge,
+            &sent(&api),
+            &["Node", "ClusterReport", "ClusterPolicyReport"],
+        );
+    }
+}
+
+/// Log records, as text, from everything the current thread runs.
+#[derive(Clone, Default)]
+struct Captured(Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+// One thread, so every task the aggregator spawns logs to the subscriber
+// this test sets.
+#[tokio::test(flavor = "current_thread")]
+async fn without_the_report_crds_nothing_is_written_and_nothing_complains() {
+    let logs = Captured::default();
+    let sink = logs.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::DEBUG)
+        .with_ansi(false)
+        .with_writer(move || sink.clone())
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+
+    let api = FakeApiServer::start().await;
+    api.insert(fixtures::node("gpu-1").build());
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = config();
+    c.kube = Some(api.client().await);
+    c.kube_events = false;
+    c.recipe = Some(recipe_file(dir.path(), &[(VERSION, "== 24.04", "error")]));
+    c.node_status.reports = vec![ReportKind::OpenReports, ReportKind::PolicyReports];
+    let agg = start(c).await;
+    let mut agent = SimAgent::connect(channel(&url(&agg)).await, "gpu-1", "")
+        .await
+        .expect("agent accepted");
+    agent.full(node_readings("22.04")).await.unwrap();
+    condition_becomes(&api, Some(&mut agent), "gpu-1", "False").await;
+    agg.shutdown().await;
+
+    let requests = api.requests();
+    for group in [
+        "/apis/openreports.io/v1alpha1",
+        "/apis/wgpolicyk8s.io/v1alpha2",
+    ] {
+        assert!(
+            requests
+                .iter()
+                .any(|r| r.method == "GET" && r.path == group),
+            "{group} was not looked up"
+        );
+        let touched: Vec<_> = requests
+            .iter()
+            .filter(|r| r.path.starts_with(&format!("{group}/")))
+            .map(|r| format!("{} {}", r.method, r.path))
+            .collect();
+        assert!(touched.is_empty(), "{touched:?}");
+    }
+    let text = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
+    assert!(text.contains("is not served"), "{text}");
+    let complaints: Vec<&str> = text
+        .lines()
+        .filter(|l| l.contains(" WARN ") || l.contains(" ERROR "))
+        .collect();
+    assert!(complaints.is_empty(), "{complaints:#?}");
+}
+
+fn drift_taints(api: &FakeApiServer) -> Vec<(String, Value)> {
+    api.list("nodes", "")
+        .into_iter()
+        .filter_map(|n| {
+            let t = n["spec"]["taints"]
+                .as_array()?
+                .iter()
+                .find(|t| t["key"] == TAINT_KEY)?
+                .clone();
+            Some((n["metadata"]["name"].as_str()?.to_string(), t))
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_drift_taint_never_covers_more_nodes_than_its_cap() {
+    let api = Arc::new(FakeApiServer::start().await);
+    let names: Vec<String> = (0..10).map(|i| format!("gpu-{i}")).collect();
+    for n in &names {
+        api.insert(
+            fixtures::node(n)
+                .taint("nvidia.com/gpu", "present", "NoSchedule")
+                .build(),
+        );
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = config();
+    c.kube = Some(api.client().await);
+    c.kube_events = false;
+    c.recipe = Some(recipe_file(
+        dir.path(),
+        &[
+            (VERSION, "== 24.04", "error"),
+            ("OS.release.ID", "== rhel", "warning"),
+        ],
+    ));
+    c.node_status = Settings {
+        condition: false,
+        reports: Vec::new(),
+        taint: Some(Taint {
+            severity: "error".into(),
+            max: MaxTainted::Percent(20),
+        }),
+    };
+    let agg = start(c).await;
+
+    // Watch the whole time: the cap must hold at every moment, not only
+    // at the end.
+    let most = Arc::new(Mutex::new(0usize));
+    let sampler = {
+        let (api, most) = (api.clone(), most.clone());
+        tokio::spawn(async move {
+            loop {
+                let n = drift_taints(&api).len();
+                {
+                    let mut m = most.lock().unwrap();
+                    *m = (*m).max(n);
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        })
+    };
+
+    let mut agents = Vec::new();
+    for n in &names {
+        let mut a = SimAgent::connect(channel(&url(&agg)).await, n, "")
+            .await
+            .unwrap();
+        a.full(node_readings("22.04")).await.unwrap();
+        agents.push(a);
+    }
+    eventually("two nodes tainted", || async {
+        drift_taints(&api).len() == 2
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let tainted = drift_taints(&api);
+    assert_eq!(tainted.len(), 2, "{tainted:?}");
+    for (_, t) in &tainted {
+        // The error-severity violation, not the warning one.
+        assert_eq!(
+            *t,
+            json!({"key": TAINT_KEY, "value": VERSION, "effect": "NoSchedule"})
+        );
+    }
+    for n in api.list("nodes", "") {
+        assert!(
+            n["spec"]["taints"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|t| t["key"] == "nvidia.com/gpu"),
+            "another writer's taint was lost: {n}"
+        );
+    }
+
+    // The tainted nodes are mended: they are untainted and two others,
+    // still violating, take their places.
+    let first: Vec<String> = tainted.iter().map(|(n, _)| n.clone()).collect();
+    for a in agents.iter_mut().filter(|a| first.contains(&a.node)) {
+        a.update("OS", release("24.04")).await.unwrap();
+    }
+    eventually("two other nodes tainted", || async {
+        let now = drift_taints(&api);
+        now.len() == 2 && now.iter().all(|(n, _)| !first.contains(n))
+    })
+    .await;
+
+    // Every node mended: no drift taint is left.
+    for a in &mut agents {
+        a.update("OS", release("24.04")).await.unwrap();
+    }
+    eventually("no drift taint", || async { drift_taints(&api).is_empty() }).await;
+    sampler.abort();
+    assert_eq!(*most.lock().unwrap(), 2, "the cap was passed");
+    for n in api.list("nodes", "") {
+        assert_eq!(n["spec"]["taints"].as_array().unwrap().len(), 1, "{n}");
+    }
+    agg.shutdown().await;
+}

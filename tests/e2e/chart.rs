@@ -102,6 +102,20 @@ fn each_feature_alone() -> Vec<(&'static str, Value)> {
             with(json!({"agent": {"runtimeClassName": "nvidia"}})),
         ),
         (
+            "aggregator.nodeStatus.taintOnViolation",
+            with(json!({"aggregator": {"nodeStatus": {"taintOnViolation": "warning"}}})),
+        ),
+        (
+            "aggregator.nodeStatus.reports.policyReports",
+            with(json!({"aggregator": {"nodeStatus": {"reports": {"policyReports": true}}}})),
+        ),
+        (
+            "nothing on Nodes",
+            with(
+                json!({"aggregator": {"nodeStatus": {"condition": false, "reports": {"openReports": false}}}}),
+            ),
+        ),
+        (
             "single aggregator",
             with(json!({"aggregator": {"replicas": 1, "leaderElection": {"enabled": false}}})),
         ),
@@ -372,23 +386,40 @@ fn check_agent(objects: &Objects, values: &Value) {
 fn check_aggregator(objects: &Objects, values: &Value) {
     let name = format!("{RELEASE}-aggregator");
     let role: ClusterRole = objects.typed("ClusterRole", &name);
-    assert_eq!(
-        grants(&role.rules.unwrap_or_default()),
-        triples(&[
-            ("", "nodes", "get"),
-            ("", "nodes", "list"),
-            ("", "nodes", "watch"),
-            ("", "pods", "get"),
-            ("", "pods", "list"),
-            ("", "pods", "watch"),
-            ("nvidia.com", "clusterpolicies", "get"),
-            ("nvidia.com", "clusterpolicies", "list"),
-            ("nvidia.com", "clusterpolicies", "watch"),
-            ("authentication.k8s.io", "tokenreviews", "create"),
-            ("events.k8s.io", "events", "create"),
-            ("events.k8s.io", "events", "patch"),
-        ])
-    );
+    let mut want = triples(&[
+        ("", "nodes", "get"),
+        ("", "nodes", "list"),
+        ("", "nodes", "watch"),
+        ("", "pods", "get"),
+        ("", "pods", "list"),
+        ("", "pods", "watch"),
+        ("nvidia.com", "clusterpolicies", "get"),
+        ("nvidia.com", "clusterpolicies", "list"),
+        ("nvidia.com", "clusterpolicies", "watch"),
+        ("authentication.k8s.io", "tokenreviews", "create"),
+        ("events.k8s.io", "events", "create"),
+        ("events.k8s.io", "events", "patch"),
+    ]);
+    // What each Node-status feature adds, and only when it is on.
+    let node_status = &values["aggregator"]["nodeStatus"];
+    let on = |v: &Value| v == &json!(true) || v.as_str().is_some_and(|s| !s.is_empty());
+    if on(&node_status["condition"]) {
+        want.extend(triples(&[("", "nodes/status", "patch")]));
+    }
+    if on(&node_status["taintOnViolation"]) {
+        want.extend(triples(&[("", "nodes", "patch")]));
+    }
+    for (value, group, plural) in [
+        ("openReports", "openreports.io", "clusterreports"),
+        ("policyReports", "wgpolicyk8s.io", "clusterpolicyreports"),
+    ] {
+        if on(&node_status["reports"][value]) {
+            for verb in ["create", "patch", "delete"] {
+                want.extend(triples(&[(group, plural, verb)]));
+            }
+        }
+    }
+    assert_eq!(grants(&role.rules.unwrap_or_default()), want);
     let binding: ClusterRoleBinding = objects.typed("ClusterRoleBinding", &name);
     assert_eq!(binding.role_ref.name, name);
     let subjects = binding.subjects.unwrap();
@@ -449,6 +480,34 @@ fn check_aggregator(objects: &Objects, values: &Value) {
         "{a:?}"
     );
     assert_eq!(arg(c, "--peer-min-pool").as_deref(), Some("3"));
+    assert_eq!(
+        arg(c, "--node-condition"),
+        Some(node_status["condition"].to_string())
+    );
+    let mut reports = Vec::new();
+    if on(&node_status["reports"]["openReports"]) {
+        reports.push("openreports");
+    }
+    if on(&node_status["reports"]["policyReports"]) {
+        reports.push("wgpolicyk8s");
+    }
+    let reports = if reports.is_empty() {
+        "none".to_string()
+    } else {
+        reports.join(",")
+    };
+    assert_eq!(arg(c, "--reports"), Some(reports));
+    assert_eq!(
+        arg(c, "--taint-on-violation").as_deref(),
+        node_status["taintOnViolation"]
+            .as_str()
+            .filter(|s| !s.is_empty())
+    );
+    let max = &node_status["maxTainted"];
+    assert_eq!(
+        arg(c, "--max-tainted"),
+        Some(max.as_str().map_or_else(|| max.to_string(), str::to_string))
+    );
     assert_eq!(
         arg(c, "--token-audience").as_deref(),
         values["agent"]["tokenAudience"].as_str()
@@ -648,6 +707,12 @@ fn unsafe_combinations_refuse_to_render() {
     let objects = Objects::of(helm, &v);
     let p = pod(&objects, "Deployment", "aicr-aggregator");
     assert_eq!(arg(container(&p), "--cli-token-file"), None);
+
+    // A severity the aggregator does not know would crash-loop it.
+    let mut v = defaults();
+    v["aggregator"]["nodeStatus"]["taintOnViolation"] = json!("severe");
+    let e = render(helm, &v).unwrap_err();
+    assert!(e.contains("taintOnViolation"), "{e}");
 }
 
 #[test]

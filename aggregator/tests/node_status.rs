@@ -12,7 +12,7 @@ use std::time::Duration;
 use aicr::model::snapshot::Subtype;
 use aicr_aggregator::conformance::{MaxTainted, ReportKind, TAINT_KEY};
 use aicr_aggregator::node_status::{Settings, Taint};
-use aicr_test_support::api_objects::{judge_sent, sent};
+use aicr_test_support::api_objects::{Sent, judge_sent, sent};
 use aicr_test_support::tools::Judge;
 use aicr_test_support::{FakeApiServer, fixtures};
 use serde_json::{Value, json};
@@ -183,8 +183,27 @@ async fn the_condition_and_reports_follow_drift_and_leave_other_writers_alone() 
     }
     assert_eq!(status_and_report_writes(&api), before);
 
-    // Resolved: True, a new transition time, the results pass.
+    // A second violation changes the message, not the transition time
+    // (which has whole seconds: wait past one so a new one would show).
     tokio::time::sleep(Duration::from_millis(1100)).await;
+    agent.heartbeat().await;
+    agent
+        .update("OS", release("22.04").with("ID", "debian"))
+        .await
+        .unwrap();
+    eventually("the message names both violations", || async {
+        conformant(&api, "gpu-1").is_some_and(|c| {
+            c["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("OS.release.ID (expected == ubuntu, actual debian)"))
+        })
+    })
+    .await;
+    let both = conformant(&api, "gpu-1").unwrap();
+    assert_eq!(both["status"], "False");
+    assert_eq!(both["lastTransitionTime"], violated["lastTransitionTime"]);
+
+    // Resolved: True, a new transition time, the results pass.
     agent.heartbeat().await;
     agent.update("OS", release("24.04")).await.unwrap();
     let met = condition_becomes(&api, Some(&mut agent), "gpu-1", "True").await;
@@ -391,6 +410,24 @@ async fn the_drift_taint_never_covers_more_nodes_than_its_cap() {
         );
     }
 
+    // The taints as the Nodes now carry them pass the Node schema.
+    if let Some(judge) = Judge::find() {
+        let stored: Vec<Sent> = api
+            .list("nodes", "")
+            .into_iter()
+            .map(|n| Sent {
+                how: format!("taints of {}", n["metadata"]["name"]),
+                object: json!({
+                    "apiVersion": "v1",
+                    "kind": "Node",
+                    "metadata": {"name": n["metadata"]["name"]},
+                    "spec": {"taints": n["spec"]["taints"]},
+                }),
+            })
+            .collect();
+        judge_sent(&judge, &stored, &["Node"]);
+    }
+
     // The tainted nodes are mended: they are untainted and two others,
     // still violating, take their places.
     let first: Vec<String> = tainted.iter().map(|(n, _)| n.clone()).collect();
@@ -414,4 +451,45 @@ async fn the_drift_taint_never_covers_more_nodes_than_its_cap() {
         assert_eq!(n["spec"]["taints"].as_array().unwrap().len(), 1, "{n}");
     }
     agg.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_the_leader_writes_and_a_new_leader_keeps_the_transition_time() {
+    let api = FakeApiServer::start().await;
+    api.insert(fixtures::node("gpu-1").build());
+    let (a, b) = leader_and_standby(&api).await;
+    let status_writes = || {
+        api.requests()
+            .iter()
+            .filter(|r| r.is_write() && r.path.ends_with("/nodes/gpu-1/status"))
+            .count()
+    };
+    let mut agent = SimAgent::connect(channel(&url(&a)).await, "gpu-1", "")
+        .await
+        .unwrap();
+    agent.full(node_readings("24.04")).await.unwrap();
+    let first = condition_becomes(&api, Some(&mut agent), "gpu-1", "True").await;
+    // The standby has the same Node and the same writer; it stays quiet.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    assert_eq!(status_writes(), 1);
+    drop(agent);
+
+    a.kill().await;
+    eventually("replica b takes over", || async {
+        http_get(b.http_addr, "/readyz").await.0 == 200
+    })
+    .await;
+    let mut agent = SimAgent::connect(channel(&url(&b)).await, "gpu-1", "")
+        .await
+        .unwrap();
+    agent.full(node_readings("24.04")).await.unwrap();
+    eventually("the new leader writes its condition", || async {
+        status_writes() == 2
+    })
+    .await;
+    let second = conformant(&api, "gpu-1").unwrap();
+    assert_eq!(second["status"], "True");
+    assert_ne!(second["lastHeartbeatTime"], first["lastHeartbeatTime"]);
+    assert_eq!(second["lastTransitionTime"], first["lastTransitionTime"]);
+    b.shutdown().await;
 }

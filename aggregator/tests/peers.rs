@@ -124,6 +124,38 @@ async fn nodes_are_judged_against_the_pool_their_labels_name() {
         })
     })
     .await;
+    // ...and the Node's condition says so, while its peers conform.
+    let condition = |node: &'static str| {
+        let api = &api;
+        move || async move {
+            api.get("nodes", "", node)
+                .and_then(|n| n["status"]["conditions"].as_array().cloned())
+                .unwrap_or_default()
+                .into_iter()
+                .find(|c| c["type"] == "AICRConformant")
+                .map(|c| {
+                    (
+                        c["status"].as_str().unwrap_or_default().to_string(),
+                        c["reason"].as_str().unwrap_or_default().to_string(),
+                        c["message"].as_str().unwrap_or_default().to_string(),
+                    )
+                })
+        }
+    };
+    eventually("p5-2 is not conformant, for a peer deviation", || async {
+        condition("p5-2")()
+            .await
+            .is_some_and(|(status, reason, message)| {
+                status == "False" && reason == "PeerDeviation" && message.contains(RP_FILTER)
+            })
+    })
+    .await;
+    eventually("p5-1 conforms", || async {
+        condition("p5-1")()
+            .await
+            .is_some_and(|(status, _, _)| status == "True")
+    })
+    .await;
 
     // A majority baseline pins 1; unknown pools and tiny pools are refused.
     let mut cli = client(&agg).await;

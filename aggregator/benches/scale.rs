@@ -141,7 +141,11 @@ impl Aggregator {
             .arg(&self.recipe)
             .arg("--state-dir")
             .arg(&self.state)
+            // The fake API server shares this process with the simulated
+            // agents: writes to Nodes (Events, conditions, reports) would
+            // be the simulator's CPU, not the aggregator's.
             .args(["--stale-after", "600s", "--kube-events=false"])
+            .args(["--node-condition=false", "--reports=none"])
             .env("LOG_LEVEL", "warn")
             .stdout(Stdio::null())
             .spawn()

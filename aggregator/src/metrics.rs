@@ -130,6 +130,11 @@ pub struct Metrics {
     pub sink_dropped: Family<SinkLabel, Counter>,
     pub leader: Gauge,
     pub rules: Gauge,
+    /// Nodes carrying the drift taint now.
+    pub tainted: Gauge,
+    /// Nodes whose violations call for the drift taint but that wait for a
+    /// place under `--max-tainted`.
+    pub taint_held_back: Gauge,
 }
 
 impl Default for Metrics {
@@ -163,6 +168,8 @@ impl Metrics {
             sink_dropped: Family::default(),
             leader: Gauge::default(),
             rules: Gauge::default(),
+            tainted: Gauge::default(),
+            taint_held_back: Gauge::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -229,7 +236,7 @@ impl Metrics {
         );
         registry.register(
             "sink_dropped",
-            "Events a slow sink could not take, by sink",
+            "Events a slow sink could not take, or writes to Nodes that failed, by sink",
             m.sink_dropped.clone(),
         );
         registry.register(
@@ -241,6 +248,16 @@ impl Metrics {
             "recipe_constraints",
             "Constraints in the active recipe",
             m.rules.clone(),
+        );
+        registry.register(
+            "drift_tainted_nodes",
+            "Nodes carrying the aicr.nvidia.com/drift taint",
+            m.tainted.clone(),
+        );
+        registry.register(
+            "drift_taint_held_back_nodes",
+            "Nodes whose violations call for the drift taint but that wait for a place under the cap",
+            m.taint_held_back.clone(),
         );
         Metrics { registry, ..m }
     }

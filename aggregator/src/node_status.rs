@@ -451,6 +451,13 @@ impl Taints {
                 Err(e) => w.failed(&node, "node-taints", "taint", &e),
             }
         }
+        let held_back = self
+            .wanted
+            .keys()
+            .filter(|n| !self.tainted.contains_key(*n))
+            .count();
+        w.metrics.tainted.set(self.tainted.len() as i64);
+        w.metrics.taint_held_back.set(held_back as i64);
     }
 }
 

@@ -392,6 +392,15 @@ async fn the_drift_taint_never_covers_more_nodes_than_its_cap() {
     tokio::time::sleep(Duration::from_millis(500)).await;
     let tainted = drift_taints(&api);
     assert_eq!(tainted.len(), 2, "{tainted:?}");
+    let (_, metrics) = http_get(agg.http_addr, "/metrics").await;
+    assert!(
+        metrics.contains("aicr_drift_tainted_nodes 2\n"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("aicr_drift_taint_held_back_nodes 8\n"),
+        "{metrics}"
+    );
     for (_, t) in &tainted {
         // The error-severity violation, not the warning one.
         assert_eq!(

@@ -534,14 +534,20 @@ pub fn spawn(
             for name in writer.hub.node_names() {
                 dirty.mark(&name);
             }
-            let mut recheck = tokio::time::interval(RECHECK);
-            let mut retry = tokio::time::interval(RETRY);
+            let start = tokio::time::Instant::now();
+            let mut recheck = tokio::time::interval_at(start + RECHECK, RECHECK);
+            let mut retry = tokio::time::interval_at(start + RETRY, RETRY);
             loop {
                 tokio::select! {
                     _ = cancel.cancelled() => return,
                     r = leading.changed() => {
                         if r.is_err() { return }
-                        if !*leading.borrow() { break }
+                        if !*leading.borrow() {
+                            // The next leader counts for itself.
+                            writer.metrics.tainted.set(0);
+                            writer.metrics.taint_held_back.set(0);
+                            break;
+                        }
                     }
                     _ = dirty.notify.notified() => {}
                     _ = recheck.tick() => {

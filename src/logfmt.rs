@@ -195,25 +195,12 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+    use aicr_test_support::logs::Captured;
     use std::collections::HashMap;
-    use std::sync::{Arc, Mutex};
-
-    #[derive(Clone, Default)]
-    struct Buffer(Arc<Mutex<Vec<u8>>>);
-
-    impl std::io::Write for Buffer {
-        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-            self.0.lock().unwrap().extend_from_slice(b);
-            Ok(b.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
 
     #[test]
     fn json_records_have_the_reference_keys_in_order() {
-        let buf = Buffer::default();
+        let buf = Captured::default();
         let out = buf.clone();
         let subscriber = tracing_subscriber::fmt()
             .with_writer(move || out.clone())
@@ -223,7 +210,7 @@ mod tests {
         tracing::subscriber::with_default(subscriber, || {
             tracing::warn!(path = "a b", count = 3u64, ok = true, err = ?"x", "saved {}", 1);
         });
-        let text = String::from_utf8(buf.0.lock().unwrap().clone()).unwrap();
+        let text = buf.text();
         let line = text.trim_end();
         let v: serde_json::Value = serde_json::from_str(line).unwrap();
         assert_eq!(v["level"], "WARN");

@@ -118,28 +118,15 @@ impl<S> Filter<S> for Repeats {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::Arc;
-
-    #[derive(Clone, Default)]
-    struct Buffer(Arc<Mutex<Vec<u8>>>);
-
-    impl std::io::Write for Buffer {
-        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-            self.0.lock().unwrap().extend_from_slice(b);
-            Ok(b.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
+    use aicr_test_support::logs::Captured;
 
     fn lines(window: Duration, emit: impl FnOnce()) -> Vec<String> {
-        let buf = Buffer::default();
+        let buf = Captured::default();
         let out = buf.clone();
         let subscriber =
             tracing_subscriber::registry().with(layer(true, move || out.clone(), window));
         tracing::subscriber::with_default(subscriber, emit);
-        let text = String::from_utf8(buf.0.lock().unwrap().clone()).unwrap();
+        let text = buf.text();
         text.lines().map(str::to_string).collect()
     }
 

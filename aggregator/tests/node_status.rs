@@ -10,9 +10,11 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use aicr::model::snapshot::Subtype;
+use aicr_aggregator::Running;
 use aicr_aggregator::conformance::{MaxTainted, ReportKind, TAINT_KEY};
 use aicr_aggregator::node_status::{Settings, Taint};
 use aicr_test_support::api_objects::{Sent, judge_sent, sent};
+use aicr_test_support::logs::Captured;
 use aicr_test_support::tools::Judge;
 use aicr_test_support::{FakeApiServer, fixtures};
 use serde_json::{Value, json};
@@ -89,6 +91,40 @@ fn result<'a>(report: &'a Value, rule: &str) -> &'a Value {
         .unwrap_or_else(|| panic!("no result for {rule}: {report}"))
 }
 
+/// An aggregator on `api` judging `constraints` (stale after 2 s) and
+/// keeping both report kinds, with gpu-1's agent reporting Ubuntu 22.04.
+async fn gpu_1_judged(
+    api: &FakeApiServer,
+    dir: &std::path::Path,
+    constraints: &[(&str, &str, &str)],
+) -> (Running, SimAgent) {
+    let mut c = config();
+    c.kube = Some(api.client().await);
+    c.kube_events = false;
+    c.stale_after = Duration::from_secs(2);
+    c.recipe = Some(recipe_file(dir, constraints));
+    c.node_status.reports = vec![ReportKind::OpenReports, ReportKind::PolicyReports];
+    let agg = start(c).await;
+    let mut agent = SimAgent::connect(channel(&url(&agg)).await, "gpu-1", "")
+        .await
+        .expect("agent accepted");
+    agent.full(node_readings("22.04")).await.unwrap();
+    (agg, agent)
+}
+
+/// gpu-1's report of kind `reports` once it counts `pass` and `fail`.
+async fn report_counts(api: &FakeApiServer, reports: &str, pass: u32, fail: u32) -> Value {
+    eventually(
+        &format!("{reports} of gpu-1: {pass} pass, {fail} fail"),
+        || async {
+            api.get(reports, "", "aicr-gpu-1")
+                .is_some_and(|r| r["summary"]["pass"] == pass && r["summary"]["fail"] == fail)
+        },
+    )
+    .await;
+    api.get(reports, "", "aicr-gpu-1").unwrap()
+}
+
 /// Writes to the node's status and to report objects so far.
 fn status_and_report_writes(api: &FakeApiServer) -> usize {
     api.requests()
@@ -128,23 +164,15 @@ async fn the_condition_and_reports_follow_drift_and_leave_other_writers_alone() 
         false,
     );
     let dir = tempfile::tempdir().unwrap();
-    let mut c = config();
-    c.kube = Some(api.client().await);
-    c.kube_events = false;
-    c.stale_after = Duration::from_secs(2);
-    c.recipe = Some(recipe_file(
+    let (agg, mut agent) = gpu_1_judged(
+        &api,
         dir.path(),
         &[
             (VERSION, "== 24.04", "error"),
             ("OS.release.ID", "== ubuntu", "warning"),
         ],
-    ));
-    c.node_status.reports = vec![ReportKind::OpenReports, ReportKind::PolicyReports];
-    let agg = start(c).await;
-    let mut agent = SimAgent::connect(channel(&url(&agg)).await, "gpu-1", "")
-        .await
-        .expect("agent accepted");
-    agent.full(node_readings("22.04")).await.unwrap();
+    )
+    .await;
 
     // Drift opens: False, naming the constraint and both values.
     let violated = condition_becomes(&api, Some(&mut agent), "gpu-1", "False").await;
@@ -157,12 +185,7 @@ async fn the_condition_and_reports_follow_drift_and_leave_other_writers_alone() 
     assert!(!message.contains("OS.release.ID"), "{message}");
     assert_eq!(conditions(&api, "gpu-1")[0], kubelet_ready());
     for reports in [CLUSTER_REPORTS, POLICY_REPORTS] {
-        eventually(&format!("a {reports} for gpu-1 with a fail"), || async {
-            api.get(reports, "", "aicr-gpu-1")
-                .is_some_and(|r| r["summary"]["fail"] == 1 && r["summary"]["pass"] == 1)
-        })
-        .await;
-        let r = api.get(reports, "", "aicr-gpu-1").unwrap();
+        let r = report_counts(&api, reports, 1, 1).await;
         assert_eq!(r["scope"]["name"], "gpu-1");
         assert_eq!(r["metadata"]["ownerReferences"][0]["uid"], uid);
         let v = result(&r, VERSION);
@@ -211,11 +234,7 @@ async fn the_condition_and_reports_follow_drift_and_leave_other_writers_alone() 
     assert_ne!(met["lastTransitionTime"], violated["lastTransitionTime"]);
     assert_eq!(conditions(&api, "gpu-1")[0], kubelet_ready());
     for reports in [CLUSTER_REPORTS, POLICY_REPORTS] {
-        eventually(&format!("{reports} for gpu-1 passes"), || async {
-            api.get(reports, "", "aicr-gpu-1")
-                .is_some_and(|r| r["summary"]["pass"] == 2 && r["summary"]["fail"] == 0)
-        })
-        .await;
+        report_counts(&api, reports, 2, 0).await;
     }
 
     // The agent goes silent: Unknown, the report kept as last known.
@@ -243,21 +262,6 @@ async fn the_condition_and_reports_follow_drift_and_leave_other_writers_alone() 
     }
 }
 
-/// Log records, as text, from everything the current thread runs.
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl std::io::Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 // One thread, so every task the aggregator spawns logs to the subscriber
 // this test sets.
 #[tokio::test(flavor = "current_thread")]
@@ -274,16 +278,7 @@ async fn without_the_report_crds_nothing_is_written_and_nothing_complains() {
     let api = FakeApiServer::start().await;
     api.insert(fixtures::node("gpu-1").build());
     let dir = tempfile::tempdir().unwrap();
-    let mut c = config();
-    c.kube = Some(api.client().await);
-    c.kube_events = false;
-    c.recipe = Some(recipe_file(dir.path(), &[(VERSION, "== 24.04", "error")]));
-    c.node_status.reports = vec![ReportKind::OpenReports, ReportKind::PolicyReports];
-    let agg = start(c).await;
-    let mut agent = SimAgent::connect(channel(&url(&agg)).await, "gpu-1", "")
-        .await
-        .expect("agent accepted");
-    agent.full(node_readings("22.04")).await.unwrap();
+    let (agg, mut agent) = gpu_1_judged(&api, dir.path(), &[(VERSION, "== 24.04", "error")]).await;
     condition_becomes(&api, Some(&mut agent), "gpu-1", "False").await;
     agg.shutdown().await;
 
@@ -305,7 +300,7 @@ async fn without_the_report_crds_nothing_is_written_and_nothing_complains() {
             .collect();
         assert!(touched.is_empty(), "{touched:?}");
     }
-    let text = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
+    let text = logs.text();
     assert!(text.contains("is not served"), "{text}");
     let complaints: Vec<&str> = text
         .lines()

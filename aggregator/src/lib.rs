@@ -17,6 +17,7 @@ pub mod http;
 pub mod hub;
 pub mod identity;
 pub mod ingest;
+pub mod ingest_body;
 pub mod leader;
 pub mod metrics;
 pub mod node_status;

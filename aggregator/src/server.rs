@@ -28,6 +28,7 @@ use crate::api::{CliAuth, ClusterApi};
 use crate::hub::Hub;
 use crate::identity::{NodeIdentity, TokenReview, TrustNodeNames};
 use crate::ingest::{AgentApi, Ingest, Limits};
+use crate::ingest_body::Sliced;
 use crate::leader::{self, Election};
 use crate::metrics::Metrics;
 use crate::node_status;
@@ -420,9 +421,11 @@ pub async fn start(config: Config) -> Result<Running> {
         shutdown: cancel.clone(),
         states: States::default(),
     });
-    let agents = AgentServiceServer::new(AgentApi(ingest))
-        .max_decoding_message_size(config.max_message_bytes)
-        .max_encoding_message_size(config.max_message_bytes);
+    let agents = Sliced(
+        AgentServiceServer::new(AgentApi(ingest))
+            .max_decoding_message_size(config.max_message_bytes)
+            .max_encoding_message_size(config.max_message_bytes),
+    );
     let cli = InterceptedService::new(
         ClusterServiceServer::new(ClusterApi {
             hub: hub.clone(),

@@ -505,7 +505,7 @@ async fn big_snapshots_arrive_in_parts_and_apply_whole() {
     }
     readings.retain(|(_, st)| st.subtype != "sysctl");
     readings.push(("OS".into(), sysctl));
-    // ~200 KiB of readings: dozens of parts of at most 8 KiB each.
+    // ~200 KiB of readings: many parts of at most `PART_BYTES` each.
     a.full(readings).await.unwrap();
     let json = client(&agg)
         .await

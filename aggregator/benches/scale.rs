@@ -176,6 +176,10 @@ impl Aggregator {
         (field("VmRSS:"), field("VmHWM:"))
     }
 
+    fn cpu(&self) -> f64 {
+        cpu_seconds(&self.child.as_ref().map_or(0, Child::id).to_string())
+    }
+
     async fn wait_ready(&self) {
         let url = format!("http://{}/readyz", self.http);
         for _ in 0..2400 {
@@ -461,6 +465,34 @@ async fn wait_for(
     true
 }
 
+/// CPU time (user + system, all threads) a process has used, in seconds,
+/// from `/proc/PID/stat`; its clock ticks are USER_HZ, 100 on Linux.
+fn cpu_seconds(pid: &str) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the parenthesised command name, which may hold spaces.
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let field = |n: usize| {
+        rest.split_whitespace()
+            .nth(n)
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    // utime and stime are fields 14 and 15 of the line, 12 and 13 here.
+    (field(11) + field(12)) / 100.0
+}
+
+/// Where the CPU went in a phase: the aggregator's share against the
+/// simulator's (this process), which run on the same cores here.
+fn cpu_split(what: &str, agg: (f64, f64), sim: (f64, f64), wall: Duration) {
+    println!(
+        "  CPU during {what}: aggregator {:.1} s, simulated agents {:.1} s, over {:.1} s on {} cores",
+        agg.1 - agg.0,
+        sim.1 - sim.0,
+        wall.as_secs_f64(),
+        std::thread::available_parallelism().map_or(1, |n| n.get())
+    );
+}
+
 fn main() {
     // `cargo bench` passes `--bench`; a filter that excludes us means skip.
     let args: Vec<String> = std::env::args()
@@ -547,6 +579,7 @@ async fn bench() {
 
     // Connections first, so their cost is measured alone.
     let started = Instant::now();
+    let cpu_before = (agg.cpu(), cpu_seconds("self"));
     let mut channels = Vec::with_capacity(connections);
     for wave in (0..connections).collect::<Vec<_>>().chunks(WAVE) {
         let connects = wave.iter().map(|&i| {
@@ -631,6 +664,12 @@ async fn bench() {
     println!(
         "connected + full snapshot applied: {agents} agents in {:.1} s",
         connect_time.as_secs_f64()
+    );
+    cpu_split(
+        "connect",
+        (cpu_before.0, agg.cpu()),
+        (cpu_before.1, cpu_seconds("self")),
+        connect_time,
     );
     let per = |mib: f64, n: usize| mib * 1024.0 / n as f64;
     println!(
@@ -781,6 +820,7 @@ async fn bench() {
     while progress_rx.try_recv().is_ok() {}
     agg.kill();
     let restarted = Instant::now();
+    let sim_before = cpu_seconds("self");
     agg.start();
     let all = wait_for(
         &mut progress_rx,
@@ -792,11 +832,18 @@ async fn bench() {
     .await;
     let resync = restarted.elapsed();
     let (rss, peak) = agg.memory();
+    let resync_cpu = (0.0, agg.cpu());
     println!(
         "full resync after SIGKILL + restart: {} of {agents} agents in {:.1} s{}",
         synced.load(Ordering::SeqCst),
         resync.as_secs_f64(),
         if all { "" } else { " (incomplete)" }
+    );
+    cpu_split(
+        "resync",
+        resync_cpu,
+        (sim_before, cpu_seconds("self")),
+        resync,
     );
     println!("aggregator memory after resync: RSS {rss:.0} MiB (peak {peak:.0} MiB)");
     agg.kill();

@@ -598,9 +598,9 @@ impl Hub {
             return;
         };
         for (scope, r) in readings.iter() {
-            for key in r.state.keys() {
+            for (key, actual) in r.state.readings() {
                 let verdict = peers.verdict(pool, scope, key);
-                let actual = r.state.get(key);
+                let actual = Some(actual);
                 if let Some(ev) =
                     peers::judge(name, pool, (scope, key), &verdict, actual, deviations, now)
                 {

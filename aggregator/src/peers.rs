@@ -18,6 +18,11 @@
 use std::borrow::Cow;
 use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+/// The tallies are looked up once per reading of every join and change:
+/// SipHash's DoS resistance costs a tenth of a join there, and foldhash is
+/// still seeded per process.
+type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
 use std::sync::Arc;
 
 use aicr::diff::Ignore;
@@ -214,7 +219,7 @@ pub type Deviations = BTreeMap<String, Deviation>;
 /// Value counts of one reading over a pool's members; the rest are absent.
 #[derive(Debug, Default)]
 struct Tally {
-    values: HashMap<String, u32>,
+    values: FastMap<String, u32>,
     /// The majority value last computed, to notice when it moves.
     majority: Option<String>,
 }
@@ -229,7 +234,7 @@ struct Pool {
     /// Nodes known to be in the pool, reported or not.
     known: usize,
     /// scope → key → tally.
-    tallies: HashMap<String, HashMap<String, Tally>>,
+    tallies: FastMap<String, FastMap<String, Tally>>,
     baseline: Option<Arc<Baseline>>,
 }
 
@@ -330,7 +335,7 @@ pub struct Rejudge {
 /// Whether a path is ignored, by scope and key: the glob set is asked once
 /// per distinct reading, not once per node and change.
 #[derive(Debug, Default)]
-struct IgnoreCache(RefCell<HashMap<String, HashMap<String, bool>>>);
+struct IgnoreCache(RefCell<FastMap<String, FastMap<String, bool>>>);
 
 impl IgnoreCache {
     fn ignored(&self, settings: &Settings, scope: &str, key: &str) -> bool {
@@ -416,11 +421,8 @@ impl Peers {
             ignored,
         } = self;
         let p = pools.get_mut(pool).expect("the pool exists");
-        for k in state.keys() {
-            if ignored.ignored(settings, scope, k) {
-                continue;
-            }
-            if let Some(v) = state.get(k) {
+        for (k, v) in state.readings() {
+            if !ignored.ignored(settings, scope, k) {
                 bump(p, scope, k, &value(v), delta);
             }
         }

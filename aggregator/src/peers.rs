@@ -17,7 +17,7 @@
 
 use std::borrow::Cow;
 use std::cell::RefCell;
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 /// The tallies are looked up once per reading of every join and change:
 /// SipHash's DoS resistance costs a tenth of a join there, and foldhash is
@@ -531,17 +531,21 @@ impl Peers {
         let Some(p) = self.pools.get(pool) else {
             return Vec::new();
         };
-        let lacks = |scope: &str, key: &str| {
+        // One set of the node's keys per scope: a sorted-map lookup per
+        // expected reading is most of a join's cost otherwise.
+        let have = |scope: &str| -> HashSet<&str, foldhash::fast::RandomState> {
             readings
                 .get(scope)
-                .is_none_or(|r| r.state.get(key).is_none())
+                .map(|r| r.state.keys().collect())
+                .unwrap_or_default()
         };
         let mut out = Vec::new();
         match &p.baseline {
             Some(b) => {
                 for (scope, keys) in &b.readings {
+                    let have = have(scope);
                     for k in keys.keys() {
-                        if lacks(scope, k) {
+                        if !have.contains(k.as_str()) {
                             out.push((scope.clone(), k.clone()));
                         }
                     }
@@ -549,8 +553,11 @@ impl Peers {
             }
             None => {
                 for (scope, keys) in &p.tallies {
+                    let have = have(scope);
                     for (k, t) in keys {
-                        if t.majority.as_deref().is_some_and(|v| v != ABSENT) && lacks(scope, k) {
+                        if t.majority.as_deref().is_some_and(|v| v != ABSENT)
+                            && !have.contains(k.as_str())
+                        {
                             out.push((scope.clone(), k.clone()));
                         }
                     }

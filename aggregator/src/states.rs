@@ -277,18 +277,22 @@ impl States {
                 }
             }
         };
+        // Both sides are sorted: one walk finds what differs.
         let mut set = BTreeMap::new();
+        let mut unset: Vec<String> = Vec::new();
+        let mut theirs = base.data.iter().peekable();
         for (k, v) in &st.data {
-            if base.data.get(k) != Some(v) {
-                set.insert(k.clone(), v.clone());
+            while let Some((gone, _)) = theirs.next_if(|(b, _)| *b < k) {
+                unset.push(gone.clone());
+            }
+            match theirs.next_if(|(b, _)| *b == k) {
+                Some((_, same)) if same == v => {}
+                _ => {
+                    set.insert(k.clone(), v.clone());
+                }
             }
         }
-        let unset: Vec<String> = base
-            .data
-            .keys()
-            .filter(|k| !st.data.contains_key(*k))
-            .cloned()
-            .collect();
+        unset.extend(theirs.map(|(k, _)| k.clone()));
         if set.len() + unset.len() > st.data.len() / 2 {
             let own = Arc::new(st);
             let mut bases = lock(&self.table.bases);

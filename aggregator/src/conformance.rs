@@ -82,6 +82,28 @@ pub struct Condition {
     pub message: String,
 }
 
+impl Condition {
+    /// A condition as a Node holds it. A status or reason this module
+    /// never writes reads as one nothing equals, so it gets rewritten.
+    pub fn read(status: &str, reason: &str, message: &str) -> Condition {
+        let known = |s: &str, of: &[&'static str]| of.iter().copied().find(|k| *k == s);
+        Condition {
+            status: known(status, &["True", "False", "Unknown"]).unwrap_or(""),
+            reason: known(
+                reason,
+                &[
+                    "Conformant",
+                    "ConstraintViolated",
+                    "PeerDeviation",
+                    "AgentStale",
+                ],
+            )
+            .unwrap_or(""),
+            message: message.to_string(),
+        }
+    }
+}
+
 /// `items` joined by "; " within [`MESSAGE_LIMIT`] bytes, the rest counted.
 fn listed(head: &str, items: &[String]) -> String {
     let mut out = head.to_string();
@@ -303,6 +325,20 @@ pub fn report_body(s: &Standing) -> Value {
         }));
     }
     json!({"summary": counts, "results": results})
+}
+
+/// Whether a stored report (its `summary` and `results`) says what `body`
+/// ([`report_body`]) says, whenever it was stamped.
+pub fn same_body(stored: &Value, body: &Value) -> bool {
+    let mut results = stored["results"].clone();
+    if let Some(rs) = results.as_array_mut() {
+        for r in rs {
+            if let Some(o) = r.as_object_mut() {
+                o.remove("timestamp");
+            }
+        }
+    }
+    stored["summary"] == body["summary"] && results == body["results"]
 }
 
 /// A whole report for node `node` (uid `uid`), stamped `now`; the Node
@@ -622,6 +658,37 @@ mod tests {
         assert_eq!(p["results"], r["results"]);
         assert_eq!(r["source"], "aicr");
         assert!(p.get("source").is_none());
+    }
+
+    #[test]
+    fn a_stored_report_or_condition_is_recognised_whatever_its_stamp() {
+        let s = Standing {
+            reported: true,
+            checks: vec![check("OS.release.VERSION_ID", Verdict::Fail, "error")],
+            ..Default::default()
+        };
+        let stored = report(
+            ReportKind::OpenReports,
+            "gpu-1",
+            "u-1",
+            &s,
+            SystemTime::now(),
+        );
+        assert!(same_body(&stored, &report_body(&s)));
+        let mut mended = s.clone();
+        mended.checks[0].verdict = Verdict::Pass;
+        assert!(!same_body(&stored, &report_body(&mended)));
+
+        let c = condition(&s);
+        assert_eq!(
+            Condition::read("False", "ConstraintViolated", &c.message),
+            c
+        );
+        assert_ne!(Condition::read("False", "SomeoneElses", &c.message), c);
+        assert_ne!(
+            Condition::read("Maybe", "ConstraintViolated", &c.message),
+            c
+        );
     }
 
     #[test]

@@ -12,6 +12,9 @@
 //!   Node conditions merge by `type`, so no other writer's condition is
 //!   touched. `lastTransitionTime` moves only when the status does; the
 //!   first write of a term reads it back from the Node.
+//! - A new leader reads what is there first (the Node's condition, each
+//!   report) and rewrites only what is no longer right, so a failover
+//!   costs reads, not a write per node.
 //! - Reports are written only for report kinds the API server serves
 //!   (discovered, re-checked every minute), owned by their Node so the
 //!   cluster deletes them with it; this task deletes them when the hub
@@ -256,9 +259,9 @@ impl Writer {
             }
         };
         let uid = n.metadata.uid.clone().unwrap_or_default();
-        // What a previous term (or replica) left: its transition time
-        // holds while the status does. Only the status is known, so the
-        // first write of a term always goes out.
+        // What a previous term (or replica) left: a new leader rewrites
+        // nothing that is still right, and the transition time holds
+        // while the status does.
         let previous = n
             .status
             .and_then(|s| s.conditions)
@@ -267,15 +270,11 @@ impl Writer {
             .find(|c| c.type_ == CONDITION)
             .map(|c| {
                 (
-                    Condition {
-                        status: match c.status.as_str() {
-                            "True" => "True",
-                            "False" => "False",
-                            _ => "Unknown",
-                        },
-                        reason: "",
-                        message: String::new(),
-                    },
+                    Condition::read(
+                        &c.status,
+                        c.reason.as_deref().unwrap_or_default(),
+                        c.message.as_deref().unwrap_or_default(),
+                    ),
                     c.last_transition_time
                         .and_then(|t| serde_json::to_value(t).ok())
                         .and_then(|v| v.as_str().map(str::to_string))
@@ -343,15 +342,31 @@ impl Writer {
             return;
         }
         let body = conformance::report_body(s);
+        let name = conformance::report_name(node);
         for kind in self.served() {
-            let same = guard(&self.written)
+            let known = guard(&self.written)
                 .get(node)
-                .is_some_and(|w| w.reports.get(&kind) == Some(&body));
+                .and_then(|w| w.reports.get(&kind).map(|b| b == &body));
+            let same = match known {
+                Some(same) => same,
+                // First look this term: what a previous leader wrote may
+                // still be right.
+                None => match self.reports(kind).get_opt(&name).await {
+                    Ok(Some(stored)) => conformance::same_body(&stored.data, &body),
+                    Ok(None) => false,
+                    Err(e) => {
+                        self.failed(node, "node-reports", "report read", &e);
+                        continue;
+                    }
+                },
+            };
             if same {
+                if let Some(w) = guard(&self.written).get_mut(node) {
+                    w.reports.insert(kind, body.clone());
+                }
                 continue;
             }
             let report = conformance::report(kind, node, &uid, s, SystemTime::now());
-            let name = conformance::report_name(node);
             match self
                 .reports(kind)
                 .patch(&name, &apply(), &Patch::Apply(report))

@@ -458,24 +458,61 @@ async fn the_drift_taint_never_covers_more_nodes_than_its_cap() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn only_the_leader_writes_and_a_new_leader_keeps_the_transition_time() {
+async fn only_the_leader_writes_and_a_new_leader_rewrites_only_what_changed() {
     let api = FakeApiServer::start().await;
     api.insert(fixtures::node("gpu-1").build());
-    let (a, b) = leader_and_standby(&api).await;
-    let status_writes = || {
+    api.register_crd(
+        "openreports.io",
+        "v1alpha1",
+        "ClusterReport",
+        "clusterreports",
+        false,
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let recipe = recipe_file(
+        dir.path(),
+        &[
+            (VERSION, "== 24.04", "error"),
+            ("OS.release.ID", "== ubuntu", "warning"),
+        ],
+    );
+    let replica_on = |name: &str| {
+        let mut c = replica(name);
+        c.recipe = Some(recipe.clone());
+        c
+    };
+    let mut ca = replica_on("replica-a");
+    ca.kube = Some(api.client().await);
+    let a = start(ca).await;
+    eventually("replica a leads", || async {
+        http_get(a.http_addr, "/readyz").await.0 == 200
+    })
+    .await;
+    let mut cb = replica_on("replica-b");
+    cb.kube = Some(api.client().await);
+    let b = start(cb).await;
+    let writes = || {
         api.requests()
             .iter()
-            .filter(|r| r.is_write() && r.path.ends_with("/nodes/gpu-1/status"))
+            .filter(|r| {
+                r.is_write()
+                    && (r.path.ends_with("/nodes/gpu-1/status")
+                        || r.path.contains("/clusterreports/"))
+            })
             .count()
     };
     let mut agent = SimAgent::connect(channel(&url(&a)).await, "gpu-1", "")
         .await
         .unwrap();
-    agent.full(node_readings("24.04")).await.unwrap();
-    let first = condition_becomes(&api, Some(&mut agent), "gpu-1", "True").await;
+    agent.full(node_readings("22.04")).await.unwrap();
+    let first = condition_becomes(&api, Some(&mut agent), "gpu-1", "False").await;
+    eventually("the report written", || async {
+        api.get(CLUSTER_REPORTS, "", "aicr-gpu-1").is_some()
+    })
+    .await;
     // The standby has the same Node and the same writer; it stays quiet.
     tokio::time::sleep(Duration::from_millis(1100)).await;
-    assert_eq!(status_writes(), 1);
+    assert_eq!(writes(), 2, "one condition and one report");
     drop(agent);
 
     a.kill().await;
@@ -486,13 +523,34 @@ async fn only_the_leader_writes_and_a_new_leader_keeps_the_transition_time() {
     let mut agent = SimAgent::connect(channel(&url(&b)).await, "gpu-1", "")
         .await
         .unwrap();
-    agent.full(node_readings("24.04")).await.unwrap();
-    eventually("the new leader writes its condition", || async {
-        status_writes() == 2
+    agent.full(node_readings("22.04")).await.unwrap();
+    eventually("b judges gpu-1", || async {
+        nodes(&b)
+            .await
+            .iter()
+            .any(|n| n.node_name == "gpu-1" && n.open_violations == 1)
+    })
+    .await;
+    // What a stood-down leader wrote is still right: nothing is rewritten.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(writes(), 2);
+
+    // A second violation: the condition's message changes, its status and
+    // transition time do not.
+    agent
+        .update("OS", release("22.04").with("ID", "debian"))
+        .await
+        .unwrap();
+    eventually("the new leader rewrites the condition", || async {
+        conformant(&api, "gpu-1").is_some_and(|c| {
+            c["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("OS.release.ID"))
+        })
     })
     .await;
     let second = conformant(&api, "gpu-1").unwrap();
-    assert_eq!(second["status"], "True");
+    assert_eq!(second["status"], "False");
     assert_ne!(second["lastHeartbeatTime"], first["lastHeartbeatTime"]);
     assert_eq!(second["lastTransitionTime"], first["lastTransitionTime"]);
     b.shutdown().await;

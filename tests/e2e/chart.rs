@@ -414,7 +414,7 @@ fn check_aggregator(objects: &Objects, values: &Value) {
         ("policyReports", "wgpolicyk8s.io", "clusterpolicyreports"),
     ] {
         if on(&node_status["reports"][value]) {
-            for verb in ["create", "patch", "delete"] {
+            for verb in ["get", "create", "patch", "delete"] {
                 want.extend(triples(&[(group, plural, verb)]));
             }
         }

@@ -112,6 +112,26 @@ async fn gpu_1_judged(
     (agg, agent)
 }
 
+/// gpu-1, violating VERSION_ID, reports a second violation (ID): once the
+/// condition's message names it, the condition, still False.
+async fn second_violation(api: &FakeApiServer, agent: &mut SimAgent) -> Value {
+    agent
+        .update("OS", release("22.04").with("ID", "debian"))
+        .await
+        .unwrap();
+    eventually("the message names both violations", || async {
+        conformant(api, "gpu-1").is_some_and(|c| {
+            c["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("OS.release.ID (expected == ubuntu, actual debian)"))
+        })
+    })
+    .await;
+    let c = conformant(api, "gpu-1").unwrap();
+    assert_eq!(c["status"], "False");
+    c
+}
+
 /// gpu-1's report of kind `reports` once it counts `pass` and `fail`.
 async fn report_counts(api: &FakeApiServer, reports: &str, pass: u32, fail: u32) -> Value {
     eventually(
@@ -210,20 +230,7 @@ async fn the_condition_and_reports_follow_drift_and_leave_other_writers_alone() 
     // (which has whole seconds: wait past one so a new one would show).
     tokio::time::sleep(Duration::from_millis(1100)).await;
     agent.heartbeat().await;
-    agent
-        .update("OS", release("22.04").with("ID", "debian"))
-        .await
-        .unwrap();
-    eventually("the message names both violations", || async {
-        conformant(&api, "gpu-1").is_some_and(|c| {
-            c["message"]
-                .as_str()
-                .is_some_and(|m| m.contains("OS.release.ID (expected == ubuntu, actual debian)"))
-        })
-    })
-    .await;
-    let both = conformant(&api, "gpu-1").unwrap();
-    assert_eq!(both["status"], "False");
+    let both = second_violation(&api, &mut agent).await;
     assert_eq!(both["lastTransitionTime"], violated["lastTransitionTime"]);
 
     // Resolved: True, a new transition time, the results pass.
@@ -476,31 +483,8 @@ async fn only_the_leader_writes_and_a_new_leader_rewrites_only_what_changed() {
             ("OS.release.ID", "== ubuntu", "warning"),
         ],
     );
-    let replica_on = |name: &str| {
-        let mut c = replica(name);
-        c.recipe = Some(recipe.clone());
-        c
-    };
-    let mut ca = replica_on("replica-a");
-    ca.kube = Some(api.client().await);
-    let a = start(ca).await;
-    eventually("replica a leads", || async {
-        http_get(a.http_addr, "/readyz").await.0 == 200
-    })
-    .await;
-    let mut cb = replica_on("replica-b");
-    cb.kube = Some(api.client().await);
-    let b = start(cb).await;
-    let writes = || {
-        api.requests()
-            .iter()
-            .filter(|r| {
-                r.is_write()
-                    && (r.path.ends_with("/nodes/gpu-1/status")
-                        || r.path.contains("/clusterreports/"))
-            })
-            .count()
-    };
+    let (a, b) = leader_and_standby_judging(&api, Some(recipe)).await;
+    let writes = || status_and_report_writes(&api);
     let mut agent = SimAgent::connect(channel(&url(&a)).await, "gpu-1", "")
         .await
         .unwrap();
@@ -537,20 +521,7 @@ async fn only_the_leader_writes_and_a_new_leader_rewrites_only_what_changed() {
 
     // A second violation: the condition's message changes, its status and
     // transition time do not.
-    agent
-        .update("OS", release("22.04").with("ID", "debian"))
-        .await
-        .unwrap();
-    eventually("the new leader rewrites the condition", || async {
-        conformant(&api, "gpu-1").is_some_and(|c| {
-            c["message"]
-                .as_str()
-                .is_some_and(|m| m.contains("OS.release.ID"))
-        })
-    })
-    .await;
-    let second = conformant(&api, "gpu-1").unwrap();
-    assert_eq!(second["status"], "False");
+    let second = second_violation(&api, &mut agent).await;
     assert_ne!(second["lastHeartbeatTime"], first["lastHeartbeatTime"]);
     assert_eq!(second["lastTransitionTime"], first["lastTransitionTime"]);
     b.shutdown().await;

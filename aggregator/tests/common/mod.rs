@@ -147,8 +147,17 @@ pub fn replica(identity: &str) -> Config {
 /// Replica `replica-a`, leading, and replica `replica-b` beside it, both
 /// on `api`.
 pub async fn leader_and_standby(api: &aicr_test_support::FakeApiServer) -> (Running, Running) {
+    leader_and_standby_judging(api, None).await
+}
+
+/// [`leader_and_standby`], both with `recipe` active.
+pub async fn leader_and_standby_judging(
+    api: &aicr_test_support::FakeApiServer,
+    recipe: Option<PathBuf>,
+) -> (Running, Running) {
     let mut ca = replica("replica-a");
     ca.kube = Some(api.client().await);
+    ca.recipe = recipe.clone();
     let a = start(ca).await;
     eventually("replica a leads", || async {
         http_get(a.http_addr, "/readyz").await.0 == 200
@@ -156,6 +165,7 @@ pub async fn leader_and_standby(api: &aicr_test_support::FakeApiServer) -> (Runn
     .await;
     let mut cb = replica("replica-b");
     cb.kube = Some(api.client().await);
+    cb.recipe = recipe;
     (a, start(cb).await)
 }
 

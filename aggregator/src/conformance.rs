@@ -11,6 +11,7 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use k8s_openapi::api::core::v1::Taint;
 use serde_json::{Value, json};
 
 /// The condition type kept on every judged node.
@@ -509,24 +510,29 @@ pub fn plan_taints(
 
 /// `taints` (a Node's `spec.taints`) with the drift taint set to `value`
 /// or removed, every other taint as it was.
-pub fn retaint(taints: &[Value], value: Option<&str>) -> Vec<Value> {
-    let mut out: Vec<Value> = taints
+pub fn retaint(taints: &[Taint], value: Option<&str>) -> Vec<Taint> {
+    let mut out: Vec<Taint> = taints
         .iter()
-        .filter(|t| t["key"] != TAINT_KEY)
+        .filter(|t| t.key != TAINT_KEY)
         .cloned()
         .collect();
     if let Some(v) = value {
-        out.push(json!({"key": TAINT_KEY, "value": v, "effect": "NoSchedule"}));
+        out.push(Taint {
+            key: TAINT_KEY.into(),
+            value: Some(v.into()),
+            effect: "NoSchedule".into(),
+            time_added: None,
+        });
     }
     out
 }
 
 /// The drift taint's value on a Node's `spec.taints`, if it has one.
-pub fn drift_taint(taints: &[Value]) -> Option<String> {
+pub fn drift_taint(taints: &[Taint]) -> Option<String> {
     taints
         .iter()
-        .find(|t| t["key"] == TAINT_KEY)
-        .map(|t| t["value"].as_str().unwrap_or_default().to_string())
+        .find(|t| t.key == TAINT_KEY)
+        .map(|t| t.value.clone().unwrap_or_default())
 }
 
 #[cfg(test)]
@@ -817,7 +823,12 @@ mod tests {
 
     #[test]
     fn retainting_keeps_every_other_taint() {
-        let other = json!({"key": "nvidia.com/gpu", "value": "present", "effect": "NoSchedule"});
+        let other = Taint {
+            key: "nvidia.com/gpu".into(),
+            value: Some("present".into()),
+            effect: "NoSchedule".into(),
+            time_added: None,
+        };
         let t = retaint(std::slice::from_ref(&other), Some("OS.release.ID"));
         assert_eq!(t.len(), 2);
         assert_eq!(drift_taint(&t).as_deref(), Some("OS.release.ID"));

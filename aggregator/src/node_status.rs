@@ -220,11 +220,12 @@ impl Writer {
             .collect()
     }
 
-    /// Bring one node's condition and reports in line with its standing.
-    async fn sync(&self, node: String) {
-        match self.hub.standing(&node) {
-            Some(s) => self.sync_known(&node, &s).await,
-            None => self.forget(&node).await,
+    /// Bring one node's condition and reports in line with its standing
+    /// (`None`: the hub forgot the node).
+    async fn sync(&self, node: &str, standing: Option<&Standing>) {
+        match standing {
+            Some(s) => self.sync_known(node, s).await,
+            None => self.forget(node).await,
         }
     }
 
@@ -418,8 +419,7 @@ impl Taints {
             .items
             .iter()
             .filter_map(|n| {
-                let taints = serde_json::to_value(n.spec.as_ref()?.taints.as_ref()?).ok()?;
-                let value = conformance::drift_taint(taints.as_array()?)?;
+                let value = conformance::drift_taint(n.spec.as_ref()?.taints.as_ref()?)?;
                 Some((n.metadata.name.clone()?, value))
             })
             .collect();
@@ -482,12 +482,10 @@ async fn set_taint(nodes: &Api<Node>, node: &str, value: Option<&str>) -> Result
     let mut attempts = 0;
     loop {
         let n = nodes.get(node).await?;
-        let current: Vec<Value> = n
+        let current = n
             .spec
             .as_ref()
-            .and_then(|s| s.taints.as_ref())
-            .and_then(|t| serde_json::to_value(t).ok())
-            .and_then(|v| v.as_array().cloned())
+            .and_then(|s| s.taints.clone())
             .unwrap_or_default();
         let wanted = conformance::retaint(&current, value);
         if wanted == current {
@@ -583,14 +581,22 @@ pub fn spawn(
                 if batch.is_empty() {
                     continue;
                 }
+                // Each standing once: the taint and the writes read the same.
+                let standings: Vec<(String, Option<Standing>)> = batch
+                    .into_iter()
+                    .map(|name| {
+                        let s = writer.hub.standing(&name);
+                        (name, s)
+                    })
+                    .collect();
                 if let Some(t) = &mut taints {
-                    for name in &batch {
-                        t.note(name, writer.hub.standing(name).as_ref());
+                    for (name, s) in &standings {
+                        t.note(name, s.as_ref());
                     }
                 }
                 if writer.settings.condition || !writer.settings.reports.is_empty() {
-                    futures::stream::iter(batch)
-                        .for_each_concurrent(CONCURRENCY, |name| writer.sync(name))
+                    futures::stream::iter(&standings)
+                        .for_each_concurrent(CONCURRENCY, |(name, s)| writer.sync(name, s.as_ref()))
                         .await;
                 }
                 if let Some(t) = &mut taints {

@@ -20,7 +20,6 @@ use aicr::error::{Error, ErrorKind, Result};
 use k8s_openapi::api::core::v1::ConfigMap;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
-use ring::digest::{SHA256, digest};
 use tokio::sync::mpsc::{UnboundedReceiver, unbounded_channel};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -42,9 +41,7 @@ pub type Change = (String, Option<Baseline>);
 
 /// The ConfigMap of `pool`: `{prefix}-baseline-{16 hex digits}`.
 pub fn config_map_name(prefix: &str, pool: &str) -> String {
-    let d = digest(&SHA256, pool.as_bytes());
-    let hex: String = d.as_ref()[..8].iter().map(|b| format!("{b:02x}")).collect();
-    format!("{prefix}-baseline-{hex}")
+    format!("{prefix}-baseline-{}", crate::name_digest(pool))
 }
 
 fn config_map(prefix: &str, pool: &str, json: String) -> ConfigMap {

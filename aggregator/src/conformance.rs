@@ -8,7 +8,6 @@
 //! the standing.
 
 use std::collections::BTreeMap;
-use std::fmt::Write as _;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use k8s_openapi::api::core::v1::Taint;
@@ -239,16 +238,11 @@ pub fn report_name(node: &str) -> String {
     if name.len() <= 253 {
         return name;
     }
-    let digest = ring::digest::digest(&ring::digest::SHA256, node.as_bytes());
-    let hex: String = digest.as_ref()[..8].iter().fold(String::new(), |mut s, b| {
-        let _ = write!(s, "{b:02x}");
-        s
-    });
     let mut head = name[..200].to_string();
     while head.ends_with(['.', '-']) {
         head.pop();
     }
-    format!("{head}-{hex}")
+    format!("{head}-{}", crate::name_digest(node))
 }
 
 /// Report severities are a fixed set; recipes say `error` or `warning`.

@@ -30,3 +30,10 @@ pub mod states;
 pub mod store;
 
 pub use server::{Config, Running, TlsFiles, start};
+
+/// 16 hex digits of `text`'s SHA-256: a short, stable stand-in in an
+/// object name for text that is too long for one or not valid in one.
+pub(crate) fn name_digest(text: &str) -> String {
+    let d = ring::digest::digest(&ring::digest::SHA256, text.as_bytes());
+    d.as_ref()[..8].iter().map(|b| format!("{b:02x}")).collect()
+}

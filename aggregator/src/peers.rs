@@ -23,6 +23,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 /// SipHash's DoS resistance costs a tenth of a join there, and foldhash is
 /// still seeded per process.
 type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
+type FastSet<T> = HashSet<T, foldhash::fast::RandomState>;
 use std::sync::Arc;
 
 use aicr::diff::Ignore;
@@ -533,7 +534,7 @@ impl Peers {
         };
         // One set of the node's keys per scope: a sorted-map lookup per
         // expected reading is most of a join's cost otherwise.
-        let have = |scope: &str| -> HashSet<&str, foldhash::fast::RandomState> {
+        let have = |scope: &str| -> FastSet<&str> {
             readings
                 .get(scope)
                 .map(|r| r.state.keys().collect())

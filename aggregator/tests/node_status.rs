@@ -44,6 +44,18 @@ fn release(version: &str) -> Subtype {
         .with("PRETTY_NAME", format!("Ubuntu {version} LTS"))
 }
 
+/// Serve a report kind's CRD; whether its names match the published CRD
+/// is for the schema judge at the end of the tests that write it.
+fn install(api: &FakeApiServer, kind: ReportKind) {
+    api.register_crd(
+        kind.group(),
+        kind.version(),
+        kind.kind(),
+        kind.plural(),
+        false,
+    );
+}
+
 fn conditions(api: &FakeApiServer, node: &str) -> Vec<Value> {
     api.get("nodes", "", node)
         .and_then(|n| n["status"]["conditions"].as_array().cloned())
@@ -169,20 +181,8 @@ async fn the_condition_and_reports_follow_drift_and_leave_other_writers_alone() 
         json!({"conditions": [kubelet_ready()]}),
     );
     let uid = api.get("nodes", "", "gpu-1").unwrap()["metadata"]["uid"].clone();
-    api.register_crd(
-        "openreports.io",
-        "v1alpha1",
-        "ClusterReport",
-        "clusterreports",
-        false,
-    );
-    api.register_crd(
-        "wgpolicyk8s.io",
-        "v1alpha2",
-        "ClusterPolicyReport",
-        "clusterpolicyreports",
-        false,
-    );
+    install(&api, ReportKind::OpenReports);
+    install(&api, ReportKind::PolicyReports);
     let dir = tempfile::tempdir().unwrap();
     let (agg, mut agent) = gpu_1_judged(
         &api,
@@ -468,13 +468,7 @@ async fn the_drift_taint_never_covers_more_nodes_than_its_cap() {
 async fn only_the_leader_writes_and_a_new_leader_rewrites_only_what_changed() {
     let api = FakeApiServer::start().await;
     api.insert(fixtures::node("gpu-1").build());
-    api.register_crd(
-        "openreports.io",
-        "v1alpha1",
-        "ClusterReport",
-        "clusterreports",
-        false,
-    );
+    install(&api, ReportKind::OpenReports);
     let dir = tempfile::tempdir().unwrap();
     let recipe = recipe_file(
         dir.path(),

@@ -10,6 +10,7 @@
 use std::collections::BTreeMap;
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use aicr::constraint::Outcome;
 use k8s_openapi::api::core::v1::Taint;
 use serde_json::{Value, json};
 
@@ -25,23 +26,21 @@ const SOURCE: &str = "aicr";
 /// this the rest is counted, not listed.
 const MESSAGE_LIMIT: usize = 1024;
 
-/// How one constraint of the active recipe came out on a node.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Verdict {
-    Pass,
-    Fail,
-    /// The reading could not be judged (missing, unparsable); counts as a
-    /// violation, as it does for drift events.
-    Error(String),
-}
-
+/// How one constraint of the active recipe came out on a node. An
+/// outcome that could not be judged (`Outcome::Error`: a reading missing
+/// or unparsable) counts as a violation, as it does for drift events.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Check {
     pub constraint: String,
     pub expected: String,
-    pub actual: String,
     pub severity: String,
-    pub verdict: Verdict,
+    pub outcome: Outcome,
+}
+
+impl Check {
+    fn actual(&self) -> &str {
+        self.outcome.actual().unwrap_or_default()
+    }
 }
 
 /// An open peer deviation, as the report and condition name it.
@@ -70,7 +69,7 @@ pub struct Standing {
 
 impl Standing {
     fn failing(&self) -> impl Iterator<Item = &Check> {
-        self.checks.iter().filter(|c| c.verdict != Verdict::Pass)
+        self.checks.iter().filter(|c| !c.outcome.passed())
     }
 }
 
@@ -121,11 +120,13 @@ fn listed(head: &str, items: &[String]) -> String {
 }
 
 fn violation_text(c: &Check) -> String {
-    match &c.verdict {
-        Verdict::Error(why) => format!("{} ({why})", c.constraint),
+    match &c.outcome {
+        Outcome::Error { error, .. } => format!("{} ({error})", c.constraint),
         _ => format!(
             "{} (expected {}, actual {})",
-            c.constraint, c.expected, c.actual
+            c.constraint,
+            c.expected,
+            c.actual()
         ),
     }
 }
@@ -268,19 +269,16 @@ pub fn report_body(s: &Standing) -> Value {
     ]);
     let mut results = Vec::new();
     for c in &s.checks {
-        let (result, message) = match &c.verdict {
-            Verdict::Pass => (
+        let (result, message) = match &c.outcome {
+            Outcome::Passed { actual } => (
                 "pass",
-                format!("{} is {} ({})", c.constraint, c.actual, c.expected),
+                format!("{} is {actual} ({})", c.constraint, c.expected),
             ),
-            Verdict::Fail => (
+            Outcome::Failed { actual } => (
                 "fail",
-                format!(
-                    "{}: expected {}, actual {}",
-                    c.constraint, c.expected, c.actual
-                ),
+                format!("{}: expected {}, actual {actual}", c.constraint, c.expected),
             ),
-            Verdict::Error(why) => ("error", format!("{}: {why}", c.constraint)),
+            Outcome::Error { error, .. } => ("error", format!("{}: {error}", c.constraint)),
         };
         *counts.entry(result).or_default() += 1;
         results.push(json!({
@@ -292,7 +290,7 @@ pub fn report_body(s: &Standing) -> Value {
             "severity": report_severity(&c.severity),
             "scored": true,
             "message": message,
-            "properties": {"expected": c.expected, "actual": c.actual},
+            "properties": {"expected": c.expected, "actual": c.actual()},
         }));
     }
     for d in &s.deviations {
@@ -538,13 +536,31 @@ mod tests {
         m.keys().map(String::as_str).collect()
     }
 
-    fn check(name: &str, verdict: Verdict, severity: &str) -> Check {
+    fn check(name: &str, outcome: Outcome, severity: &str) -> Check {
         Check {
             constraint: name.into(),
             expected: ">= 570".into(),
-            actual: "550".into(),
             severity: severity.into(),
-            verdict,
+            outcome,
+        }
+    }
+
+    fn pass() -> Outcome {
+        Outcome::Passed {
+            actual: "550".into(),
+        }
+    }
+
+    fn fail() -> Outcome {
+        Outcome::Failed {
+            actual: "550".into(),
+        }
+    }
+
+    fn error(why: &str) -> Outcome {
+        Outcome::Error {
+            actual: None,
+            error: aicr::constraint::EvalError::NotFound(why.into()),
         }
     }
 
@@ -564,7 +580,7 @@ mod tests {
     fn the_condition_follows_stale_then_violations_then_deviations() {
         let mut s = Standing {
             reported: true,
-            checks: vec![check("GPU.smi.driver", Verdict::Pass, "error")],
+            checks: vec![check("GPU.smi.driver", pass(), "error")],
             ..Default::default()
         };
         let c = condition(&s);
@@ -577,8 +593,7 @@ mod tests {
         assert!(c.message.contains("swappiness"), "{}", c.message);
         assert!(c.message.contains("2 of 3 nodes"), "{}", c.message);
 
-        s.checks
-            .push(check("OS.release.VERSION_ID", Verdict::Fail, ""));
+        s.checks.push(check("OS.release.VERSION_ID", fail(), ""));
         let c = condition(&s);
         assert_eq!((c.status, c.reason), ("False", "ConstraintViolated"));
         assert!(
@@ -599,7 +614,7 @@ mod tests {
         let s = Standing {
             reported: true,
             checks: (0..200)
-                .map(|i| check(&format!("OS.sysctl.key{i:03}"), Verdict::Fail, ""))
+                .map(|i| check(&format!("OS.sysctl.key{i:03}"), fail(), ""))
                 .collect(),
             ..Default::default()
         };
@@ -620,13 +635,9 @@ mod tests {
         let s = Standing {
             reported: true,
             checks: vec![
-                check("GPU.smi.driver", Verdict::Pass, "error"),
-                check("OS.release.VERSION_ID", Verdict::Fail, "warning"),
-                check(
-                    "OS.kmod.nvidia",
-                    Verdict::Error("reading not found".into()),
-                    "",
-                ),
+                check("GPU.smi.driver", pass(), "error"),
+                check("OS.release.VERSION_ID", fail(), "warning"),
+                check("OS.kmod.nvidia", error("reading not found"), ""),
             ],
             deviations: vec![deviating()],
             ..Default::default()
@@ -664,7 +675,7 @@ mod tests {
     fn a_stored_report_or_condition_is_recognised_whatever_its_stamp() {
         let s = Standing {
             reported: true,
-            checks: vec![check("OS.release.VERSION_ID", Verdict::Fail, "error")],
+            checks: vec![check("OS.release.VERSION_ID", fail(), "error")],
             ..Default::default()
         };
         let stored = report(
@@ -676,7 +687,7 @@ mod tests {
         );
         assert!(same_body(&stored, &report_body(&s)));
         let mut mended = s.clone();
-        mended.checks[0].verdict = Verdict::Pass;
+        mended.checks[0].outcome = pass();
         assert!(!same_body(&stored, &report_body(&mended)));
 
         let c = condition(&s);
@@ -722,9 +733,9 @@ mod tests {
         let s = Standing {
             reported: true,
             checks: vec![
-                check("B.x.y", Verdict::Fail, "warning"),
-                check("C.x.y", Verdict::Error("gone".into()), "error"),
-                check("A.x.y", Verdict::Pass, "error"),
+                check("B.x.y", fail(), "warning"),
+                check("C.x.y", error("gone"), "error"),
+                check("A.x.y", pass(), "error"),
             ],
             deviations: vec![deviating()],
             ..Default::default()

@@ -27,7 +27,7 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use crate::baseline_mirror;
-use crate::conformance::{Check, Deviating, Standing, Verdict};
+use crate::conformance::{Check, Deviating, Standing};
 use crate::evaluator::{self, Open, OpenSet, Rules, is_cluster_scope};
 use crate::metrics::Metrics;
 use crate::node_status::Dirty;
@@ -1171,13 +1171,8 @@ impl Hub {
                 s.checks.push(Check {
                     constraint: rule.name.clone(),
                     expected: rule.expected.clone(),
-                    actual: outcome.actual().unwrap_or_default().to_string(),
                     severity: rule.severity.clone(),
-                    verdict: match &outcome {
-                        Outcome::Passed { .. } => Verdict::Pass,
-                        Outcome::Failed { .. } => Verdict::Fail,
-                        Outcome::Error { error, .. } => Verdict::Error(error.to_string()),
-                    },
+                    outcome,
                 });
             }
             s.checks.sort_by(|a, b| a.constraint.cmp(&b.constraint));

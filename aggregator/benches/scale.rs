@@ -26,7 +26,8 @@
 //! a violation, opening and resolving a deviation), `AICR_BENCH_CHANGE_RATE`
 //! (changes per second, 1000), `AICR_BENCH_HEARTBEAT` (seconds, 10),
 //! `AICR_BENCH_PART_BYTES` (the agents' part size, as the aggregator asks;
-//! 0 sends every message whole).
+//! 0 sends every message whole), `AICR_BENCH_NODE_LABELS` (labels on each
+//! Node beside the pool's two, as feature discovery leaves them, 100).
 //!
 //! `cargo bench -p aicr-aggregator --bench scale`
 
@@ -197,6 +198,28 @@ impl Aggregator {
             tokio::time::sleep(Duration::from_millis(25)).await;
         }
         panic!("the aggregator did not become ready");
+    }
+
+    async fn wait_for_nodes(&self, n: usize) {
+        let url = format!("http://{}/metrics", self.http);
+        let want = format!("aicr_node_objects {n}\n");
+        for _ in 0..1200 {
+            let u = url.clone();
+            let text = tokio::task::spawn_blocking(move || {
+                ureq::get(&u)
+                    .call()
+                    .ok()
+                    .and_then(|mut r| r.body_mut().read_to_string().ok())
+                    .unwrap_or_default()
+            })
+            .await
+            .unwrap();
+            if text.contains(&want) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("the aggregator's Node watch did not list {n} Nodes");
     }
 }
 
@@ -521,19 +544,57 @@ fn main() {
 }
 
 /// A fake API server holding one Node per agent, labelled into pools.
-async fn cluster(agents: usize, pools: usize) -> FakeApiServer {
+async fn cluster(agents: usize, pools: usize, labels: usize) -> FakeApiServer {
     let api = FakeApiServer::start().await;
     api.set_server_version("v1.33.5");
     for i in 0..agents {
         let p = i % pools;
-        api.insert(
-            fixtures::node(&node_name(i))
-                .label(POOL_LABELS[0], &format!("p{p}.48xlarge"))
-                .label(POOL_LABELS[1], "NVIDIA-H100-80GB-HBM3")
-                .build(),
-        );
+        let mut node = fixtures::node(&node_name(i))
+            .label(POOL_LABELS[0], &format!("p{p}.48xlarge"))
+            .label(POOL_LABELS[1], "NVIDIA-H100-80GB-HBM3");
+        for (k, v) in discovered_labels(i, labels) {
+            node = node.label(&k, &v);
+        }
+        api.insert(node.build());
     }
     api
+}
+
+/// Labels the way node-feature-discovery and GPU feature discovery leave
+/// them on a GPU node: mostly the same across a pool (CPU flags, kernel,
+/// OS, driver and CUDA versions), a few unique to each node (host name,
+/// discovery time stamp, zone).
+fn discovered_labels(i: usize, n: usize) -> Vec<(String, String)> {
+    let unique = [
+        ("kubernetes.io/hostname".to_string(), node_name(i)),
+        (
+            "nvidia.com/gfd.timestamp".to_string(),
+            (1_700_000_000 + i).to_string(),
+        ),
+        (
+            "topology.kubernetes.io/zone".to_string(),
+            format!("us-east-1{}", ["a", "b", "c"][i % 3]),
+        ),
+    ];
+    let shared = (0..).map(|k| match k % 4 {
+        0 => (
+            format!("feature.node.kubernetes.io/cpu-cpuid.FLAG{k}"),
+            "true".to_string(),
+        ),
+        1 => (
+            format!("feature.node.kubernetes.io/kernel-config.OPT{k}"),
+            "true".to_string(),
+        ),
+        2 => (
+            format!("nvidia.com/gpu.attribute{k}"),
+            "535.129.03".to_string(),
+        ),
+        _ => (
+            format!("feature.node.kubernetes.io/pci-10de.sriov{k}"),
+            "false".to_string(),
+        ),
+    });
+    unique.into_iter().chain(shared).take(n).collect()
 }
 
 fn source(i: usize) -> IpAddr {
@@ -549,13 +610,15 @@ async fn bench() {
     let rate: f64 = env("AICR_BENCH_CHANGE_RATE", 1000.0);
     let heartbeat = Duration::from_secs(env("AICR_BENCH_HEARTBEAT", 10));
     let part_bytes: u32 = env("AICR_BENCH_PART_BYTES", aicr::parts::PART_BYTES);
+    let labels: usize = env("AICR_BENCH_NODE_LABELS", 100);
     let dir = tempfile::tempdir().unwrap();
-    let api = cluster(agents, pools).await;
+    let api = cluster(agents, pools, labels).await;
     let mut agg = Aggregator::new(dir.path(), api.kubeconfig_path());
     agg.start();
     agg.wait_ready().await;
-    // Let the Node watch list every Node before agents arrive.
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    // The Node watch lists every Node before agents arrive, so the idle
+    // figure holds the Node mirror and the rest is the agents' own.
+    agg.wait_for_nodes(agents).await;
     let url = format!("http://{}", agg.grpc);
     println!(
         "scale: {agents} agents in {pools} pools of {} nodes ({} deviating), {connections} TCP connections ({per_conn} agent(s) each) from {} loopback addresses, heartbeat every {}s, messages over {part_bytes} bytes in parts",

@@ -10,17 +10,17 @@
 //! the readings need, which also makes status-only churn invisible. This
 //! module must not judge anything; it hands readings to the hub.
 
-use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::collections::{BTreeMap, HashSet};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use aicr::kubernetes::measure::{
-    cluster_policy_resources, flatten_policy, images_subtype, node_subtype, topology,
+    TopologyNode, cluster_policy_resources, flatten_policy, images_subtype, node_subtype, topology,
 };
 use aicr::model::snapshot::Subtype;
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{
-    Container, EphemeralContainer, Node, NodeSpec, NodeStatus, Pod, PodSpec,
+    Container, EphemeralContainer, Node, NodeSpec, NodeStatus, Pod, PodSpec, Taint,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::Resource;
@@ -115,22 +115,87 @@ impl<T: PartialEq> Mirror<T> {
     }
 }
 
-fn strip_node(n: Node) -> Node {
-    Node {
-        metadata: ObjectMeta {
-            name: n.metadata.name,
-            labels: n.metadata.labels,
-            ..Default::default()
-        },
-        spec: n.spec.map(|s| NodeSpec {
-            taints: s.taints,
-            provider_id: s.provider_id,
-            ..Default::default()
-        }),
-        status: n.status.map(|s| NodeStatus {
-            node_info: s.node_info,
-            ..Default::default()
-        }),
+/// A Node as the readings need it. GPU nodes carry a hundred or more
+/// labels from feature discovery, nearly all the same across a pool, so
+/// each label string is held once for every Node that carries it (see
+/// [`Strings`]) and the rest of the object is stripped as for the others.
+#[derive(Debug, PartialEq)]
+struct KeptNode {
+    /// The Node without its labels.
+    node: Node,
+    /// Sorted by key, as the API's map hands them over.
+    labels: Box<[(Arc<str>, Arc<str>)]>,
+}
+
+impl KeptNode {
+    fn label(&self, key: &str) -> Option<&str> {
+        self.labels
+            .binary_search_by(|(k, _)| k.as_ref().cmp(key))
+            .ok()
+            .map(|i| self.labels[i].1.as_ref())
+    }
+}
+
+impl TopologyNode for KeptNode {
+    fn node_name(&self) -> &str {
+        self.node.node_name()
+    }
+
+    fn node_taints(&self) -> &[Taint] {
+        self.node.node_taints()
+    }
+
+    fn node_labels(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.labels.iter().map(|(k, v)| (k.as_ref(), v.as_ref()))
+    }
+}
+
+/// Label keys and values, one copy each. A string no Node holds any more
+/// is dropped at the next [`Strings::sweep`], so values that change all the
+/// time (discovery time stamps) do not pile up.
+#[derive(Default)]
+struct Strings(Mutex<HashSet<Arc<str>>>);
+
+impl Strings {
+    fn get(&self, s: String) -> Arc<str> {
+        let mut set = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(held) = set.get(s.as_str()) {
+            return held.clone();
+        }
+        let held: Arc<str> = s.into();
+        set.insert(held.clone());
+        held
+    }
+
+    fn sweep(&self) {
+        let mut set = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        set.retain(|s| Arc::strong_count(s) > 1);
+    }
+
+    fn keep(&self, n: Node) -> KeptNode {
+        let labels = n
+            .metadata
+            .labels
+            .into_iter()
+            .flatten()
+            .map(|(k, v)| (self.get(k), self.get(v)))
+            .collect();
+        let node = Node {
+            metadata: ObjectMeta {
+                name: n.metadata.name,
+                ..Default::default()
+            },
+            spec: n.spec.map(|s| NodeSpec {
+                taints: s.taints,
+                provider_id: s.provider_id,
+                ..Default::default()
+            }),
+            status: n.status.map(|s| NodeStatus {
+                node_info: s.node_info,
+                ..Default::default()
+            }),
+        };
+        KeptNode { node, labels }
     }
 }
 
@@ -251,11 +316,12 @@ async fn follow<K, T>(
 }
 
 async fn nodes(client: kube::Client, hub: Arc<Hub>, cancel: CancellationToken) {
-    let object = |k: &str, n: &Node| NodeObject {
-        subtype: node_subtype(k, n),
-        pool: hub.pool_of(n.metadata.labels.as_ref().unwrap_or(&BTreeMap::new())),
+    let strings = Strings::default();
+    let object = |k: &str, n: &KeptNode| NodeObject {
+        subtype: node_subtype(k, &n.node),
+        pool: hub.pool_of(|key| n.label(key)),
     };
-    let on_step = |m: &Mirror<Node>, step: &Step| match step {
+    let on_step = |m: &Mirror<KeptNode>, step: &Step| match step {
         Step::Nothing => {}
         Step::Synced => hub.node_objects_synced(
             m.current
@@ -266,9 +332,9 @@ async fn nodes(client: kube::Client, hub: Arc<Hub>, cancel: CancellationToken) {
         Step::Upsert(k) => hub.node_object(k, m.current.get(k).map(|n| object(k, n))),
         Step::Removed(k) => hub.node_object(k, None),
     };
-    let flush = |m: &Mirror<Node>| {
-        let all: Vec<Node> = m.current.values().cloned().collect();
-        let t = topology(&all, 0);
+    let flush = |m: &Mirror<KeptNode>| {
+        strings.sweep();
+        let t = topology(m.current.values(), 0);
         hub.cluster_update(
             t.subtypes
                 .into_iter()
@@ -279,7 +345,7 @@ async fn nodes(client: kube::Client, hub: Arc<Hub>, cancel: CancellationToken) {
     follow(
         Api::<Node>::all(client),
         "node",
-        strip_node,
+        |n| strings.keep(n),
         cancel,
         on_step,
         flush,
@@ -289,8 +355,10 @@ async fn nodes(client: kube::Client, hub: Arc<Hub>, cancel: CancellationToken) {
 
 async fn pods(client: kube::Client, hub: Arc<Hub>, cancel: CancellationToken) {
     let flush = |m: &Mirror<Pod>| {
-        let all: Vec<Pod> = m.current.values().cloned().collect();
-        hub.cluster_update(vec![("K8s.image".into(), images_subtype(&all))]);
+        hub.cluster_update(vec![(
+            "K8s.image".into(),
+            images_subtype(m.current.values()),
+        )]);
     };
     follow(
         Api::<Pod>::all(client),
@@ -358,7 +426,9 @@ mod tests {
 
     #[test]
     fn mirror_publishes_only_complete_lists() {
-        let mut m: Mirror<Node> = Mirror::default();
+        let strings = Strings::default();
+        let strip_node = |n| strings.keep(n);
+        let mut m: Mirror<KeptNode> = Mirror::default();
         assert_eq!(m.step(Event::Init, strip_node), Step::Nothing);
         assert_eq!(
             m.step(Event::InitApply(node("a", "gpu")), strip_node),
@@ -380,7 +450,9 @@ mod tests {
 
     #[test]
     fn status_churn_is_invisible_after_stripping() {
-        let mut m: Mirror<Node> = Mirror::default();
+        let strings = Strings::default();
+        let strip_node = |n| strings.keep(n);
+        let mut m: Mirror<KeptNode> = Mirror::default();
         m.step(Event::Init, strip_node);
         m.step(Event::InitApply(node("a", "gpu")), strip_node);
         m.step(Event::InitDone, strip_node);
@@ -395,5 +467,44 @@ mod tests {
             m.step(Event::Delete(node("a", "cpu")), strip_node),
             Step::Removed("a".into())
         );
+    }
+
+    #[test]
+    fn label_strings_are_held_once_and_dropped_with_the_last_node() {
+        let strings = Strings::default();
+        let a = strings.keep(node("a", "gpu"));
+        let b = strings.keep(node("b", "gpu"));
+        assert!(Arc::ptr_eq(&a.labels[0].1, &b.labels[0].1));
+        assert_eq!((a.label("pool"), a.label("zone")), (Some("gpu"), None));
+        let held = |s: &Strings| s.0.lock().unwrap().len();
+        drop(a);
+        strings.sweep();
+        assert_eq!(held(&strings), 2, "b still holds pool=gpu");
+        drop(b);
+        strings.sweep();
+        assert_eq!(held(&strings), 0);
+    }
+
+    #[test]
+    fn kept_nodes_give_the_topology_of_the_api_nodes() {
+        let mut gpu = node("gpu-1", "gpu");
+        gpu.metadata
+            .labels
+            .as_mut()
+            .unwrap()
+            .insert("zone".into(), "a".into());
+        gpu.spec = Some(NodeSpec {
+            taints: Some(vec![Taint {
+                key: "nvidia.com/gpu".into(),
+                effect: "NoSchedule".into(),
+                value: Some("present".into()),
+                ..Default::default()
+            }]),
+            ..Default::default()
+        });
+        let nodes = vec![gpu, node("gpu-2", "gpu"), node("cpu-1", "cpu")];
+        let strings = Strings::default();
+        let kept: Vec<KeptNode> = nodes.iter().cloned().map(|n| strings.keep(n)).collect();
+        assert_eq!(topology(&kept, 0), topology(&nodes, 0));
     }
 }

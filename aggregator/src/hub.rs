@@ -244,11 +244,11 @@ impl Hub {
 
     /// The pool a node with these labels belongs to: the values of the
     /// pool labels it has, joined by `/`; without any, the default pool.
-    pub fn pool_of(&self, labels: &BTreeMap<String, String>) -> String {
+    pub fn pool_of<'a>(&self, label: impl Fn(&str) -> Option<&'a str>) -> String {
         let parts: Vec<&str> = self
             .pool_labels
             .iter()
-            .filter_map(|l| labels.get(l).map(String::as_str))
+            .filter_map(|l| label(l))
             .filter(|v| !v.is_empty())
             .collect();
         if parts.is_empty() {
@@ -1021,6 +1021,7 @@ impl Hub {
             changed.extend(o.by_name.keys().filter(|k| !all.contains_key(*k)).cloned());
             o.by_name = all;
             o.synced = true;
+            self.metrics.node_objects.set(o.by_name.len() as i64);
             if first {
                 // Known nodes without a Node object changed too: to absent.
                 changed.extend(read(&self.nodes).keys().cloned());
@@ -1051,6 +1052,7 @@ impl Hub {
             if !o.synced {
                 return;
             }
+            self.metrics.node_objects.set(o.by_name.len() as i64);
         }
         self.rejudge_node_object(name);
         self.forget_if_deleted(name);

@@ -117,6 +117,8 @@ pub struct Metrics {
     /// Distinct `{Type}.{Subtype}` states held; each is shared by every
     /// node reporting it, so far fewer than nodes times subtypes.
     pub subtype_states: Gauge,
+    /// Nodes the Node watch holds (0 until its first list completes).
+    pub node_objects: Gauge,
     pub ingested: Family<KindLabel, Counter>,
     /// Time to decode and apply one agent message, by kind.
     pub ingest_seconds: Family<KindLabel, Histogram, fn() -> Histogram>,
@@ -158,6 +160,7 @@ impl Metrics {
             stale: Family::default(),
             agents_connected: Gauge::default(),
             subtype_states: Gauge::default(),
+            node_objects: Gauge::default(),
             ingested: Family::default(),
             ingest_seconds: Family::new_with_constructor(latency_buckets),
             agent_reconnects: Counter::default(),
@@ -198,6 +201,11 @@ impl Metrics {
             "subtype_states",
             "Distinct node states held, each shared by every node that reports it",
             m.subtype_states.clone(),
+        );
+        registry.register(
+            "node_objects",
+            "Nodes the Node watch holds, once its first list is complete",
+            m.node_objects.clone(),
         );
         registry.register(
             "updates_ingested",

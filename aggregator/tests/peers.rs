@@ -112,6 +112,7 @@ async fn nodes_are_judged_against_the_pool_their_labels_name() {
     assert_eq!(series.len(), 1, "{metrics}");
     // Six nodes, six subtypes each, two sysctl variants: seven states.
     assert!(metrics.contains("aicr_subtype_states 7\n"), "{metrics}");
+    assert!(metrics.contains("aicr_node_objects 6\n"), "{metrics}");
     assert!(
         series[0].contains(r#"node="p5-2""#) && series[0].contains(&format!(r#"pool="{P5}""#)),
         "{metrics}"

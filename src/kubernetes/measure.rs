@@ -6,7 +6,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use k8s_openapi::api::core::v1::{Node, Pod};
+use k8s_openapi::api::core::v1::{Node, Pod, Taint};
 use kube::api::{Api, ApiResource, DynamicObject, ListParams};
 use kube::discovery::Discovery;
 use serde_json::Value;
@@ -31,7 +31,7 @@ pub(crate) fn image_name_tag(image: &str) -> Option<(String, String)> {
 
 /// The `image` subtype: every container image of every pod, name → tag,
 /// later occurrences winning.
-pub fn images_subtype(pods: &[Pod]) -> Subtype {
+pub fn images_subtype<'a>(pods: impl IntoIterator<Item = &'a Pod>) -> Subtype {
     let mut st = Subtype::new("image");
     for pod in pods {
         let Some(spec) = &pod.spec else { continue };
@@ -161,8 +161,8 @@ pub fn node_subtype(name: &str, node: &Node) -> Subtype {
     st
 }
 
-fn node_list(names: &BTreeSet<String>, max: usize) -> String {
-    let names: Vec<&str> = names.iter().map(String::as_str).collect();
+fn node_list(names: &BTreeSet<&str>, max: usize) -> String {
+    let names: Vec<&str> = names.iter().copied().collect();
     if max > 0 && names.len() > max {
         format!("{} (+{} more)", names[..max].join(","), names.len() - max)
     } else {
@@ -170,30 +170,67 @@ fn node_list(names: &BTreeSet<String>, max: usize) -> String {
     }
 }
 
+/// What the NodeTopology measurement reads of a Node. `aicr snapshot`
+/// passes the API's `Node`s; the aggregator keeps its Nodes in a leaner
+/// form (a GPU node carries a hundred or more discovery labels) and
+/// implements this for that.
+pub trait TopologyNode {
+    fn node_name(&self) -> &str;
+    fn node_taints(&self) -> &[Taint];
+    fn node_labels(&self) -> impl Iterator<Item = (&str, &str)>;
+}
+
+impl TopologyNode for Node {
+    fn node_name(&self) -> &str {
+        self.metadata.name.as_deref().unwrap_or_default()
+    }
+
+    fn node_taints(&self) -> &[Taint] {
+        self.spec
+            .as_ref()
+            .and_then(|s| s.taints.as_deref())
+            .unwrap_or_default()
+    }
+
+    fn node_labels(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.metadata
+            .labels
+            .iter()
+            .flatten()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+    }
+}
+
 /// The NodeTopology measurement: taints by (key, effect, value) and labels
 /// by (key, value), each with the nodes carrying them; `max` caps the node
-/// lists (0 = unlimited).
-pub fn topology(nodes: &[Node], max: usize) -> Measurement {
-    let mut taints: BTreeMap<String, BTreeMap<(String, String), BTreeSet<String>>> =
-        BTreeMap::new();
-    let mut labels: BTreeMap<String, BTreeMap<String, BTreeSet<String>>> = BTreeMap::new();
+/// lists (0 = unlimited). Everything is borrowed from the nodes until the
+/// readings are rendered, so a large cluster costs no copy per label.
+pub fn topology<'a, N: TopologyNode + 'a>(
+    nodes: impl IntoIterator<Item = &'a N>,
+    max: usize,
+) -> Measurement {
+    type Holders<'a> = BTreeSet<&'a str>;
+    let mut taints: BTreeMap<&str, BTreeMap<(&str, &str), Holders>> = BTreeMap::new();
+    let mut labels: BTreeMap<&str, BTreeMap<&str, Holders>> = BTreeMap::new();
+    let mut count = 0_i64;
     for node in nodes {
-        let name = node.metadata.name.clone().unwrap_or_default();
-        for t in node.spec.iter().flat_map(|s| s.taints.iter().flatten()) {
+        count += 1;
+        let name = node.node_name();
+        for t in node.node_taints() {
             taints
-                .entry(t.key.clone())
+                .entry(t.key.as_str())
                 .or_default()
-                .entry((t.effect.clone(), t.value.clone().unwrap_or_default()))
+                .entry((t.effect.as_str(), t.value.as_deref().unwrap_or_default()))
                 .or_default()
-                .insert(name.clone());
+                .insert(name);
         }
-        for (k, v) in node.metadata.labels.iter().flatten() {
+        for (k, v) in node.node_labels() {
             labels
-                .entry(k.clone())
+                .entry(k)
                 .or_default()
-                .entry(v.clone())
+                .entry(v)
                 .or_default()
-                .insert(name.clone());
+                .insert(name);
         }
     }
     let mut taint = Subtype::new("taint");
@@ -201,7 +238,7 @@ pub fn topology(nodes: &[Node], max: usize) -> Measurement {
         if pairs.len() == 1 {
             let ((effect, value), names) = pairs.iter().next().expect("one pair");
             taint.data.insert(
-                key.clone(),
+                key.to_string(),
                 Reading::Str(format!("{effect}|{value}|{}", node_list(names, max))),
             );
         } else {
@@ -219,7 +256,7 @@ pub fn topology(nodes: &[Node], max: usize) -> Measurement {
     for (key, values) in &labels {
         for (value, names) in values {
             let k = if values.len() == 1 {
-                key.clone()
+                key.to_string()
             } else {
                 format!("{key}.{value}")
             };
@@ -230,7 +267,7 @@ pub fn topology(nodes: &[Node], max: usize) -> Measurement {
         }
     }
     let summary = Subtype::new("summary")
-        .with("node-count", nodes.len() as i64)
+        .with("node-count", count)
         .with("taint-count", taint.data.len() as i64)
         .with("label-count", label.data.len() as i64);
     Measurement {
@@ -377,7 +414,7 @@ pub async fn collect_topology(client: Option<&kube::Client>, max: usize) -> Resu
     match client {
         None => {
             tracing::warn!("kubernetes client unavailable - returning empty topology measurement");
-            Ok(topology(&[], max))
+            Ok(topology::<Node>([], max))
         }
         Some(c) => Ok(topology(&list_nodes(c).await?, max)),
     }

@@ -12,7 +12,7 @@
 
 use std::collections::{BTreeMap, HashSet};
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use aicr::kubernetes::measure::{
     TopologyNode, cluster_policy_resources, flatten_policy, images_subtype, node_subtype, topology,
@@ -36,6 +36,13 @@ use crate::hub::{Hub, NodeObject};
 /// Collections are re-read into readings at most this often, so a burst
 /// of object changes costs one recomputation.
 const DEBOUNCE: Duration = Duration::from_millis(500);
+/// A recomputation that took `t` waits at least this many times `t`
+/// before the next, so one watch never takes more than about a tenth of
+/// a core. It matters for large clusters whose Nodes change all the time:
+/// at 10,000 Nodes with a hundred labels each, the NodeTopology readings
+/// take about a tenth of a second to build, and a discovery time stamp
+/// label changes on some Node every few milliseconds.
+const FLUSH_BACKOFF: u32 = 10;
 /// How often to look again for a ClusterPolicy CRD that was not installed.
 const REDISCOVER: Duration = Duration::from_secs(300);
 
@@ -291,13 +298,16 @@ async fn follow<K, T>(
     let mut m: Mirror<T> = Mirror::default();
     let mut dirty = false;
     let mut tick = tokio::time::interval(DEBOUNCE);
+    let mut quiet_until = Instant::now();
     loop {
         tokio::select! {
             _ = cancel.cancelled() => return,
             _ = tick.tick() => {
-                if dirty && m.synced {
+                if dirty && m.synced && Instant::now() >= quiet_until {
                     dirty = false;
+                    let started = Instant::now();
                     flush(&m);
+                    quiet_until = Instant::now() + started.elapsed() * FLUSH_BACKOFF;
                 }
             }
             ev = stream.next() => match ev {

@@ -4,7 +4,7 @@
 //! pure functions over API objects; the async functions only fetch. Used
 //! by `aicr snapshot` and the aggregator's cluster-level state.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::{Node, Pod, Taint};
 use kube::api::{Api, ApiResource, DynamicObject, ListParams};
@@ -161,13 +161,30 @@ pub fn node_subtype(name: &str, node: &Node) -> Subtype {
     st
 }
 
-fn node_list(names: &BTreeSet<&str>, max: usize) -> String {
-    let names: Vec<&str> = names.iter().copied().collect();
-    if max > 0 && names.len() > max {
-        format!("{} (+{} more)", names[..max].join(","), names.len() - max)
+/// `prefix` then the nodes' names, sorted, comma-separated, capped at `max`
+/// (0 = all).
+fn node_list(prefix: &str, names: &mut Vec<&str>, max: usize) -> String {
+    names.sort_unstable();
+    names.dedup();
+    let shown = if max > 0 {
+        names.len().min(max)
     } else {
-        names.join(",")
+        names.len()
+    };
+    let mut out = String::with_capacity(
+        prefix.len() + names[..shown].iter().map(|n| n.len() + 1).sum::<usize>() + 16,
+    );
+    out.push_str(prefix);
+    for (i, n) in names[..shown].iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        out.push_str(n);
     }
+    if shown < names.len() {
+        out.push_str(&format!(" (+{} more)", names.len() - shown));
+    }
+    out
 }
 
 /// What the NodeTopology measurement reads of a Node. `aicr snapshot`
@@ -209,7 +226,9 @@ pub fn topology<'a, N: TopologyNode + 'a>(
     nodes: impl IntoIterator<Item = &'a N>,
     max: usize,
 ) -> Measurement {
-    type Holders<'a> = BTreeSet<&'a str>;
+    // Node names arrive sorted from the API and the aggregator, so lists
+    // sorted once at the end cost far less than ordered sets.
+    type Holders<'a> = Vec<&'a str>;
     let mut taints: BTreeMap<&str, BTreeMap<(&str, &str), Holders>> = BTreeMap::new();
     let mut labels: BTreeMap<&str, BTreeMap<&str, Holders>> = BTreeMap::new();
     let mut count = 0_i64;
@@ -222,7 +241,7 @@ pub fn topology<'a, N: TopologyNode + 'a>(
                 .or_default()
                 .entry((t.effect.as_str(), t.value.as_deref().unwrap_or_default()))
                 .or_default()
-                .insert(name);
+                .push(name);
         }
         for (k, v) in node.node_labels() {
             labels
@@ -230,40 +249,40 @@ pub fn topology<'a, N: TopologyNode + 'a>(
                 .or_default()
                 .entry(v)
                 .or_default()
-                .insert(name);
+                .push(name);
         }
     }
     let mut taint = Subtype::new("taint");
-    for (key, pairs) in &taints {
+    for (key, pairs) in &mut taints {
         if pairs.len() == 1 {
-            let ((effect, value), names) = pairs.iter().next().expect("one pair");
+            let ((effect, value), names) = pairs.iter_mut().next().expect("one pair");
             taint.data.insert(
                 key.to_string(),
-                Reading::Str(format!("{effect}|{value}|{}", node_list(names, max))),
+                Reading::Str(node_list(&format!("{effect}|{value}|"), names, max)),
             );
         } else {
             // Same key and effect with different values collide on one key;
             // iterating in order keeps the value that sorts last.
-            for ((effect, value), names) in pairs {
+            for ((effect, value), names) in pairs.iter_mut() {
                 taint.data.insert(
                     format!("{key}.{effect}"),
-                    Reading::Str(format!("{value}|{}", node_list(names, max))),
+                    Reading::Str(node_list(&format!("{value}|"), names, max)),
                 );
             }
         }
     }
     let mut label = Subtype::new("label");
-    for (key, values) in &labels {
-        for (value, names) in values {
-            let k = if values.len() == 1 {
+    for (key, values) in &mut labels {
+        let single = values.len() == 1;
+        for (value, names) in values.iter_mut() {
+            let k = if single {
                 key.to_string()
             } else {
                 format!("{key}.{value}")
             };
-            label.data.insert(
-                k,
-                Reading::Str(format!("{value}|{}", node_list(names, max))),
-            );
+            label
+                .data
+                .insert(k, Reading::Str(node_list(&format!("{value}|"), names, max)));
         }
     }
     let summary = Subtype::new("summary")

@@ -203,7 +203,7 @@ impl Aggregator {
     async fn wait_for_nodes(&self, n: usize) {
         let url = format!("http://{}/metrics", self.http);
         let want = format!("aicr_node_objects {n}\n");
-        for _ in 0..1200 {
+        for _ in 0..6000 {
             let u = url.clone();
             let text = tokio::task::spawn_blocking(move || {
                 ureq::get(&u)
@@ -618,7 +618,12 @@ async fn bench() {
     agg.wait_ready().await;
     // The Node watch lists every Node before agents arrive, so the idle
     // figure holds the Node mirror and the rest is the agents' own.
+    let listing = Instant::now();
     agg.wait_for_nodes(agents).await;
+    println!(
+        "Node watch listed {agents} Nodes in {:.1} s",
+        listing.elapsed().as_secs_f64()
+    );
     let url = format!("http://{}", agg.grpc);
     println!(
         "scale: {agents} agents in {pools} pools of {} nodes ({} deviating), {connections} TCP connections ({per_conn} agent(s) each) from {} loopback addresses, heartbeat every {}s, messages over {part_bytes} bytes in parts",

@@ -393,15 +393,18 @@ impl Call {
 
     fn list(&self, rt: &ResourceType, namespace: Option<&str>) -> Result<Response, ApiError> {
         let (labels, fields) = self.selectors(rt)?;
-        let (objects, rv) = {
+        let after = continue_key(self.param("continue"))?;
+        let limit = self
+            .param("limit")
+            .and_then(|l| l.parse::<usize>().ok())
+            .filter(|l| *l > 0);
+        let (Page { items, more }, rv) = {
             let store = self.cluster.store();
-            (store.list(rt, namespace), store.last_rv())
+            let selected = store
+                .stored_after(rt, namespace, after.as_ref())
+                .filter(|o| labels.matches(o) && fields.matches(o));
+            (paginate(rt, selected, limit), store.last_rv())
         };
-        let selected = objects
-            .into_iter()
-            .filter(|o| labels.matches(o) && fields.matches(o))
-            .collect();
-        let Page { items, more } = paginate(selected, self.param("limit"), self.param("continue"))?;
         let mut metadata = json!({"resourceVersion": rv.to_string()});
         if let Some((token, remaining)) = more {
             metadata["continue"] = token.into();
@@ -702,34 +705,39 @@ struct Page {
     more: Option<(String, usize)>,
 }
 
-/// The page of `items` after the `continue` token. Tokens are opaque to
-/// clients; here they hold the last key served.
-fn paginate(items: Vec<Value>, limit: Option<&str>, token: Option<&str>) -> Result<Page, ApiError> {
-    let after: Option<(String, String)> =
-        match token.filter(|t| !t.is_empty()) {
-            Some(token) => Some(serde_json::from_str(token).map_err(|_| {
-                ApiError::bad_request(format!("continue key is not valid: {token}"))
-            })?),
-            None => None,
-        };
-    let mut items: Vec<Value> = items
-        .into_iter()
-        .filter(|o| after.as_ref().is_none_or(|after| object_key(o) > *after))
-        .collect();
-    let limit = limit
-        .and_then(|l| l.parse::<usize>().ok())
-        .filter(|l| *l > 0);
-    let more = match limit {
-        Some(limit) if items.len() > limit => {
-            let remaining = items.len() - limit;
-            items.truncate(limit);
-            let last = items.last().map(object_key).unwrap_or_default();
-            let token = serde_json::to_string(&last).expect("a pair of strings serializes");
-            Some((token, remaining))
+/// The key a `continue` token names. Tokens are opaque to clients; here
+/// they hold the last key served.
+fn continue_key(token: Option<&str>) -> Result<Option<(String, String)>, ApiError> {
+    match token.filter(|t| !t.is_empty()) {
+        Some(token) => serde_json::from_str(token)
+            .map(Some)
+            .map_err(|_| ApiError::bad_request(format!("continue key is not valid: {token}"))),
+        None => Ok(None),
+    }
+}
+
+/// The first `limit` of `items` (every one without a limit), and a
+/// token for the rest.
+fn paginate<'a>(
+    rt: &ResourceType,
+    items: impl Iterator<Item = &'a Value>,
+    limit: Option<usize>,
+) -> Page {
+    let mut page = Vec::new();
+    let mut remaining = 0;
+    for o in items {
+        if limit.is_some_and(|l| page.len() >= l) {
+            remaining += 1;
+        } else {
+            page.push(present(rt, o));
         }
-        _ => None,
-    };
-    Ok(Page { items, more })
+    }
+    let more = (remaining > 0).then(|| {
+        let last = page.last().map(object_key).unwrap_or_default();
+        let token = serde_json::to_string(&last).expect("a pair of strings serializes");
+        (token, remaining)
+    });
+    Page { items: page, more }
 }
 
 fn event_line(kind: &str, object: Value) -> String {
@@ -871,15 +879,45 @@ mod tests {
 
     #[test]
     fn pages_follow_continue_tokens() {
-        let items: Vec<Value> = ["a", "b", "c"]
-            .iter()
-            .map(|n| json!({"metadata": {"name": n}}))
-            .collect();
-        let first = paginate(items.clone(), Some("2"), None).unwrap();
+        let mut store = crate::store::Store::new();
+        let nodes = store.catalogue().by_name("nodes").unwrap().clone();
+        for n in ["c", "a", "b"] {
+            store
+                .create(
+                    &nodes,
+                    "",
+                    json!({"metadata": {"name": n}}),
+                    Writer::Test,
+                    false,
+                )
+                .unwrap();
+        }
+        let page = |token: Option<&str>| {
+            let after = continue_key(token).unwrap();
+            paginate(
+                &nodes,
+                store.stored_after(&nodes, None, after.as_ref()),
+                Some(2),
+            )
+        };
+        let first = page(None);
         let (token, remaining) = first.more.unwrap();
-        assert_eq!((first.items.len(), remaining), (2, 1));
-        let rest = paginate(items, Some("2"), Some(&token)).unwrap();
-        assert_eq!(rest.items[0]["metadata"]["name"], "c");
+        let names = |p: &[Value]| -> Vec<String> {
+            p.iter()
+                .map(|o| o["metadata"]["name"].as_str().unwrap().to_string())
+                .collect()
+        };
+        assert_eq!(
+            (names(&first.items), remaining),
+            (vec!["a".into(), "b".into()], 1)
+        );
+        assert_eq!(
+            first.items[0]["kind"], "Node",
+            "served as the API presents it"
+        );
+        let rest = page(Some(&token));
+        assert_eq!(names(&rest.items), ["c"]);
         assert!(rest.more.is_none());
+        assert!(continue_key(Some("not a key")).is_err());
     }
 }

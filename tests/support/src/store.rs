@@ -9,6 +9,7 @@ use crate::status::ApiError;
 use crate::validation;
 use serde_json::{Map, Value, json};
 use std::collections::{BTreeMap, HashMap};
+use std::ops::Bound;
 
 /// `(namespace, name)`; the namespace is empty for cluster-scoped objects.
 type ObjectKey = (String, String);
@@ -105,14 +106,31 @@ impl Store {
     /// Objects of one type in key order (namespace, then name), as etcd lists
     /// them; `None` lists every namespace.
     pub fn list(&self, rt: &ResourceType, namespace: Option<&str>) -> Vec<Value> {
-        let Some(objects) = self.objects.get(&rt.storage_key()) else {
-            return Vec::new();
-        };
-        objects
-            .iter()
-            .filter(|((ns, _), _)| namespace.is_none_or(|want| !rt.namespaced || ns == want))
-            .map(|(_, o)| present(rt, o))
+        self.stored_after(rt, namespace, None)
+            .map(|o| present(rt, o))
             .collect()
+    }
+
+    /// The stored objects of one type in key order, after `after` (a list
+    /// page's continue key) when given. Borrowed, so a page of a large
+    /// collection copies only the objects it serves.
+    pub(crate) fn stored_after<'a>(
+        &'a self,
+        rt: &ResourceType,
+        namespace: Option<&'a str>,
+        after: Option<&ObjectKey>,
+    ) -> impl Iterator<Item = &'a Value> + 'a {
+        let namespaced = rt.namespaced;
+        let start = match after {
+            Some(key) => Bound::Excluded(key.clone()),
+            None => Bound::Unbounded,
+        };
+        self.objects
+            .get(&rt.storage_key())
+            .into_iter()
+            .flat_map(move |objects| objects.range((start.clone(), Bound::Unbounded)))
+            .filter(move |((ns, _), _)| namespace.is_none_or(|want| !namespaced || ns == want))
+            .map(|(_, o)| o)
     }
 
     pub fn changes_after(&self, rv: u64) -> &[Change] {

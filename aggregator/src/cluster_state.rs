@@ -122,24 +122,28 @@ impl<T: PartialEq> Mirror<T> {
     }
 }
 
+/// One label, `key=value`, shared by every Node that carries it.
+type Label = Arc<(String, String)>;
+
 /// A Node as the readings need it. GPU nodes carry a hundred or more
 /// labels from feature discovery, nearly all the same across a pool, so
-/// each label string is held once for every Node that carries it (see
-/// [`Strings`]) and the rest of the object is stripped as for the others.
+/// each label is held once for every Node that carries it (see [`Labels`])
+/// and a Node keeps one pointer per label; the rest of the object is
+/// stripped as for the others.
 #[derive(Debug, PartialEq)]
 struct KeptNode {
     /// The Node without its labels.
     node: Node,
     /// Sorted by key, as the API's map hands them over.
-    labels: Box<[(Arc<str>, Arc<str>)]>,
+    labels: Box<[Label]>,
 }
 
 impl KeptNode {
     fn label(&self, key: &str) -> Option<&str> {
         self.labels
-            .binary_search_by(|(k, _)| k.as_ref().cmp(key))
+            .binary_search_by(|l| l.0.as_str().cmp(key))
             .ok()
-            .map(|i| self.labels[i].1.as_ref())
+            .map(|i| self.labels[i].1.as_str())
     }
 }
 
@@ -153,30 +157,30 @@ impl TopologyNode for KeptNode {
     }
 
     fn node_labels(&self) -> impl Iterator<Item = (&str, &str)> {
-        self.labels.iter().map(|(k, v)| (k.as_ref(), v.as_ref()))
+        self.labels.iter().map(|l| (l.0.as_str(), l.1.as_str()))
     }
 }
 
-/// Label keys and values, one copy each. A string no Node holds any more
-/// is dropped at the next [`Strings::sweep`], so values that change all the
-/// time (discovery time stamps) do not pile up.
+/// Every label some Node carries, one copy each. A label no Node holds any
+/// more is dropped at the next [`Labels::sweep`], so values that change all
+/// the time (discovery time stamps) do not pile up.
 #[derive(Default)]
-struct Strings(Mutex<HashSet<Arc<str>>>);
+struct Labels(Mutex<HashSet<Label>>);
 
-impl Strings {
-    fn get(&self, s: String) -> Arc<str> {
+impl Labels {
+    fn get(&self, label: (String, String)) -> Label {
         let mut set = self.0.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(held) = set.get(s.as_str()) {
+        if let Some(held) = set.get(&label) {
             return held.clone();
         }
-        let held: Arc<str> = s.into();
+        let held = Arc::new(label);
         set.insert(held.clone());
         held
     }
 
     fn sweep(&self) {
         let mut set = self.0.lock().unwrap_or_else(PoisonError::into_inner);
-        set.retain(|s| Arc::strong_count(s) > 1);
+        set.retain(|l| Arc::strong_count(l) > 1);
     }
 
     fn keep(&self, n: Node) -> KeptNode {
@@ -185,7 +189,7 @@ impl Strings {
             .labels
             .into_iter()
             .flatten()
-            .map(|(k, v)| (self.get(k), self.get(v)))
+            .map(|label| self.get(label))
             .collect();
         let node = Node {
             metadata: ObjectMeta {
@@ -326,7 +330,7 @@ async fn follow<K, T>(
 }
 
 async fn nodes(client: kube::Client, hub: Arc<Hub>, cancel: CancellationToken) {
-    let strings = Strings::default();
+    let labels = Labels::default();
     let object = |k: &str, n: &KeptNode| NodeObject {
         subtype: node_subtype(k, &n.node),
         pool: hub.pool_of(|key| n.label(key)),
@@ -343,7 +347,7 @@ async fn nodes(client: kube::Client, hub: Arc<Hub>, cancel: CancellationToken) {
         Step::Removed(k) => hub.node_object(k, None),
     };
     let flush = |m: &Mirror<KeptNode>| {
-        strings.sweep();
+        labels.sweep();
         let t = topology(m.current.values(), 0);
         hub.cluster_update(
             t.subtypes
@@ -355,7 +359,7 @@ async fn nodes(client: kube::Client, hub: Arc<Hub>, cancel: CancellationToken) {
     follow(
         Api::<Node>::all(client),
         "node",
-        |n| strings.keep(n),
+        |n| labels.keep(n),
         cancel,
         on_step,
         flush,
@@ -436,8 +440,8 @@ mod tests {
 
     #[test]
     fn mirror_publishes_only_complete_lists() {
-        let strings = Strings::default();
-        let strip_node = |n| strings.keep(n);
+        let labels = Labels::default();
+        let strip_node = |n| labels.keep(n);
         let mut m: Mirror<KeptNode> = Mirror::default();
         assert_eq!(m.step(Event::Init, strip_node), Step::Nothing);
         assert_eq!(
@@ -460,8 +464,8 @@ mod tests {
 
     #[test]
     fn status_churn_is_invisible_after_stripping() {
-        let strings = Strings::default();
-        let strip_node = |n| strings.keep(n);
+        let labels = Labels::default();
+        let strip_node = |n| labels.keep(n);
         let mut m: Mirror<KeptNode> = Mirror::default();
         m.step(Event::Init, strip_node);
         m.step(Event::InitApply(node("a", "gpu")), strip_node);
@@ -480,19 +484,19 @@ mod tests {
     }
 
     #[test]
-    fn label_strings_are_held_once_and_dropped_with_the_last_node() {
-        let strings = Strings::default();
-        let a = strings.keep(node("a", "gpu"));
-        let b = strings.keep(node("b", "gpu"));
-        assert!(Arc::ptr_eq(&a.labels[0].1, &b.labels[0].1));
+    fn labels_are_held_once_and_dropped_with_the_last_node() {
+        let labels = Labels::default();
+        let a = labels.keep(node("a", "gpu"));
+        let b = labels.keep(node("b", "gpu"));
+        assert!(Arc::ptr_eq(&a.labels[0], &b.labels[0]));
         assert_eq!((a.label("pool"), a.label("zone")), (Some("gpu"), None));
-        let held = |s: &Strings| s.0.lock().unwrap().len();
+        let held = |s: &Labels| s.0.lock().unwrap().len();
         drop(a);
-        strings.sweep();
-        assert_eq!(held(&strings), 2, "b still holds pool=gpu");
+        labels.sweep();
+        assert_eq!(held(&labels), 1, "b still holds pool=gpu");
         drop(b);
-        strings.sweep();
-        assert_eq!(held(&strings), 0);
+        labels.sweep();
+        assert_eq!(held(&labels), 0);
     }
 
     #[test]
@@ -513,8 +517,8 @@ mod tests {
             ..Default::default()
         });
         let nodes = vec![gpu, node("gpu-2", "gpu"), node("cpu-1", "cpu")];
-        let strings = Strings::default();
-        let kept: Vec<KeptNode> = nodes.iter().cloned().map(|n| strings.keep(n)).collect();
+        let labels = Labels::default();
+        let kept: Vec<KeptNode> = nodes.iter().cloned().map(|n| labels.keep(n)).collect();
         assert_eq!(topology(&kept, 0), topology(&nodes, 0));
     }
 }

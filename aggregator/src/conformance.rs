@@ -390,28 +390,12 @@ pub fn taint_for(s: &Standing, threshold: u8) -> Option<&str> {
         .min()
 }
 
-/// A constraint name as a taint value: label-value syntax (63 characters
-/// of alphanumerics, `-`, `_`, `.`, alphanumeric at both ends).
+/// A constraint name as a taint value: label-value syntax, `_` for what a
+/// label refuses (`OS.sysctl./proc/sys/vm/swappiness` →
+/// `OS.sysctl._proc_sys_vm_swappiness`).
 pub fn taint_value(constraint: &str) -> String {
-    let mapped: String = constraint
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.') {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect();
-    let mut v: &str = mapped.trim_matches(|c: char| !c.is_ascii_alphanumeric());
-    if v.len() > 63 {
-        v = v[..63].trim_end_matches(|c: char| !c.is_ascii_alphanumeric());
-    }
-    if v.is_empty() {
-        "violation".into()
-    } else {
-        v.to_string()
-    }
+    let v = aicr::kubernetes::label_value(constraint, '_');
+    if v.is_empty() { "violation".into() } else { v }
 }
 
 /// `--max-tainted`: a count or a percentage of the cluster's nodes.

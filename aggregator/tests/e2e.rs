@@ -681,10 +681,8 @@ async fn an_agent_cannot_claim_another_nodes_identity() {
         &groups,
         &[(NODE_NAME_EXTRA, "gpu-1")],
     );
-    let mut c = config();
+    let mut c = cluster_config(&api).await;
     c.trust_node_names = false;
-    c.kube = Some(api.client().await);
-    c.kube_events = false;
     c.agent_service_account = Some("aicr:aicr-agent".into());
     let agg = start(c).await;
     let ch = channel(&url(&agg)).await;
@@ -909,9 +907,7 @@ async fn an_unsynced_watch_is_unknown_not_an_empty_cluster() {
     // Pods cannot be listed: the image watch never completes its list.
     api.deny("pods", "list");
     let dir = tempfile::tempdir().unwrap();
-    let mut c = config();
-    c.kube = Some(api.client().await);
-    c.kube_events = false;
+    let mut c = cluster_config(&api).await;
     c.recipe = Some(recipe_file(
         dir.path(),
         &[

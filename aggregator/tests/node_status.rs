@@ -110,9 +110,7 @@ async fn gpu_1_judged(
     dir: &std::path::Path,
     constraints: &[(&str, &str, &str)],
 ) -> (Running, SimAgent) {
-    let mut c = config();
-    c.kube = Some(api.client().await);
-    c.kube_events = false;
+    let mut c = cluster_config(&api).await;
     c.stale_after = Duration::from_secs(2);
     c.recipe = Some(recipe_file(dir, constraints));
     c.node_status.reports = vec![ReportKind::OpenReports, ReportKind::PolicyReports];
@@ -342,9 +340,7 @@ async fn the_drift_taint_never_covers_more_nodes_than_its_cap() {
         );
     }
     let dir = tempfile::tempdir().unwrap();
-    let mut c = config();
-    c.kube = Some(api.client().await);
-    c.kube_events = false;
+    let mut c = cluster_config(&api).await;
     c.recipe = Some(recipe_file(
         dir.path(),
         &[

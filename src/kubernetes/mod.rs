@@ -98,6 +98,29 @@ pub async fn client(kubeconfig: Option<&Path>, request_timeout: Duration) -> Res
     kube::Client::try_from(config).map_err(|e| api_error(e, "failed to create Kubernetes client"))
 }
 
+/// A Kubernetes label value from arbitrary text: every character outside
+/// `[A-Za-z0-9._-]` becomes `replacement`, at most 63 bytes, alphanumeric
+/// at both ends; empty when nothing is left. The API server refuses any
+/// other value.
+pub fn label_value(text: &str, replacement: char) -> String {
+    let mapped: String = text
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.') {
+                c
+            } else {
+                replacement
+            }
+        })
+        .collect();
+    let edge = |c: char| !c.is_ascii_alphanumeric();
+    let mut v = mapped.trim_matches(edge);
+    if v.len() > 63 {
+        v = v[..63].trim_end_matches(edge);
+    }
+    v.to_string()
+}
+
 fn one_line(e: &dyn std::fmt::Display) -> String {
     e.to_string().lines().next().unwrap_or_default().to_string()
 }

@@ -430,23 +430,9 @@ pub(crate) fn dns_label(text: &str, max: usize) -> String {
     s.trim_matches('-').to_string()
 }
 
-/// A Kubernetes label value from arbitrary text (a validator's name):
-/// `[A-Za-z0-9._-]`, at most 63 bytes, starting and ending alphanumeric;
-/// empty stays empty. The API server refuses any other value.
+/// A validator's name as a label value (`-` for what a label refuses).
 pub(crate) fn label_value(text: &str) -> String {
-    let mut s: String = text
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.') {
-                c
-            } else {
-                '-'
-            }
-        })
-        .collect();
-    s.truncate(63);
-    s.trim_matches(|c: char| !c.is_ascii_alphanumeric())
-        .to_string()
+    crate::kubernetes::label_value(text, '-')
 }
 
 #[cfg(test)]

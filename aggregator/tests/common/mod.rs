@@ -130,6 +130,15 @@ pub fn config() -> Config {
     c
 }
 
+/// [`config`] watching `api`'s cluster, writing no Kubernetes Events (the
+/// tests that use it count or judge the other writes).
+pub async fn cluster_config(api: &aicr_test_support::FakeApiServer) -> Config {
+    let mut c = config();
+    c.kube = Some(api.client().await);
+    c.kube_events = false;
+    c
+}
+
 /// A replica that campaigns for the `default/aicr-aggregator` lease (2 s),
 /// without Kubernetes Events; the caller gives it the cluster.
 pub fn replica(identity: &str) -> Config {

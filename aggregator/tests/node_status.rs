@@ -110,7 +110,7 @@ async fn gpu_1_judged(
     dir: &std::path::Path,
     constraints: &[(&str, &str, &str)],
 ) -> (Running, SimAgent) {
-    let mut c = cluster_config(&api).await;
+    let mut c = cluster_config(api).await;
     c.stale_after = Duration::from_secs(2);
     c.recipe = Some(recipe_file(dir, constraints));
     c.node_status.reports = vec![ReportKind::OpenReports, ReportKind::PolicyReports];

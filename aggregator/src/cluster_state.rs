@@ -163,7 +163,9 @@ impl TopologyNode for KeptNode {
 
 /// Every label some Node carries, one copy each. A label no Node holds any
 /// more is dropped at the next [`Labels::sweep`], so values that change all
-/// the time (discovery time stamps) do not pile up.
+/// the time (discovery time stamps) do not pile up. Only the Node watch
+/// uses it; the lock is there because two of the watch's closures borrow
+/// it and its future must stay `Send`.
 #[derive(Default)]
 struct Labels(Mutex<HashSet<Label>>);
 

@@ -242,7 +242,7 @@ impl Hub {
         lock(&self.peers)
     }
 
-    /// The pool a node with these labels belongs to: the values of the
+    /// The pool of a node whose labels `label` looks up: the values of the
     /// pool labels it has, joined by `/`; without any, the default pool.
     pub fn pool_of<'a>(&self, label: impl Fn(&str) -> Option<&'a str>) -> String {
         let parts: Vec<&str> = self

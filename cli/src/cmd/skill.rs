@@ -283,19 +283,20 @@ fn install(path: &Path, content: &str) -> Result<()> {
             path.display()
         )));
     }
-    let mut tmp = tempfile::Builder::new()
-        .prefix(".SKILL.md-")
+    let mut temp = tempfile::Builder::new();
+    temp.prefix(".SKILL.md-");
+    // Created 0666 so the kernel applies the user's umask (tempfile's own
+    // default is 0600).
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        temp.permissions(std::fs::Permissions::from_mode(0o666));
+    }
+    let mut tmp = temp
         .tempfile_in(dir)
         .map_err(|e| fail("create a temporary file for", e))?;
     tmp.write_all(content.as_bytes())
         .map_err(|e| fail("write", e))?;
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        let mode = aicr::sink::under_umask(0o666);
-        std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(mode))
-            .map_err(|e| fail("set permissions on", e))?;
-    }
     tmp.persist(path).map_err(|e| fail("write", e.error))?;
     Ok(())
 }

@@ -520,14 +520,20 @@ impl Hub {
         let Some(pool) = pool.as_deref() else {
             return;
         };
-        for (scope, key) in which {
-            let verdict = peers.verdict(pool, scope, key);
-            let actual = readings.get(scope).and_then(|r| r.state.get(key));
-            if let Some(ev) =
-                peers::judge(name, pool, (scope, key), &verdict, actual, deviations, now)
-            {
-                out.push(ev);
-            }
+        peers.judge_readings(pool, name, which, readings, deviations, now, out);
+    }
+
+    /// Judge every reading of a node against its pool.
+    fn judge_all_peers(n: &mut NodeState, peers: &Peers, now: i64, out: &mut Vec<DriftEvent>) {
+        let NodeState {
+            name,
+            readings,
+            deviations,
+            pool,
+            ..
+        } = n;
+        if let Some(pool) = pool.as_deref() {
+            peers.judge_node(pool, name, readings, deviations, now, out);
         }
     }
 
@@ -565,13 +571,10 @@ impl Hub {
         n.member = true;
         let mut peers = self.peers();
         let r = peers.changed(&pool, &n.name, first, changes, &n.readings);
-        if r.everything {
-            let all = peers.all_readings(&pool, &n.readings, &n.deviations);
-            Self::judge_peers(n, &peers, &all, now, out);
-        } else {
-            if r.node_all {
-                Self::judge_joined(n, &peers, now, out);
-            }
+        if r.everything || r.node_all {
+            Self::judge_all_peers(n, &peers, now, out);
+        }
+        if !r.everything {
             Self::judge_peers(n, &peers, &r.node, now, out);
             Self::judge_peers(n, &peers, &r.pool, now, out);
         }
@@ -581,40 +584,6 @@ impl Hub {
             everything: r.everything,
             except: n.name.clone(),
         })
-    }
-
-    /// Judge every reading of a node that just joined its pool, walking
-    /// its states rather than listing them: a join is the common case at
-    /// start-up, once per node.
-    fn judge_joined(n: &mut NodeState, peers: &Peers, now: i64, out: &mut Vec<DriftEvent>) {
-        let NodeState {
-            name,
-            readings,
-            deviations,
-            pool,
-            ..
-        } = n;
-        let Some(pool) = pool.as_deref() else {
-            return;
-        };
-        for (scope, r) in readings.iter() {
-            for (key, actual) in r.state.readings() {
-                let verdict = peers.verdict(pool, scope, key);
-                let actual = Some(actual);
-                if let Some(ev) =
-                    peers::judge(name, pool, (scope, key), &verdict, actual, deviations, now)
-                {
-                    out.push(ev);
-                }
-            }
-        }
-        let mut absent = peers.missing(pool, readings);
-        absent.extend(
-            deviations
-                .values()
-                .map(|d| (d.scope.clone(), d.key.clone())),
-        );
-        Self::judge_peers(n, peers, &absent, now, out);
     }
 
     /// Judge a pool's other members again after its expectations moved.
@@ -633,15 +602,12 @@ impl Hub {
                 continue;
             }
             let peers = self.peers();
-            let all;
-            let which = if job.everything {
-                all = peers.all_readings(&job.pool, &n.readings, &n.deviations);
-                &all
-            } else {
-                &job.readings
-            };
             let mut out = Vec::new();
-            Self::judge_peers(&mut n, &peers, which, now, &mut out);
+            if job.everything {
+                Self::judge_all_peers(&mut n, &peers, now, &mut out);
+            } else {
+                Self::judge_peers(&mut n, &peers, &job.readings, now, &mut out);
+            }
             drop(peers);
             self.emit(out);
         }

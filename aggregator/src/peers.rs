@@ -16,14 +16,12 @@
 //! tells it what changed and applies the verdicts to each node.
 
 use std::borrow::Cow;
-use std::cell::RefCell;
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 /// The tallies are looked up once per reading of every join and change:
 /// SipHash's DoS resistance costs a tenth of a join there, and foldhash is
 /// still seeded per process.
 type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
-type FastSet<T> = HashSet<T, foldhash::fast::RandomState>;
 use std::sync::Arc;
 
 use aicr::diff::Ignore;
@@ -183,21 +181,23 @@ impl Baseline {
     }
 }
 
-/// What a reading should be on a node of a pool.
+/// What a reading should be on a node of a pool. It borrows the expected
+/// value from the tallies: most verdicts find the node agreeing, and an
+/// owned copy is made only for a deviation.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Verdict {
+pub enum Verdict<'a> {
     /// The pool is too small, or has not reported enough since start: keep
     /// whatever is open.
     Unjudged,
     /// No value has a majority (or the reading is not in the baseline):
     /// nothing deviates.
     Free,
-    Expect(Expected),
+    Expect(Expected<&'a str>),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Expected {
-    pub value: String,
+pub struct Expected<V = String> {
+    pub value: V,
     /// Members holding it; 0 for a baseline.
     pub agreeing: u32,
     pub pool_size: u32,
@@ -217,12 +217,55 @@ pub struct Deviation {
 /// Open deviations of one node by reading path.
 pub type Deviations = BTreeMap<String, Deviation>;
 
+impl Expected<&str> {
+    fn to_owned(&self) -> Expected {
+        Expected {
+            value: self.value.to_string(),
+            agreeing: self.agreeing,
+            pool_size: self.pool_size,
+            baseline: self.baseline,
+        }
+    }
+}
+
 /// Value counts of one reading over a pool's members; the rest are absent.
 #[derive(Debug, Default)]
 struct Tally {
     values: FastMap<String, u32>,
+    /// The sum of `values`: members that have the reading.
+    present: u32,
+    /// At least the largest count in `values`, exact after each scan. A
+    /// reading unique to each node (one that no ignore pattern names) has
+    /// as many values as members; without this bound every join would scan
+    /// them all, quadratic in the pool's size.
+    top: u32,
     /// The majority value last computed, to notice when it moves.
     majority: Option<String>,
+}
+
+impl Tally {
+    /// Recompute the majority over `n` members (none when the pool is not
+    /// `judged`); whether it moved.
+    fn refresh(&mut self, n: u32, judged: bool) -> bool {
+        let now = if !judged {
+            None
+        } else if n.saturating_sub(self.present) * 2 > n {
+            Some(ABSENT)
+        } else if self.top * 2 <= n {
+            None
+        } else {
+            self.top = self.values.values().copied().max().unwrap_or(0);
+            self.values
+                .iter()
+                .find(|(_, c)| **c * 2 > n)
+                .map(|(v, _)| v.as_str())
+        };
+        if now == self.majority.as_deref() {
+            return false;
+        }
+        self.majority = now.map(str::to_string);
+        true
+    }
 }
 
 /// A reading as node state stores it: scope and key.
@@ -245,44 +288,6 @@ impl Pool {
         n >= min_pool && n * 2 > self.known
     }
 
-    fn verdict(&self, min_pool: usize, scope: &str, key: &str) -> Verdict {
-        if let Some(b) = &self.baseline {
-            return match b.readings.get(scope).and_then(|k| k.get(key)) {
-                Some(v) => Verdict::Expect(Expected {
-                    value: v.clone(),
-                    agreeing: 0,
-                    pool_size: self.members.len() as u32,
-                    baseline: true,
-                }),
-                None => Verdict::Free,
-            };
-        }
-        if !self.judged(min_pool) {
-            return Verdict::Unjudged;
-        }
-        let n = self.members.len() as u32;
-        let Some(tally) = self.tallies.get(scope).and_then(|t| t.get(key)) else {
-            // Nobody has it: everyone agrees on its absence.
-            return Verdict::Free;
-        };
-        match &tally.majority {
-            Some(v) => {
-                let agreeing = if v == ABSENT {
-                    n.saturating_sub(tally.values.values().sum())
-                } else {
-                    tally.values.get(v).copied().unwrap_or(0)
-                };
-                Verdict::Expect(Expected {
-                    value: v.clone(),
-                    agreeing,
-                    pool_size: n,
-                    baseline: false,
-                })
-            }
-            None => Verdict::Free,
-        }
-    }
-
     /// Recompute the majority of every tallied reading; returns those that
     /// moved.
     fn refresh_all(&mut self, min_pool: usize) -> Vec<ReadingId> {
@@ -291,26 +296,120 @@ impl Pool {
         let n = self.members.len() as u32;
         for (scope, keys) in &mut self.tallies {
             for (key, t) in keys.iter_mut() {
-                let now = if judged { majority_of(n, t) } else { None };
-                if now != t.majority {
-                    t.majority = now;
+                if t.refresh(n, judged) {
                     moved.push((scope.clone(), key.clone()));
                 }
             }
         }
         moved
     }
+
+    /// The tallies of `scope`, created empty if need be.
+    fn scope_mut(&mut self, scope: &str) -> &mut FastMap<String, Tally> {
+        if !self.tallies.contains_key(scope) {
+            self.tallies.insert(scope.to_string(), FastMap::default());
+        }
+        self.tallies.get_mut(scope).expect("just inserted")
+    }
+
+    /// How many readings of `scope` a member is expected to have: those of
+    /// the baseline, or those whose majority value is not absence.
+    fn expected_present(&self, scope: &str) -> usize {
+        match &self.baseline {
+            Some(b) => b.readings.get(scope).map_or(0, BTreeMap::len),
+            None => self.tallies.get(scope).map_or(0, |keys| {
+                keys.values()
+                    .filter(|t| t.majority.as_deref().is_some_and(|v| v != ABSENT))
+                    .count()
+            }),
+        }
+    }
+
+    /// Readings of `scope` expected present (see
+    /// [`Pool::expected_present`]) that `state` lacks.
+    fn missing_in(&self, scope: &str, state: Option<&State>, out: &mut Vec<ReadingId>) {
+        let lacks = |k: &str| state.is_none_or(|s| s.get(k).is_none());
+        let mut push = |k: &String| {
+            if lacks(k) {
+                out.push((scope.to_string(), k.clone()));
+            }
+        };
+        match &self.baseline {
+            Some(b) => b
+                .readings
+                .get(scope)
+                .into_iter()
+                .flatten()
+                .for_each(|(k, _)| push(k)),
+            None => {
+                for (k, t) in self.tallies.get(scope).into_iter().flatten() {
+                    if t.majority.as_deref().is_some_and(|v| v != ABSENT) {
+                        push(k);
+                    }
+                }
+            }
+        }
+    }
+
+    fn drop_scope_if_empty(&mut self, scope: &str) {
+        if self.tallies.get(scope).is_some_and(FastMap::is_empty) {
+            self.tallies.remove(scope);
+        }
+    }
 }
 
-fn majority_of(n: u32, t: &Tally) -> Option<String> {
-    let present: u32 = t.values.values().sum();
-    if n.saturating_sub(present) * 2 > n {
-        return Some(ABSENT.to_string());
+/// What one pool expects of the readings of one scope: the lookups by pool
+/// and scope done once for all the keys of a subtype.
+struct ScopeView<'a> {
+    settings: &'a Settings,
+    scope: &'a str,
+    ignored: Option<&'a FastMap<String, bool>>,
+    pool: &'a Pool,
+    tallies: Option<&'a FastMap<String, Tally>>,
+    judged: bool,
+}
+
+impl<'a> ScopeView<'a> {
+    fn verdict(&self, key: &str) -> Verdict<'a> {
+        if ignored_in(self.ignored, self.settings, self.scope, key) {
+            return Verdict::Free;
+        }
+        let n = self.pool.members.len() as u32;
+        if let Some(b) = &self.pool.baseline {
+            return match b.readings.get(self.scope).and_then(|k| k.get(key)) {
+                Some(v) => Verdict::Expect(Expected {
+                    value: v.as_str(),
+                    agreeing: 0,
+                    pool_size: n,
+                    baseline: true,
+                }),
+                None => Verdict::Free,
+            };
+        }
+        if !self.judged {
+            return Verdict::Unjudged;
+        }
+        let Some(tally) = self.tallies.and_then(|t| t.get(key)) else {
+            // Nobody has it: everyone agrees on its absence.
+            return Verdict::Free;
+        };
+        match tally.majority.as_deref() {
+            Some(v) => {
+                let agreeing = if v == ABSENT {
+                    n.saturating_sub(tally.present)
+                } else {
+                    tally.values.get(v).copied().unwrap_or(0)
+                };
+                Verdict::Expect(Expected {
+                    value: v,
+                    agreeing,
+                    pool_size: n,
+                    baseline: false,
+                })
+            }
+            None => Verdict::Free,
+        }
     }
-    t.values
-        .iter()
-        .find(|(_, c)| **c * 2 > n)
-        .map(|(v, _)| v.clone())
 }
 
 fn value(r: &Reading) -> Cow<'_, str> {
@@ -333,31 +432,59 @@ pub struct Rejudge {
     pub everything: bool,
 }
 
-/// Whether a path is ignored, by scope and key: the glob set is asked once
-/// per distinct reading, not once per node and change.
+/// Whether a path is ignored, by scope and key: the glob set is asked
+/// once per distinct reading, when it is first tallied, not once per node
+/// and change.
 #[derive(Debug, Default)]
-struct IgnoreCache(RefCell<FastMap<String, FastMap<String, bool>>>);
+struct IgnoreCache(FastMap<String, FastMap<String, bool>>);
 
 impl IgnoreCache {
-    fn ignored(&self, settings: &Settings, scope: &str, key: &str) -> bool {
-        if let Some(b) = self.0.borrow().get(scope).and_then(|m| m.get(key)) {
-            return *b;
-        }
-        let b = settings.ignored(&path(scope, key));
-        self.0
-            .borrow_mut()
-            .entry(scope.to_string())
-            .or_default()
-            .insert(key.to_string(), b);
-        b
+    fn scope(&self, scope: &str) -> Option<&FastMap<String, bool>> {
+        self.0.get(scope)
     }
+
+    fn scope_mut(&mut self, scope: &str) -> &mut FastMap<String, bool> {
+        if !self.0.contains_key(scope) {
+            self.0.insert(scope.to_string(), FastMap::default());
+        }
+        self.0.get_mut(scope).expect("just inserted")
+    }
+}
+
+/// Whether `scope.key` is ignored, from the scope's cache where it has
+/// been learned.
+fn ignored_in(
+    cache: Option<&FastMap<String, bool>>,
+    settings: &Settings,
+    scope: &str,
+    key: &str,
+) -> bool {
+    match cache.and_then(|m| m.get(key)) {
+        Some(b) => *b,
+        None => settings.ignored(&path(scope, key)),
+    }
+}
+
+/// Whether `scope.key` is ignored, remembered in the scope's cache.
+fn learn_ignored(
+    cache: &mut FastMap<String, bool>,
+    settings: &Settings,
+    scope: &str,
+    key: &str,
+) -> bool {
+    if let Some(b) = cache.get(key) {
+        return *b;
+    }
+    let b = settings.ignored(&path(scope, key));
+    cache.insert(key.to_string(), b);
+    b
 }
 
 /// Every pool's tallies and baseline.
 #[derive(Debug, Default)]
 pub struct Peers {
     settings: Settings,
-    pools: HashMap<String, Pool>,
+    pools: FastMap<String, Pool>,
     ignored: IgnoreCache,
 }
 
@@ -371,10 +498,6 @@ impl Peers {
 
     pub fn settings(&self) -> &Settings {
         &self.settings
-    }
-
-    fn is_ignored(&self, scope: &str, key: &str) -> bool {
-        self.ignored.ignored(&self.settings, scope, key)
     }
 
     fn pool_mut(&mut self, pool: &str) -> &mut Pool {
@@ -422,11 +545,14 @@ impl Peers {
             ignored,
         } = self;
         let p = pools.get_mut(pool).expect("the pool exists");
+        let ignored = ignored.scope_mut(scope);
+        let keys = p.scope_mut(scope);
         for (k, v) in state.readings() {
-            if !ignored.ignored(settings, scope, k) {
-                bump(p, scope, k, &value(v), delta);
+            if !learn_ignored(ignored, settings, scope, k) {
+                bump(keys, k, &value(v), delta);
             }
         }
+        p.drop_scope_if_empty(scope);
     }
 
     /// A node's readings changed. `first` is true on its first report in
@@ -458,34 +584,40 @@ impl Peers {
             };
         }
         let mut touched: Vec<ReadingId> = Vec::new();
+        self.pool_mut(pool);
+        let Peers {
+            settings,
+            pools,
+            ignored,
+        } = self;
+        let p = pools.get_mut(pool).expect("the pool exists");
         for c in changes {
             let after = readings.get(&c.scope).map(|r| &*r.state);
             let before = c.before.as_deref();
+            let ignored = ignored.scope_mut(&c.scope);
+            let keys = p.scope_mut(&c.scope);
             for k in State::changed_keys(before, after) {
-                if self.is_ignored(&c.scope, k) {
+                if learn_ignored(ignored, settings, &c.scope, k) {
                     continue;
                 }
-                let p = self.pool_mut(pool);
                 if let Some(v) = before.and_then(|s| s.get(k)) {
-                    bump(p, &c.scope, k, &value(v), -1);
+                    bump(keys, k, &value(v), -1);
                 }
                 if let Some(v) = after.and_then(|s| s.get(k)) {
-                    bump(p, &c.scope, k, &value(v), 1);
+                    bump(keys, k, &value(v), 1);
                 }
                 touched.push((c.scope.clone(), k.to_string()));
             }
+            p.drop_scope_if_empty(&c.scope);
         }
-        let p = self.pool_mut(pool);
         let n = p.members.len() as u32;
         let judged = p.judged(min_pool);
         let mut moved = Vec::new();
         for (scope, key) in &touched {
-            if let Some(t) = p.tallies.get_mut(scope).and_then(|m| m.get_mut(key)) {
-                let now = if judged { majority_of(n, t) } else { None };
-                if now != t.majority {
-                    t.majority = now;
-                    moved.push((scope.clone(), key.clone()));
-                }
+            if let Some(t) = p.tallies.get_mut(scope).and_then(|m| m.get_mut(key))
+                && t.refresh(n, judged)
+            {
+                moved.push((scope.clone(), key.clone()));
             }
         }
         Rejudge {
@@ -526,94 +658,118 @@ impl Peers {
         }
     }
 
-    /// Readings `pool` expects present (by majority or baseline) that
-    /// `readings` lack.
-    pub fn missing(&self, pool: &str, readings: &BTreeMap<String, Reported>) -> Vec<ReadingId> {
-        let Some(p) = self.pools.get(pool) else {
-            return Vec::new();
-        };
-        // One set of the node's keys per scope: a sorted-map lookup per
-        // expected reading is most of a join's cost otherwise.
-        let have = |scope: &str| -> FastSet<&str> {
-            readings
-                .get(scope)
-                .map(|r| r.state.keys().collect())
-                .unwrap_or_default()
-        };
-        let mut out = Vec::new();
-        match &p.baseline {
-            Some(b) => {
-                for (scope, keys) in &b.readings {
-                    let have = have(scope);
-                    for k in keys.keys() {
-                        if !have.contains(k.as_str()) {
-                            out.push((scope.clone(), k.clone()));
-                        }
-                    }
-                }
-            }
-            None => {
-                for (scope, keys) in &p.tallies {
-                    let have = have(scope);
-                    for (k, t) in keys {
-                        if t.majority.as_deref().is_some_and(|v| v != ABSENT)
-                            && !have.contains(k.as_str())
-                        {
-                            out.push((scope.clone(), k.clone()));
-                        }
-                    }
-                }
-            }
-        }
-        out
+    /// What `pool` expects of the readings of `scope`; `None` for a pool
+    /// it does not know.
+    fn view<'a>(&'a self, pool: &str, scope: &'a str) -> Option<ScopeView<'a>> {
+        let p = self.pools.get(pool)?;
+        Some(ScopeView {
+            settings: &self.settings,
+            scope,
+            ignored: self.ignored.scope(scope),
+            pool: p,
+            tallies: p.tallies.get(scope),
+            judged: p.judged(self.settings.min_pool),
+        })
     }
 
-    /// Every reading a node of `pool` may deviate on: what it reports,
-    /// what the pool expects, and what is open on it.
-    pub fn all_readings(
+    pub fn verdict<'a>(&'a self, pool: &str, scope: &'a str, key: &str) -> Verdict<'a> {
+        match self.view(pool, scope) {
+            Some(v) => v.verdict(key),
+            None if ignored_in(self.ignored.scope(scope), &self.settings, scope, key) => {
+                Verdict::Free
+            }
+            None => Verdict::Unjudged,
+        }
+    }
+
+    /// Judge every reading a node of `pool` may deviate on: what it
+    /// reports, what the pool expects that it lacks, and what is open on
+    /// it. Walks the node's states rather than listing their keys: this
+    /// runs once per node at start-up and whenever its whole pool is
+    /// judged again.
+    pub fn judge_node(
         &self,
         pool: &str,
+        node: &str,
         readings: &BTreeMap<String, Reported>,
-        open: &Deviations,
-    ) -> Vec<ReadingId> {
-        let mut out: BTreeSet<ReadingId> = BTreeSet::new();
-        let p = self.pools.get(pool);
-        for (scope, r) in readings {
-            for k in r.state.keys() {
-                if !self.is_ignored(scope, k) {
-                    out.insert((scope.clone(), k.to_string()));
+        open: &mut Deviations,
+        now_ms: i64,
+        out: &mut Vec<DriftEvent>,
+    ) {
+        let mut rest = Vec::new();
+        if let Some(p) = self.pools.get(pool) {
+            // Only a judged pool or a baseline expects anything.
+            let expecting = p.baseline.is_some() || p.judged(self.settings.min_pool);
+            for (scope, r) in readings {
+                let view = self.view(pool, scope).expect("the pool exists");
+                // Readings the pool expects present that the node has: when
+                // they are all the pool expects, none is missing, and the
+                // node's keys need no lookup.
+                let mut covered = 0;
+                for (key, actual) in r.state.readings() {
+                    let verdict = view.verdict(key);
+                    if let Verdict::Expect(e) = &verdict
+                        && (e.baseline || e.value != ABSENT)
+                    {
+                        covered += 1;
+                    }
+                    out.extend(judge(
+                        node,
+                        pool,
+                        (scope, key),
+                        &verdict,
+                        Some(actual),
+                        open,
+                        now_ms,
+                    ));
+                }
+                if expecting && covered != p.expected_present(scope) {
+                    p.missing_in(scope, Some(&r.state), &mut rest);
                 }
             }
-        }
-        if let Some(p) = p {
-            for (scope, keys) in &p.tallies {
-                for (k, t) in keys {
-                    if t.majority.as_deref().is_some_and(|v| v != ABSENT) {
-                        out.insert((scope.clone(), k.clone()));
+            if expecting {
+                // Scopes the pool expects that the node reports nothing of.
+                let scopes: Vec<&String> = match &p.baseline {
+                    Some(b) => b.readings.keys().collect(),
+                    None => p.tallies.keys().collect(),
+                };
+                for scope in scopes {
+                    if !readings.contains_key(scope) {
+                        p.missing_in(scope, None, &mut rest);
                     }
                 }
             }
-            if let Some(b) = &p.baseline {
-                for (scope, keys) in &b.readings {
-                    for k in keys.keys() {
-                        out.insert((scope.clone(), k.clone()));
-                    }
-                }
-            }
         }
-        // Open deviations are judged again too, so one on a reading that
-        // became ignored or left the baseline resolves.
-        out.extend(open.values().map(|d| (d.scope.clone(), d.key.clone())));
-        out.into_iter().collect()
+        // An open deviation is judged again whatever else holds, so one on
+        // a reading that became ignored or left the baseline resolves.
+        rest.extend(open.values().map(|d| (d.scope.clone(), d.key.clone())));
+        self.judge_readings(pool, node, &rest, readings, open, now_ms, out);
     }
 
-    pub fn verdict(&self, pool: &str, scope: &str, key: &str) -> Verdict {
-        if self.is_ignored(scope, key) {
-            return Verdict::Free;
-        }
-        match self.pools.get(pool) {
-            Some(p) => p.verdict(self.settings.min_pool, scope, key),
-            None => Verdict::Unjudged,
+    /// Judge readings `which` of a node of `pool`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn judge_readings(
+        &self,
+        pool: &str,
+        node: &str,
+        which: &[ReadingId],
+        readings: &BTreeMap<String, Reported>,
+        open: &mut Deviations,
+        now_ms: i64,
+        out: &mut Vec<DriftEvent>,
+    ) {
+        for (scope, key) in which {
+            let verdict = self.verdict(pool, scope, key);
+            let actual = readings.get(scope).and_then(|r| r.state.get(key));
+            out.extend(judge(
+                node,
+                pool,
+                (scope, key),
+                &verdict,
+                actual,
+                open,
+                now_ms,
+            ));
         }
     }
 
@@ -669,40 +825,42 @@ impl Peers {
     }
 }
 
-fn bump(p: &mut Pool, scope: &str, key: &str, v: &str, delta: i32) {
-    let keys = match p.tallies.get_mut(scope) {
-        Some(k) => k,
-        None => p.tallies.entry(scope.to_string()).or_default(),
-    };
+/// Count (`delta` 1) or uncount (-1) value `v` of reading `key`; a tally
+/// left empty and without a majority to remember goes.
+fn bump(keys: &mut FastMap<String, Tally>, key: &str, v: &str, delta: i32) {
     let t = match keys.get_mut(key) {
         Some(t) => t,
         None => keys.entry(key.to_string()).or_default(),
     };
     if delta > 0 {
-        match t.values.get_mut(v) {
-            Some(c) => *c += 1,
+        let c = match t.values.get_mut(v) {
+            Some(c) => {
+                *c += 1;
+                *c
+            }
             None => {
                 t.values.insert(v.to_string(), 1);
+                1
             }
-        }
+        };
+        t.present += 1;
+        t.top = t.top.max(c);
     } else if let Some(c) = t.values.get_mut(v) {
         *c -= 1;
+        t.present -= 1;
         if *c == 0 {
             t.values.remove(v);
         }
     }
     if t.values.is_empty() && t.majority.is_none() {
         keys.remove(key);
-        if keys.is_empty() {
-            p.tallies.remove(scope);
-        }
     }
 }
 
 /// Compare a node's reading with its verdict and say what happened, as
 /// `evaluator::diff` does for constraints: an opened deviation, a resolved
 /// one, or nothing (an open one whose values moved is updated in place).
-pub fn judge(
+fn judge(
     node: &str,
     pool: &str,
     (scope, key): (&str, &str),
@@ -735,7 +893,7 @@ pub fn judge(
         scope: scope.to_string(),
         key: key.to_string(),
         pool: pool.to_string(),
-        expected: expected.clone(),
+        expected: expected.to_owned(),
         actual: actual.into_owned(),
     };
     match open.get_mut(&reading) {
@@ -937,13 +1095,11 @@ mod tests {
             let mut events = Vec::new();
             for (name, r) in &self.nodes {
                 let open = self.open.get_mut(name).unwrap();
-                for (scope, key) in self.peers.all_readings(POOL, r, open) {
-                    let verdict = self.peers.verdict(POOL, &scope, &key);
-                    let actual = r.get(&scope).and_then(|x| x.state.get(&key));
-                    if let Some(ev) = judge(name, POOL, (&scope, &key), &verdict, actual, open, 1) {
-                        let kind = Kind::try_from(ev.kind).unwrap().as_str_name();
-                        events.push(format!("{kind} {name} {} {}", ev.constraint, ev.actual));
-                    }
+                let mut out = Vec::new();
+                self.peers.judge_node(POOL, name, r, open, 1, &mut out);
+                for ev in out {
+                    let kind = Kind::try_from(ev.kind).unwrap().as_str_name();
+                    events.push(format!("{kind} {name} {} {}", ev.constraint, ev.actual));
                 }
             }
             events
@@ -963,7 +1119,7 @@ mod tests {
         assert_eq!(
             f.peers.verdict(POOL, SWAP.0, SWAP.1),
             Verdict::Expect(Expected {
-                value: "60".into(),
+                value: "60",
                 agreeing: 2,
                 pool_size: 3,
                 baseline: false
@@ -1003,6 +1159,70 @@ mod tests {
             f.open["n2"]["OS.sysctl./proc/sys/vm/extra"].expected.value,
             ABSENT
         );
+    }
+
+    #[test]
+    fn majorities_follow_counts_through_a_stale_bound() {
+        let mut keys: FastMap<String, Tally> = FastMap::default();
+        let k = "k";
+        // Five members, each with its own value: no majority, no scan.
+        for v in ["a", "b", "c", "d", "e"] {
+            bump(&mut keys, k, v, 1);
+        }
+        let t = keys.get_mut(k).unwrap();
+        assert!(!t.refresh(5, true));
+        assert_eq!(t.majority, None);
+        // Three move to "x": the majority appears.
+        for v in ["a", "b", "c"] {
+            bump(&mut keys, k, v, -1);
+            bump(&mut keys, k, "x", 1);
+        }
+        let t = keys.get_mut(k).unwrap();
+        assert!(t.refresh(5, true));
+        assert_eq!(t.majority.as_deref(), Some("x"));
+        // Two leave "x": the bound (3) is stale, the scan finds no majority
+        // and tightens it.
+        for v in ["f", "g"] {
+            bump(&mut keys, k, "x", -1);
+            bump(&mut keys, k, v, 1);
+        }
+        let t = keys.get_mut(k).unwrap();
+        assert!(t.refresh(5, true), "the majority is gone");
+        assert_eq!((t.majority.as_deref(), t.top), (None, 1));
+        // Nine more members without the reading: absence is the majority.
+        assert!(t.refresh(14, true));
+        assert_eq!(t.majority.as_deref(), Some(ABSENT));
+        assert_eq!(t.present, 5);
+        assert!(t.refresh(14, false), "an unjudged pool expects nothing");
+        assert_eq!(t.majority, None);
+    }
+
+    #[test]
+    fn readings_a_node_lacks_deviate_by_majority_and_by_baseline() {
+        let mut f = Fleet::new(&["60", "60", "60"]);
+        // n0 stops reporting the whole subtype.
+        let before = f.nodes["n0"]["OS.sysctl"].state.clone();
+        let changes = [Changed {
+            scope: "OS.sysctl".into(),
+            before: Some(before),
+        }];
+        f.peers
+            .changed(POOL, "n0", false, &changes, &BTreeMap::new());
+        f.nodes.insert("n0".into(), BTreeMap::new());
+        assert_eq!(
+            f.judge_all(),
+            ["OPENED n0 OS.sysctl./proc/sys/vm/swappiness (absent)"]
+        );
+        // Pinned, n1 loses the reading but keeps the subtype; n0's
+        // deviation stays open without a second event.
+        let b = f.peers.majority_baseline(POOL, 5).unwrap();
+        f.peers.set_baseline(POOL, Some(b));
+        f.set("n1", &[]);
+        assert_eq!(
+            f.judge_all(),
+            ["OPENED n1 OS.sysctl./proc/sys/vm/swappiness (absent)"]
+        );
+        assert!(f.open["n0"].values().all(|d| d.expected.baseline));
     }
 
     #[test]

@@ -145,10 +145,41 @@ impl<'de> Deserialize<'de> for Reading {
 pub struct Subtype {
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub subtype: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "sorted_entries")]
     pub data: BTreeMap<String, Reading>,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub context: BTreeMap<String, String>,
+}
+
+/// Reads a map by collecting its entries and building the tree in one
+/// pass. Snapshots are written sorted, and for sorted entries that costs
+/// one comparison per key instead of a search per insert: a node's
+/// hundreds of sysctls, for every agent that reports to the aggregator.
+/// Of duplicate keys the last wins, as with inserting.
+fn sorted_entries<'de, D: Deserializer<'de>>(
+    d: D,
+) -> std::result::Result<BTreeMap<String, Reading>, D::Error> {
+    struct Entries;
+    impl<'de> Visitor<'de> for Entries {
+        type Value = BTreeMap<String, Reading>;
+
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str("a map of readings")
+        }
+
+        fn visit_map<A: MapAccess<'de>>(
+            self,
+            mut map: A,
+        ) -> std::result::Result<Self::Value, A::Error> {
+            let mut entries: Vec<(String, Reading)> =
+                Vec::with_capacity(map.size_hint().unwrap_or(0).min(4096));
+            while let Some(entry) = map.next_entry()? {
+                entries.push(entry);
+            }
+            Ok(entries.into_iter().collect())
+        }
+    }
+    d.deserialize_map(Entries)
 }
 
 impl Subtype {
@@ -302,6 +333,26 @@ impl<'de> Deserialize<'de> for RawText {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn readings_in_any_order_read_as_inserting_them_would() {
+        let st: Subtype = serde_json::from_str(
+            r#"{"subtype": "sysctl", "data": {"b": "2", "a": 1, "c": true, "a": "last"}}"#,
+        )
+        .unwrap();
+        let want = Subtype::new("sysctl")
+            .with("a", "last")
+            .with("b", "2")
+            .with("c", true);
+        assert_eq!(st, want);
+        assert!(serde_json::from_str::<Subtype>(r#"{"data": [1]}"#).is_err());
+        assert!(
+            serde_json::from_str::<Subtype>(r#"{}"#)
+                .unwrap()
+                .data
+                .is_empty()
+        );
+    }
 
     const SNAP: &str = r#"
 kind: Snapshot

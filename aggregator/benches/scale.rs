@@ -254,17 +254,66 @@ fn deviant(i: usize) -> bool {
     i % 100 == 7
 }
 
+/// The readings every node has alike, formatted once. Formatting them
+/// for each agent (about a thousand keys and values) cost the simulator as
+/// much CPU as the aggregator spent ingesting them, on the cores the two
+/// share; a node's own readings are added to a clone.
+struct Shared {
+    /// 600 settings.
+    sysctl: Subtype,
+    /// 150 modules.
+    kmod: Subtype,
+    /// Driver, CUDA, GPU count and 22 fields of each of 8 GPUs.
+    smi: Subtype,
+    /// A unit's state and 36 properties.
+    unit: Subtype,
+}
+
+fn shared() -> &'static Shared {
+    static SHARED: std::sync::OnceLock<Shared> = std::sync::OnceLock::new();
+    SHARED.get_or_init(|| {
+        let mut sysctl = Subtype::new("sysctl");
+        for n in 0..600 {
+            sysctl.data.insert(
+                format!("/proc/sys/kernel/setting_{n:04}"),
+                format!("{}", n * 7).into(),
+            );
+        }
+        let mut kmod = Subtype::new("kmod");
+        for n in 0..150 {
+            kmod.data.insert(format!("module_{n:03}"), true.into());
+        }
+        let mut smi = Subtype::new("smi")
+            .with("driver", "570.133.20")
+            .with("cuda-version", "12.8")
+            .with("gpu-count", 8i64);
+        for g in 0..8 {
+            for f in 0..22 {
+                smi.data
+                    .insert(format!("gpu.{g}.field-{f:02}"), format!("value-{f}").into());
+            }
+        }
+        let mut unit = Subtype::new("unit")
+            .with("ActiveState", "active")
+            .with("SubState", "running");
+        for p in 0..36 {
+            unit.data
+                .insert(format!("Property{p:02}"), format!("setting-{p}").into());
+        }
+        Shared {
+            sysctl,
+            kmod,
+            smi,
+            unit,
+        }
+    })
+}
+
 /// A node's sysctl readings: 600 shared settings (one differs on a
 /// deviant node, `FLIPPED` as the change run sets it) and the few that
 /// are every host's own.
 fn sysctl(i: usize, flipped: &str) -> Subtype {
-    let mut st = Subtype::new("sysctl");
-    for n in 0..600 {
-        st.data.insert(
-            format!("/proc/sys/kernel/setting_{n:04}"),
-            format!("{}", n * 7).into(),
-        );
-    }
+    let mut st = shared().sysctl.clone();
     if deviant(i) {
         st.data
             .insert("/proc/sys/kernel/setting_0042".into(), "999".into());
@@ -297,19 +346,9 @@ fn fleet_readings(i: usize, version: &str, flipped: &str) -> Vec<(String, Subtyp
             )
         })
         .collect();
-    let mut kmod = Subtype::new("kmod");
-    for n in 0..150 {
-        kmod.data.insert(format!("module_{n:03}"), true.into());
-    }
-    let mut smi = Subtype::new("smi")
-        .with("driver", "570.133.20")
-        .with("cuda-version", "12.8")
-        .with("gpu-count", 8i64);
+    let shared = shared();
+    let mut smi = shared.smi.clone();
     for g in 0..8 {
-        for f in 0..22 {
-            smi.data
-                .insert(format!("gpu.{g}.field-{f:02}"), format!("value-{f}").into());
-        }
         smi.data
             .insert(format!("gpu.{g}.serial"), format!("{i:07}{g}").into());
         smi.data.insert(
@@ -319,21 +358,17 @@ fn fleet_readings(i: usize, version: &str, flipped: &str) -> Vec<(String, Subtyp
     }
     out.push(("OS".into(), release(version)));
     out.push(("OS".into(), sysctl(i, flipped)));
-    out.push(("OS".into(), kmod));
+    out.push(("OS".into(), shared.kmod.clone()));
     out.push(("GPU".into(), smi));
     for unit in ["containerd", "kubelet", "nvidia-persistenced"] {
-        let mut st = Subtype::new(unit)
-            .with("ActiveState", "active")
-            .with("SubState", "running")
-            .with("MainPID", format!("{}", 1000 + i % 5000))
-            .with(
-                "ExecMainStartTimestamp",
-                format!("Mon 2026-11-23 10:{:02}:00 UTC", i % 60),
-            );
-        for p in 0..36 {
-            st.data
-                .insert(format!("Property{p:02}"), format!("setting-{p}").into());
-        }
+        let mut st = shared.unit.clone();
+        st.subtype = unit.to_string();
+        st.data
+            .insert("MainPID".into(), format!("{}", 1000 + i % 5000).into());
+        st.data.insert(
+            "ExecMainStartTimestamp".into(),
+            format!("Mon 2026-11-23 10:{:02}:00 UTC", i % 60).into(),
+        );
         out.push(("SystemD".into(), st));
     }
     out

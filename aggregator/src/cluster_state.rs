@@ -244,14 +244,20 @@ fn strip_pod(p: Pod) -> Pod {
     }
 }
 
-/// Start every watch; they run until `cancel`.
+/// Start every watch; they run until `cancel`. Each watch asks the API
+/// server to end it after `watch_timeout` seconds (then reopens it), which
+/// must be below the client's read timeout.
 pub fn spawn(
     client: kube::Client,
     hub: Arc<Hub>,
     version_poll: Duration,
+    watch_timeout: u32,
     cancel: CancellationToken,
 ) -> Vec<JoinHandle<()>> {
     hub.watch_node_objects();
+    let watch = watcher::Config::default()
+        .any_semantic()
+        .timeout(watch_timeout);
     vec![
         tokio::spawn(version(
             client.clone(),
@@ -259,9 +265,19 @@ pub fn spawn(
             version_poll,
             cancel.clone(),
         )),
-        tokio::spawn(nodes(client.clone(), hub.clone(), cancel.clone())),
-        tokio::spawn(pods(client.clone(), hub.clone(), cancel.clone())),
-        tokio::spawn(policy(client, hub, cancel)),
+        tokio::spawn(nodes(
+            client.clone(),
+            watch.clone(),
+            hub.clone(),
+            cancel.clone(),
+        )),
+        tokio::spawn(pods(
+            client.clone(),
+            watch.clone(),
+            hub.clone(),
+            cancel.clone(),
+        )),
+        tokio::spawn(policy(client, watch, hub, cancel)),
     ]
 }
 
@@ -289,6 +305,7 @@ async fn version(client: kube::Client, hub: Arc<Hub>, poll: Duration, cancel: Ca
 /// the whole (synced) collection at most once per [`DEBOUNCE`].
 async fn follow<K, T>(
     api: Api<K>,
+    watch: watcher::Config,
     what: &str,
     strip: impl Fn(K) -> T,
     cancel: CancellationToken,
@@ -298,9 +315,7 @@ async fn follow<K, T>(
     K: Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug + Send + 'static,
     T: PartialEq,
 {
-    let mut stream = watcher(api, watcher::Config::default().any_semantic())
-        .default_backoff()
-        .boxed();
+    let mut stream = watcher(api, watch).default_backoff().boxed();
     let mut m: Mirror<T> = Mirror::default();
     let mut dirty = false;
     let mut tick = tokio::time::interval(DEBOUNCE);
@@ -331,7 +346,12 @@ async fn follow<K, T>(
     }
 }
 
-async fn nodes(client: kube::Client, hub: Arc<Hub>, cancel: CancellationToken) {
+async fn nodes(
+    client: kube::Client,
+    watch: watcher::Config,
+    hub: Arc<Hub>,
+    cancel: CancellationToken,
+) {
     let labels = Labels::default();
     let object = |k: &str, n: &KeptNode| NodeObject {
         subtype: node_subtype(k, &n.node),
@@ -360,6 +380,7 @@ async fn nodes(client: kube::Client, hub: Arc<Hub>, cancel: CancellationToken) {
     };
     follow(
         Api::<Node>::all(client),
+        watch,
         "node",
         |n| labels.keep(n),
         cancel,
@@ -369,7 +390,12 @@ async fn nodes(client: kube::Client, hub: Arc<Hub>, cancel: CancellationToken) {
     .await;
 }
 
-async fn pods(client: kube::Client, hub: Arc<Hub>, cancel: CancellationToken) {
+async fn pods(
+    client: kube::Client,
+    watch: watcher::Config,
+    hub: Arc<Hub>,
+    cancel: CancellationToken,
+) {
     let flush = |m: &Mirror<Pod>| {
         hub.cluster_update(vec![(
             "K8s.image".into(),
@@ -378,6 +404,7 @@ async fn pods(client: kube::Client, hub: Arc<Hub>, cancel: CancellationToken) {
     };
     follow(
         Api::<Pod>::all(client),
+        watch,
         "pod",
         strip_pod,
         cancel,
@@ -395,7 +422,12 @@ fn policy_subtype(specs: &BTreeMap<String, Value>) -> Subtype {
     st
 }
 
-async fn policy(client: kube::Client, hub: Arc<Hub>, cancel: CancellationToken) {
+async fn policy(
+    client: kube::Client,
+    watch: watcher::Config,
+    hub: Arc<Hub>,
+    cancel: CancellationToken,
+) {
     let ar = loop {
         match cluster_policy_resources(&client)
             .await
@@ -424,7 +456,7 @@ async fn policy(client: kube::Client, hub: Arc<Hub>, cancel: CancellationToken) 
     let flush = |m: &Mirror<Value>| {
         hub.cluster_update(vec![("K8s.policy".into(), policy_subtype(&m.current))]);
     };
-    follow(api, "ClusterPolicy", spec, cancel, |_, _| {}, flush).await;
+    follow(api, watch, "ClusterPolicy", spec, cancel, |_, _| {}, flush).await;
 }
 
 #[cfg(test)]

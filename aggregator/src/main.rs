@@ -238,6 +238,7 @@ async fn config(flags: Flags) -> Result<Config> {
             part_bytes: 0,
         },
         version_poll: flags.version_poll,
+        kube_timeout: flags.kube_timeout,
         pool_labels,
         peers,
         instance: identity,

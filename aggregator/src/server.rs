@@ -67,6 +67,9 @@ pub struct Config {
     /// The cluster; without it there is no cluster-level state, no
     /// TokenReview, no leader election and no Kubernetes Events.
     pub kube: Option<kube::Client>,
+    /// The bound that client puts on each request; its watches end and
+    /// are reopened before it.
+    pub kube_timeout: Duration,
     pub token_audiences: Vec<String>,
     /// `NAMESPACE:NAME` of the agents' service account.
     pub agent_service_account: Option<String>,
@@ -107,6 +110,7 @@ impl Config {
             trust_node_names: true,
             cli_token: None,
             kube: None,
+            kube_timeout: Duration::from_secs(30),
             token_audiences: Vec::new(),
             agent_service_account: None,
             stale_after: Duration::from_secs(30),
@@ -354,6 +358,7 @@ pub async fn start(config: Config) -> Result<Running> {
             client.clone(),
             hub.clone(),
             config.version_poll,
+            aicr::kubernetes::watch_timeout(config.kube_timeout),
             cancel.clone(),
         ));
     }

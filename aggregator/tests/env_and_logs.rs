@@ -52,3 +52,71 @@ fn node_status_flags_refuse_values_they_cannot_act_on() {
         assert!(err.contains(says), "{args:?}: {err}");
     }
 }
+
+/// The aggregator's watches outlive a quiet cluster: each asks the API
+/// server to end it before `--kube-timeout` (the client's read timeout)
+/// would take the silence for a dead connection, and reopens it. Nothing
+/// is logged, and a Node added after the quiet spell still arrives.
+#[test]
+fn quiet_watches_outlive_the_request_timeout() {
+    use std::time::{Duration, Instant};
+
+    let api = aicr_test_support::FakeApiServer::start_blocking();
+    api.insert(aicr_test_support::fixtures::node("gpu-1").build());
+    let http = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("aggregator.log");
+    struct Kill(std::process::Child);
+    impl Drop for Kill {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let _aggregator = Kill(
+        aicr_test_support::tools::hermetic_std("aicr-aggregator")
+            .args([
+                "--insecure",
+                "--trust-node-names",
+                "--listen",
+                "127.0.0.1:0",
+            ])
+            .args(["--http-listen", &http.to_string(), "--kube-timeout", "2s"])
+            .arg("--kubeconfig")
+            .arg(api.kubeconfig_path())
+            .env("NO_COLOR", "1")
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap(),
+    );
+    let metrics = || {
+        ureq::get(&format!("http://{http}/metrics"))
+            .call()
+            .ok()
+            .and_then(|mut r| r.body_mut().read_to_string().ok())
+            .unwrap_or_default()
+    };
+    let wait_for = |line: &str| {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !metrics().lines().any(|l| l == line) {
+            assert!(
+                Instant::now() < deadline,
+                "no {line:?} in /metrics; log:\n{}",
+                std::fs::read_to_string(&log).unwrap_or_default()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    };
+    wait_for("aicr_node_objects 1");
+    // Three read timeouts of silence.
+    std::thread::sleep(Duration::from_secs(6));
+    api.insert(aicr_test_support::fixtures::node("gpu-2").build());
+    wait_for("aicr_node_objects 2");
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(!text.contains("watch:"), "a watch failed:\n{text}");
+}

@@ -522,6 +522,25 @@ fn aicr_cluster(api: &FakeApiServer) -> Command {
     c
 }
 
+/// An agent that takes longer than `--kube-timeout` (the client's read
+/// timeout), with the Job unchanged meanwhile, is still waited for: the
+/// Job watch is renewed before the timeout instead of failing as a dead
+/// connection.
+#[test]
+fn a_job_quieter_than_the_request_timeout_is_still_waited_for() {
+    let api = FakeApiServer::start_blocking();
+    api.agent_jobs_write_after(AGENT_SNAPSHOT, std::time::Duration::from_secs(5));
+    let out = aicr_cluster(&api)
+        .env("AICR_KUBE_TIMEOUT", "2s")
+        .args(["snapshot", "--timeout", "60s"])
+        .assert()
+        .success();
+    assert_eq!(
+        String::from_utf8_lossy(&out.get_output().stdout),
+        format!("{AGENT_SNAPSHOT}\n")
+    );
+}
+
 #[test]
 fn agent_job_deploys_waits_fetches_and_cleans_up() {
     let api = FakeApiServer::start_blocking();

@@ -98,6 +98,17 @@ pub async fn client(kubeconfig: Option<&Path>, request_timeout: Duration) -> Res
     kube::Client::try_from(config).map_err(|e| api_error(e, "failed to create Kubernetes client"))
 }
 
+/// The server-side timeout, in seconds, for a watch made by a client whose
+/// requests are bounded by `request_timeout`. The bound is the client's
+/// read timeout, so a watch that sees no event for that long would fail as
+/// a dead connection; asking the API server to end it sooner (it is then
+/// reopened from the last version seen) keeps a quiet watch healthy. A
+/// fifth is left as margin, within the 1 s to 290 s the API server takes.
+pub fn watch_timeout(request_timeout: Duration) -> u32 {
+    let secs = request_timeout.as_secs() * 4 / 5;
+    secs.clamp(1, 290) as u32
+}
+
 /// A Kubernetes label value from arbitrary text: every character outside
 /// `[A-Za-z0-9._-]` becomes `replacement`, at most 63 bytes, alphanumeric
 /// at both ends; empty when nothing is left. The API server refuses any
@@ -297,4 +308,18 @@ pub async fn write_document(
         )
     })?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn watches_end_before_the_read_timeout_within_the_api_servers_range() {
+        let secs = |s| watch_timeout(Duration::from_secs(s));
+        assert_eq!(secs(30), 24);
+        assert_eq!(secs(2), 1);
+        assert_eq!(watch_timeout(Duration::from_millis(500)), 1);
+        assert_eq!(secs(3600), 290);
+    }
 }

@@ -49,6 +49,9 @@ pub struct AgentJob {
     /// `None`: tolerate every taint.
     pub tolerations: Option<Vec<Toleration>>,
     pub timeout: Duration,
+    /// The bound the client puts on each API request: the Job's watch is
+    /// renewed before it (see [`super::watch_timeout`]).
+    pub kube_timeout: Duration,
     pub cleanup: bool,
     pub privileged: bool,
     pub require_gpu: bool,
@@ -447,7 +450,7 @@ async fn deploy_and_wait(
     replace_job(&jobs, job).await?;
     owned.job = true;
 
-    if let Err(e) = wait(&jobs, &job.job_name, job.timeout).await {
+    if let Err(e) = wait(&jobs, job).await {
         print_agent_logs(client, &job.namespace).await;
         return Err(e.context("job failed"));
     }
@@ -602,8 +605,10 @@ fn job_outcome(job: &Job) -> Option<Result<()>> {
 }
 
 /// Wait for Complete or Failed, watching from the last seen version, and
-/// re-listing if the watch ends early.
-async fn wait(jobs: &Api<Job>, name: &str, timeout: Duration) -> Result<()> {
+/// reading the Job again each time the watch ends (it is asked to end
+/// before the client's read timeout).
+async fn wait(jobs: &Api<Job>, job: &AgentJob) -> Result<()> {
+    let (name, timeout) = (job.job_name.as_str(), job.timeout);
     let fut = async {
         loop {
             let current = jobs
@@ -618,7 +623,9 @@ async fn wait(jobs: &Api<Job>, name: &str, timeout: Duration) -> Result<()> {
                 .resource_version
                 .clone()
                 .unwrap_or_else(|| "0".into());
-            let wp = WatchParams::default().fields(&format!("metadata.name={name}"));
+            let wp = WatchParams::default()
+                .fields(&format!("metadata.name={name}"))
+                .timeout(super::watch_timeout(job.kube_timeout));
             let mut stream = jobs
                 .watch(&wp, &rv)
                 .await

@@ -97,6 +97,7 @@ impl AgentJobArgs {
             node_selector: place.node_selector,
             tolerations: place.tolerations,
             timeout: self.timeout,
+            kube_timeout: crate::kubernetes::request_timeout(),
             cleanup: place.cleanup,
             privileged: self.privileged,
             require_gpu: self.require_gpu,

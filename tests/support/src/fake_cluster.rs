@@ -332,10 +332,22 @@ impl FakeCluster {
     /// created, "the agent" writes `snapshot` (YAML) to the `cm://` URI that
     /// is the Job's last argument and the Job completes.
     pub fn agent_jobs_write(&self, snapshot: impl Into<String>) {
+        self.agent_jobs_write_after(snapshot, std::time::Duration::ZERO);
+    }
+
+    /// [`agent_jobs_write`](Self::agent_jobs_write), with the agent taking
+    /// `delay` to finish (and the Job staying unchanged meanwhile).
+    pub fn agent_jobs_write_after(&self, snapshot: impl Into<String>, delay: std::time::Duration) {
         let snapshot: String = snapshot.into();
         self.on_create("jobs", move |cluster, job| {
-            let ns = job["metadata"]["namespace"].as_str().unwrap_or_default();
-            let name = job["metadata"]["name"].as_str().unwrap_or_default();
+            let ns = job["metadata"]["namespace"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string();
+            let name = job["metadata"]["name"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string();
             let uri = job["spec"]["template"]["spec"]["containers"][0]["args"]
                 .as_array()
                 .and_then(|a| a.last())
@@ -344,13 +356,25 @@ impl FakeCluster {
             let (cm_ns, cm_name) = uri
                 .trim_start_matches("cm://")
                 .split_once('/')
+                .map(|(a, b)| (a.to_string(), b.to_string()))
                 .expect("the output URI is cm://NAMESPACE/NAME");
-            cluster.insert(crate::fixtures::config_map(
-                cm_ns,
-                cm_name,
-                &[("snapshot.yaml", &snapshot), ("format", "yaml")],
-            ));
-            cluster.update_status("jobs", ns, name, crate::fixtures::job_complete_status());
+            let (cluster, snapshot) = (cluster.clone(), snapshot.clone());
+            let finish = move || {
+                cluster.insert(crate::fixtures::config_map(
+                    &cm_ns,
+                    &cm_name,
+                    &[("snapshot.yaml", &snapshot), ("format", "yaml")],
+                ));
+                cluster.update_status("jobs", &ns, &name, crate::fixtures::job_complete_status());
+            };
+            if delay.is_zero() {
+                finish();
+            } else {
+                std::thread::spawn(move || {
+                    std::thread::sleep(delay);
+                    finish();
+                });
+            }
         });
     }
 

@@ -268,9 +268,15 @@ pub fn crd_fixtures() -> Vec<PathBuf> {
 /// `NO_COLOR` are removed, and `HOME` is an empty directory of this test
 /// process. Tests set back what they mean to test.
 pub fn hermetic(bin: &str) -> assert_cmd::Command {
+    assert_cmd::Command::from_std(hermetic_std(bin))
+}
+
+/// [`hermetic`] as a plain [`std::process::Command`], for a binary a test
+/// starts and leaves running.
+pub fn hermetic_std(bin: &str) -> std::process::Command {
     static HOME: std::sync::OnceLock<tempfile::TempDir> = std::sync::OnceLock::new();
     let home = HOME.get_or_init(|| tempfile::tempdir().expect("a temporary HOME"));
-    let mut c = assert_cmd::Command::cargo_bin(bin).expect("the binary is built");
+    let mut c = std::process::Command::new(assert_cmd::cargo::cargo_bin(bin));
     const OTHERS: &[&str] = &[
         "KUBECONFIG",
         "KUBERNETES_SERVICE_HOST",

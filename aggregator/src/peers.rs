@@ -13,7 +13,9 @@
 //! restarting aggregator does not judge a pool on its first few agents.
 //!
 //! Pure bookkeeping: it must not lock, store or send anything. The hub
-//! tells it what changed and applies the verdicts to each node.
+//! tells it what changed; it judges a node's readings into the node's open
+//! deviations and the events that opened or resolved, which the hub
+//! records and sends.
 
 use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet, HashMap};

@@ -502,11 +502,12 @@ impl Hub {
         }
     }
 
-    /// Judge readings `which` of a node against its pool.
+    /// Judge a node's readings against its pool: `which` of them, or all
+    /// (`None`).
     fn judge_peers(
         n: &mut NodeState,
         peers: &Peers,
-        which: &[ReadingId],
+        which: Option<&[ReadingId]>,
         now: i64,
         out: &mut Vec<DriftEvent>,
     ) {
@@ -520,20 +521,9 @@ impl Hub {
         let Some(pool) = pool.as_deref() else {
             return;
         };
-        peers.judge_readings(pool, name, which, readings, deviations, now, out);
-    }
-
-    /// Judge every reading of a node against its pool.
-    fn judge_all_peers(n: &mut NodeState, peers: &Peers, now: i64, out: &mut Vec<DriftEvent>) {
-        let NodeState {
-            name,
-            readings,
-            deviations,
-            pool,
-            ..
-        } = n;
-        if let Some(pool) = pool.as_deref() {
-            peers.judge_node(pool, name, readings, deviations, now, out);
+        match which {
+            Some(which) => peers.judge_readings(pool, name, which, readings, deviations, now, out),
+            None => peers.judge_node(pool, name, readings, deviations, now, out),
         }
     }
 
@@ -572,11 +562,11 @@ impl Hub {
         let mut peers = self.peers();
         let r = peers.changed(&pool, &n.name, first, changes, &n.readings);
         if r.everything || r.node_all {
-            Self::judge_all_peers(n, &peers, now, out);
+            Self::judge_peers(n, &peers, None, now, out);
         }
         if !r.everything {
-            Self::judge_peers(n, &peers, &r.node, now, out);
-            Self::judge_peers(n, &peers, &r.pool, now, out);
+            Self::judge_peers(n, &peers, Some(&r.node), now, out);
+            Self::judge_peers(n, &peers, Some(&r.pool), now, out);
         }
         (r.everything || !r.pool.is_empty()).then(|| PoolRejudge {
             pool,
@@ -603,11 +593,8 @@ impl Hub {
             }
             let peers = self.peers();
             let mut out = Vec::new();
-            if job.everything {
-                Self::judge_all_peers(&mut n, &peers, now, &mut out);
-            } else {
-                Self::judge_peers(&mut n, &peers, &job.readings, now, &mut out);
-            }
+            let which = (!job.everything).then_some(job.readings.as_slice());
+            Self::judge_peers(&mut n, &peers, which, now, &mut out);
             drop(peers);
             self.emit(out);
         }

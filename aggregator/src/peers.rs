@@ -538,8 +538,9 @@ impl Peers {
         names
     }
 
-    /// Count (or, with `delta` -1, uncount) every reading of `state`.
-    fn tally(&mut self, pool: &str, scope: &str, state: &State, delta: i32) {
+    /// The pool (created if need be), borrowed apart from the settings and
+    /// the ignore cache its tallies are kept with.
+    fn tally_parts(&mut self, pool: &str) -> (&Settings, &mut Pool, &mut IgnoreCache) {
         self.pool_mut(pool);
         let Peers {
             settings,
@@ -547,6 +548,12 @@ impl Peers {
             ignored,
         } = self;
         let p = pools.get_mut(pool).expect("the pool exists");
+        (settings, p, ignored)
+    }
+
+    /// Count (or, with `delta` -1, uncount) every reading of `state`.
+    fn tally(&mut self, pool: &str, scope: &str, state: &State, delta: i32) {
+        let (settings, p, ignored) = self.tally_parts(pool);
         let ignored = ignored.scope_mut(scope);
         let keys = p.scope_mut(scope);
         for (k, v) in state.readings() {
@@ -586,13 +593,7 @@ impl Peers {
             };
         }
         let mut touched: Vec<ReadingId> = Vec::new();
-        self.pool_mut(pool);
-        let Peers {
-            settings,
-            pools,
-            ignored,
-        } = self;
-        let p = pools.get_mut(pool).expect("the pool exists");
+        let (settings, p, ignored) = self.tally_parts(pool);
         for c in changes {
             let after = readings.get(&c.scope).map(|r| &*r.state);
             let before = c.before.as_deref();

@@ -25,6 +25,7 @@ pub mod write;
 
 mod argocd;
 mod helm;
+mod lift;
 mod render;
 
 use std::cell::RefCell;

@@ -4,7 +4,7 @@
 //! the deployers' business.
 
 use std::collections::HashMap;
-use std::sync::{Mutex, OnceLock};
+use std::sync::{Mutex, OnceLock, RwLock};
 
 use tera::{Context, Tera};
 
@@ -126,12 +126,34 @@ pub(crate) fn insert_script_parts(ctx: &mut Context) {
     ctx.insert("parts", &parts);
 }
 
+/// The text [`lift`](super::lift) took out of the templates parsed so far,
+/// by index.
+fn lifted_texts() -> &'static RwLock<Vec<String>> {
+    static TEXTS: RwLock<Vec<String>> = RwLock::new(Vec::new());
+    &TEXTS
+}
+
+fn lifted_filter(v: &tera::Value, _: &HashMap<String, tera::Value>) -> tera::Result<tera::Value> {
+    let texts = lifted_texts().read().unwrap_or_else(|p| p.into_inner());
+    v.as_u64()
+        .and_then(|i| texts.get(usize::try_from(i).ok()?))
+        .map(|t| tera::Value::String(t.clone()))
+        .ok_or_else(|| tera::Error::msg(format!("no lifted text {v}")))
+}
+
 fn new_engine() -> Tera {
     let mut t = Tera::default();
     t.autoescape_on(vec![]);
     t.register_filter("sh", sh_filter);
     t.register_filter("q", q_filter);
+    t.register_filter(super::lift::FILTER, lifted_filter);
     t
+}
+
+/// `src` as the engine parses it: its long runs of text lifted out.
+fn lifted(src: &str) -> String {
+    let mut texts = lifted_texts().write().unwrap_or_else(|p| p.into_inner());
+    super::lift::lift(src, &mut texts)
 }
 
 /// Templates are parsed on first use: a bundle needs only its deployer's.
@@ -155,7 +177,7 @@ pub(crate) fn render(name: &str, ctx: &Context) -> Result<String> {
             .iter()
             .find(|(n, _)| *n == name)
             .ok_or_else(|| Error::internal(format!("no bundle template named {name}")))?;
-        t.add_raw_template(name, src)
+        t.add_raw_template(name, &lifted(src))
             .map_err(|e| tera_error(name, &e))?;
     }
     t.render(name, ctx).map_err(|e| tera_error(name, &e))
@@ -178,6 +200,12 @@ mod tests {
     fn every_template_parses_and_quotes() {
         let mut t = new_engine();
         t.add_raw_templates(TEMPLATES.iter().copied()).unwrap();
+        t.add_raw_templates(
+            TEMPLATES
+                .iter()
+                .map(|(n, s)| (format!("lifted-{n}"), lifted(s))),
+        )
+        .unwrap();
         assert_eq!(shell_quote("it's"), r"'it'\''s'");
         let mut c = context();
         c.insert("name", "a\"b");

@@ -1,7 +1,8 @@
 //! The text templates of a bundle (scripts, READMEs, charts, Argo CD
-//! Applications), embedded from `templates/` and rendered with Tera. Owns
-//! the template set and its quoting filters; what goes into each context is
-//! the deployers' business.
+//! Applications), embedded from `templates/` and rendered with Tera, their
+//! long runs of text lifted out before parsing (`lift`). Owns the template
+//! set and its filters; what goes into each context is the deployers'
+//! business.
 
 use std::collections::HashMap;
 use std::sync::{Mutex, OnceLock, RwLock};

@@ -283,22 +283,7 @@ fn install(path: &Path, content: &str) -> Result<()> {
             path.display()
         )));
     }
-    let mut temp = tempfile::Builder::new();
-    temp.prefix(".SKILL.md-");
-    // Created 0666 so the kernel applies the user's umask (tempfile's own
-    // default is 0600).
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        temp.permissions(std::fs::Permissions::from_mode(0o666));
-    }
-    let mut tmp = temp
-        .tempfile_in(dir)
-        .map_err(|e| fail("create a temporary file for", e))?;
-    tmp.write_all(content.as_bytes())
-        .map_err(|e| fail("write", e))?;
-    tmp.persist(path).map_err(|e| fail("write", e.error))?;
-    Ok(())
+    aicr::sink::write_file_atomic(path, content.as_bytes())
 }
 
 pub fn run(a: &SkillArgs, root: &Command) -> Result<()> {

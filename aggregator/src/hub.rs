@@ -562,9 +562,9 @@ impl Hub {
         let mut peers = self.peers();
         let r = peers.changed(&pool, &n.name, first, changes, &n.readings);
         if r.everything || r.node_all {
+            // Every reading of the node, the moved ones among them.
             Self::judge_peers(n, &peers, None, now, out);
-        }
-        if !r.everything {
+        } else {
             Self::judge_peers(n, &peers, Some(&r.node), now, out);
             Self::judge_peers(n, &peers, Some(&r.pool), now, out);
         }

@@ -664,15 +664,18 @@ impl Peers {
     /// What `pool` expects of the readings of `scope`; `None` for a pool
     /// it does not know.
     fn view<'a>(&'a self, pool: &str, scope: &'a str) -> Option<ScopeView<'a>> {
-        let p = self.pools.get(pool)?;
-        Some(ScopeView {
+        Some(self.scope_view(self.pools.get(pool)?, scope))
+    }
+
+    fn scope_view<'a>(&'a self, p: &'a Pool, scope: &'a str) -> ScopeView<'a> {
+        ScopeView {
             settings: &self.settings,
             scope,
             ignored: self.ignored.scope(scope),
             pool: p,
             tallies: p.tallies.get(scope),
             judged: p.judged(self.settings.min_pool),
-        })
+        }
     }
 
     pub fn verdict<'a>(&'a self, pool: &str, scope: &'a str, key: &str) -> Verdict<'a> {
@@ -704,7 +707,7 @@ impl Peers {
             // Only a judged pool or a baseline expects anything.
             let expecting = p.baseline.is_some() || p.judged(self.settings.min_pool);
             for (scope, r) in readings {
-                let view = self.view(pool, scope).expect("the pool exists");
+                let view = self.scope_view(p, scope);
                 // Readings the pool expects present that the node has: when
                 // they are all the pool expects, none is missing, and the
                 // node's keys need no lookup.

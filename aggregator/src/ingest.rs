@@ -17,8 +17,8 @@ use aicr::proto::aggregator_message::Body as Reply;
 use aicr::proto::{
     Ack, AgentMessage, AggregatorMessage, CollectionSettings, Hello, Resync, SubtypeState,
 };
-use tokio::sync::mpsc;
-use tokio_stream::wrappers::ReceiverStream;
+use futures::SinkExt;
+use futures::channel::mpsc;
 use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status, Streaming};
 
@@ -102,7 +102,7 @@ pub struct AgentApi(pub Arc<Ingest>);
 
 #[tonic::async_trait]
 impl AgentService for AgentApi {
-    type SessionStream = ReceiverStream<Result<AggregatorMessage, Status>>;
+    type SessionStream = mpsc::Receiver<Result<AggregatorMessage, Status>>;
 
     async fn session(
         &self,
@@ -122,15 +122,22 @@ impl AgentService for AgentApi {
             ));
         }
         let inbound = request.into_inner();
-        let (tx, rx) = mpsc::channel(32);
+        let (tx, rx) = mpsc::channel(REPLY_QUEUE);
         tokio::spawn(this.clone().run(inbound, tx));
-        Ok(Response::new(ReceiverStream::new(rx)))
+        Ok(Response::new(rx))
     }
 }
 
+/// Replies a session may queue before its agent reads them.
+const REPLY_QUEUE: usize = 32;
+
+/// A session's replies. futures' channel, not tokio's: tokio allocates a
+/// block of 32 slots and a cache-padded header when the channel is made,
+/// about 1.5 KiB for every connected agent, while this one allocates per
+/// queued reply, and an agent's session nearly always has none queued.
 type Tx = mpsc::Sender<Result<AggregatorMessage, Status>>;
 
-async fn reply(tx: &Tx, item: Result<AggregatorMessage, Status>) -> bool {
+async fn reply(tx: &mut Tx, item: Result<AggregatorMessage, Status>) -> bool {
     matches!(
         tokio::time::timeout(REPLY_TIMEOUT, tx.send(item)).await,
         Ok(Ok(()))
@@ -209,7 +216,7 @@ impl Ingest {
     }
 
     /// Wait for Hello; other messages get Resync until the strikes run out.
-    async fn hello(&self, inbound: &mut Streaming<AgentMessage>, tx: &Tx) -> Option<Hello> {
+    async fn hello(&self, inbound: &mut Streaming<AgentMessage>, tx: &mut Tx) -> Option<Hello> {
         let deadline = tokio::time::Instant::now() + self.limits.hello_timeout;
         let mut strikes = 0;
         loop {
@@ -257,14 +264,14 @@ impl Ingest {
         }
     }
 
-    async fn run(self: Arc<Self>, mut inbound: Streaming<AgentMessage>, tx: Tx) {
-        let Some(hello) = self.hello(&mut inbound, &tx).await else {
+    async fn run(self: Arc<Self>, mut inbound: Streaming<AgentMessage>, mut tx: Tx) {
+        let Some(hello) = self.hello(&mut inbound, &mut tx).await else {
             return;
         };
         if !valid_node_name(&hello.node_name) {
             self.reject("bad_node_name");
             reply(
-                &tx,
+                &mut tx,
                 Err(Status::invalid_argument(format!(
                     "Hello.node_name {:?} is not a Kubernetes node name",
                     hello.node_name
@@ -280,12 +287,12 @@ impl Ingest {
                 hello.node_name,
                 status.message()
             );
-            reply(&tx, Err(status)).await;
+            reply(&mut tx, Err(status)).await;
             return;
         }
         if !self.hub.leading() {
             reply(
-                &tx,
+                &mut tx,
                 Err(Status::unavailable(
                     "this aggregator replica is not the leader",
                 )),
@@ -309,10 +316,10 @@ impl Ingest {
             hello.node_name,
             hello.agent_version
         );
-        if reply(&tx, msg(Reply::Settings(self.settings.clone()))).await {
-            let end = self.serve(&session, &mut inbound, &tx).await;
+        if reply(&mut tx, msg(Reply::Settings(self.settings.clone()))).await {
+            let end = self.serve(&session, &mut inbound, &mut tx).await;
             if let Some(status) = end {
-                reply(&tx, Err(status)).await;
+                reply(&mut tx, Err(status)).await;
             }
         }
         self.hub.disconnect(&session);
@@ -324,7 +331,7 @@ impl Ingest {
         &self,
         session: &Session,
         inbound: &mut Streaming<AgentMessage>,
-        tx: &Tx,
+        tx: &mut Tx,
     ) -> Option<Status> {
         let mut bucket = Bucket::new(self.limits.rate, self.limits.burst);
         let mut parts = aicr::parts::Assembler::default();

@@ -15,12 +15,13 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use aicr::kubernetes::measure::{
-    TopologyNode, cluster_policy_resources, flatten_policy, images_subtype, node_subtype, topology,
+    TopologyNode, cluster_policy_resources, flatten_policy, images_subtype, node_subtype_of,
+    topology,
 };
 use aicr::model::snapshot::Subtype;
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{
-    Container, EphemeralContainer, Node, NodeSpec, NodeStatus, Pod, PodSpec, Taint,
+    Container, EphemeralContainer, Node, NodeSystemInfo, Pod, PodSpec, Taint,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::Resource;
@@ -125,15 +126,20 @@ impl<T: PartialEq> Mirror<T> {
 /// One label, `key=value`, shared by every Node that carries it.
 type Label = Arc<(String, String)>;
 
-/// A Node as the readings need it. GPU nodes carry a hundred or more
-/// labels from feature discovery, nearly all the same across a pool, so
-/// each label is held once for every Node that carries it (see [`Labels`])
-/// and a Node keeps one pointer per label; the rest of the object is
-/// stripped as for the others.
+/// A Node as the readings need it, and nothing else. GPU nodes carry a
+/// hundred or more labels from feature discovery, nearly all the same
+/// across a pool, so each label is held once for every Node that carries
+/// it (see [`Labels`]) and a Node keeps one pointer per label. The rest is
+/// the few fields the readings use, not a stripped `Node`: the API type's
+/// empty fields alone take over a kilobyte, once per Node in the cluster.
 #[derive(Debug, PartialEq)]
 struct KeptNode {
-    /// The Node without its labels.
-    node: Node,
+    name: Box<str>,
+    provider_id: Option<Box<str>>,
+    taints: Box<[Taint]>,
+    /// Boxed: ten strings every Node has, or none before its kubelet
+    /// reports.
+    info: Option<Box<NodeSystemInfo>>,
     /// Sorted by key, as the API's map hands them over.
     labels: Box<[Label]>,
 }
@@ -149,11 +155,11 @@ impl KeptNode {
 
 impl TopologyNode for KeptNode {
     fn node_name(&self) -> &str {
-        self.node.node_name()
+        &self.name
     }
 
     fn node_taints(&self) -> &[Taint] {
-        self.node.node_taints()
+        &self.taints
     }
 
     fn node_labels(&self) -> impl Iterator<Item = (&str, &str)> {
@@ -193,22 +199,17 @@ impl Labels {
             .flatten()
             .map(|label| self.get(label))
             .collect();
-        let node = Node {
-            metadata: ObjectMeta {
-                name: n.metadata.name,
-                ..Default::default()
-            },
-            spec: n.spec.map(|s| NodeSpec {
-                taints: s.taints,
-                provider_id: s.provider_id,
-                ..Default::default()
-            }),
-            status: n.status.map(|s| NodeStatus {
-                node_info: s.node_info,
-                ..Default::default()
-            }),
-        };
-        KeptNode { node, labels }
+        let (provider_id, taints) = n
+            .spec
+            .map(|s| (s.provider_id, s.taints))
+            .unwrap_or_default();
+        KeptNode {
+            name: n.metadata.name.unwrap_or_default().into(),
+            provider_id: provider_id.map(String::into_boxed_str),
+            taints: taints.unwrap_or_default().into(),
+            info: n.status.and_then(|s| s.node_info).map(Box::new),
+            labels,
+        }
     }
 }
 
@@ -354,7 +355,7 @@ async fn nodes(
 ) {
     let labels = Labels::default();
     let object = |k: &str, n: &KeptNode| NodeObject {
-        subtype: node_subtype(k, &n.node),
+        subtype: node_subtype_of(k, n.provider_id.as_deref(), n.info.as_deref()),
         pool: hub.pool_of(|key| n.label(key)),
     };
     let on_step = |m: &Mirror<KeptNode>, step: &Step| match step {
@@ -462,6 +463,8 @@ async fn policy(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use aicr::kubernetes::measure::node_subtype;
+    use k8s_openapi::api::core::v1::{NodeSpec, NodeStatus};
     use serde_json::json;
 
     fn node(name: &str, pool: &str) -> Node {
@@ -534,7 +537,7 @@ mod tests {
     }
 
     #[test]
-    fn kept_nodes_give_the_topology_of_the_api_nodes() {
+    fn kept_nodes_give_the_topology_and_readings_of_the_api_nodes() {
         let mut gpu = node("gpu-1", "gpu");
         gpu.metadata
             .labels
@@ -548,11 +551,34 @@ mod tests {
                 value: Some("present".into()),
                 ..Default::default()
             }]),
+            provider_id: Some("aws:///us-east-1a/i-0abc".into()),
+            ..Default::default()
+        });
+        gpu.status = Some(NodeStatus {
+            node_info: Some(NodeSystemInfo {
+                container_runtime_version: "containerd://2.0.5".into(),
+                kernel_version: "6.8.0-1028-aws".into(),
+                kubelet_version: "v1.33.5".into(),
+                os_image: "Ubuntu 24.04.2 LTS".into(),
+                operating_system: "linux".into(),
+                ..Default::default()
+            }),
             ..Default::default()
         });
         let nodes = vec![gpu, node("gpu-2", "gpu"), node("cpu-1", "cpu")];
         let labels = Labels::default();
         let kept: Vec<KeptNode> = nodes.iter().cloned().map(|n| labels.keep(n)).collect();
         assert_eq!(topology(&kept, 0), topology(&nodes, 0));
+        for (k, n) in kept.iter().zip(&nodes) {
+            let name = n.node_name();
+            assert_eq!(
+                node_subtype_of(name, k.provider_id.as_deref(), k.info.as_deref()),
+                node_subtype(name, n)
+            );
+        }
+        assert!(
+            node_subtype(nodes[0].node_name(), &nodes[0]).data.len() > 5,
+            "the GPU node's provider and node info are read"
+        );
     }
 }

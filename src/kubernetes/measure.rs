@@ -6,7 +6,7 @@
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::api::core::v1::{Node, Pod, Taint};
+use k8s_openapi::api::core::v1::{Node, NodeSystemInfo, Pod, Taint};
 use kube::api::{Api, ApiResource, DynamicObject, ListParams};
 use kube::discovery::Discovery;
 use serde_json::Value;
@@ -119,18 +119,28 @@ fn sorted_json(v: &Value) -> String {
 
 /// The `node` subtype for the node this process runs on.
 pub fn node_subtype(name: &str, node: &Node) -> Subtype {
+    node_subtype_of(
+        name,
+        node.spec.as_ref().and_then(|s| s.provider_id.as_deref()),
+        node.status.as_ref().and_then(|s| s.node_info.as_ref()),
+    )
+}
+
+/// The `node` subtype from the only parts of a Node it reads, for callers
+/// that keep Nodes in a leaner form.
+pub fn node_subtype_of(
+    name: &str,
+    provider_id: Option<&str>,
+    info: Option<&NodeSystemInfo>,
+) -> Subtype {
     let mut st = Subtype::new("node").with("source-node", name);
     let mut put = |k: &str, v: &str| {
         if !v.is_empty() {
             st.data.insert(k.to_string(), Reading::Str(v.to_string()));
         }
     };
-    let provider_id = node
-        .spec
-        .as_ref()
-        .and_then(|s| s.provider_id.clone())
-        .unwrap_or_default();
-    put("provider-id", &provider_id);
+    let provider_id = provider_id.unwrap_or_default();
+    put("provider-id", provider_id);
     if !provider_id.is_empty() {
         let scheme = provider_id
             .split("://")
@@ -147,7 +157,7 @@ pub fn node_subtype(name: &str, node: &Node) -> Subtype {
         };
         put("provider", provider);
     }
-    if let Some(info) = node.status.as_ref().and_then(|s| s.node_info.as_ref()) {
+    if let Some(info) = info {
         put("container-runtime-id", &info.container_runtime_version);
         if let Some((n, v)) = info.container_runtime_version.split_once("://") {
             put("container-runtime-name", n);

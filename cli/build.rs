@@ -25,8 +25,7 @@ fn main() {
         .any(|f| f == "crt-static");
     // A static C runtime already links libgcc_eh; other targets never ask
     // for libgcc_s.
-    if var("CARGO_CFG_TARGET_OS") != "linux" || var("CARGO_CFG_TARGET_ENV") != "gnu" || static_crt
-    {
+    if var("CARGO_CFG_TARGET_OS") != "linux" || var("CARGO_CFG_TARGET_ENV") != "gnu" || static_crt {
         return;
     }
     let dir = PathBuf::from(var("OUT_DIR")).join("static-unwinder");

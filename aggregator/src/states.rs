@@ -36,21 +36,13 @@ pub fn content_key(kind: &str, name: &str, json: &[u8]) -> ContentKey {
 }
 
 /// A subtype as a shared base and this state's differences from it.
-///
-/// The differences are sorted boxed slices, not maps: a state never
-/// changes once interned, and most states differ from their base in a
-/// handful of readings (a host name, a boot id, GPU serials), where a
-/// B-tree node of eleven slots would cost ten times the entries it holds.
-/// Every node with a reading of its own holds such a state, so this is
-/// most of what a node's readings cost the aggregator.
 #[derive(Debug, Clone)]
 struct Held {
     base: Arc<Subtype>,
-    /// Readings this state has that the base lacks or holds differently,
-    /// sorted by key.
-    set: Box<[(Box<str>, Reading)]>,
+    /// Readings this state has that the base lacks or holds differently.
+    set: BTreeMap<String, Reading>,
     /// Base readings this state does not have, sorted.
-    unset: Box<[Box<str>]>,
+    unset: Box<[String]>,
     /// This state's context when it differs from the base's.
     context: Option<BTreeMap<String, String>>,
 }
@@ -59,17 +51,17 @@ impl Held {
     fn whole(st: Arc<Subtype>) -> Held {
         Held {
             base: st,
-            set: Box::new([]),
+            set: BTreeMap::new(),
             unset: Box::new([]),
             context: None,
         }
     }
 
     fn get(&self, key: &str) -> Option<&Reading> {
-        if let Ok(i) = self.set.binary_search_by(|(k, _)| (**k).cmp(key)) {
-            return Some(&self.set[i].1);
+        if let Some(r) = self.set.get(key) {
+            return Some(r);
         }
-        if self.unset.binary_search_by(|k| (**k).cmp(key)).is_ok() {
+        if self.unset.binary_search_by(|k| k.as_str().cmp(key)).is_ok() {
             return None;
         }
         self.base.data.get(key)
@@ -115,9 +107,9 @@ impl State {
         let h = &self.held;
         let mut data = h.base.data.clone();
         for k in h.unset.iter() {
-            data.remove(&**k);
+            data.remove(k);
         }
-        data.extend(h.set.iter().map(|(k, v)| (k.to_string(), v.clone())));
+        data.extend(h.set.iter().map(|(k, v)| (k.clone(), v.clone())));
         Subtype {
             subtype: h.base.subtype.clone(),
             data,
@@ -145,7 +137,7 @@ impl State {
                     (None, None) => return None,
                     (Some(_), None) => true,
                     (None, Some(_)) => false,
-                    (Some((b, _)), Some((s, _))) => match b.as_str().cmp(&**s) {
+                    (Some((b, _)), Some((s, _))) => match b.cmp(s) {
                         std::cmp::Ordering::Less => true,
                         std::cmp::Ordering::Greater => false,
                         // Set here overrides the base's reading.
@@ -156,11 +148,11 @@ impl State {
                     },
                 };
                 if !from_base {
-                    return set.next().map(|(k, v)| (&**k, v));
+                    return set.next().map(|(k, v)| (k.as_str(), v));
                 }
                 let (k, v) = base.next()?;
-                while unset.next_if(|u| &***u < k.as_str()).is_some() {}
-                if unset.next_if(|u| &***u == k.as_str()).is_none() {
+                while unset.next_if(|u| *u < k).is_some() {}
+                if unset.next_if(|u| *u == k).is_none() {
                     return Some((k.as_str(), v));
                 }
             }
@@ -175,9 +167,9 @@ impl State {
                 let own = |s: &'a State| {
                     s.held
                         .set
-                        .iter()
-                        .map(|(k, _)| &**k)
-                        .chain(s.held.unset.iter().map(|k| &**k))
+                        .keys()
+                        .chain(s.held.unset.iter())
+                        .map(String::as_str)
                 };
                 own(a).chain(own(b)).collect()
             }
@@ -286,19 +278,21 @@ impl States {
             }
         };
         // Both sides are sorted: one walk finds what differs.
-        let mut set: Vec<(Box<str>, Reading)> = Vec::new();
-        let mut unset: Vec<Box<str>> = Vec::new();
+        let mut set = BTreeMap::new();
+        let mut unset: Vec<String> = Vec::new();
         let mut theirs = base.data.iter().peekable();
         for (k, v) in &st.data {
             while let Some((gone, _)) = theirs.next_if(|(b, _)| *b < k) {
-                unset.push(gone.as_str().into());
+                unset.push(gone.clone());
             }
             match theirs.next_if(|(b, _)| *b == k) {
                 Some((_, same)) if same == v => {}
-                _ => set.push((k.as_str().into(), v.clone())),
+                _ => {
+                    set.insert(k.clone(), v.clone());
+                }
             }
         }
-        unset.extend(theirs.map(|(k, _)| k.as_str().into()));
+        unset.extend(theirs.map(|(k, _)| k.clone()));
         if set.len() + unset.len() > st.data.len() / 2 {
             let own = Arc::new(st);
             let mut bases = lock(&self.table.bases);
@@ -315,7 +309,7 @@ impl States {
         let context = (st.context != base.context).then_some(st.context);
         Held {
             base,
-            set: set.into_boxed_slice(),
+            set,
             unset: unset.into_boxed_slice(),
             context,
         }
@@ -355,7 +349,7 @@ mod tests {
         let b = intern(&states, b_in.clone());
         assert!(Arc::ptr_eq(&a.held.base, &b.held.base));
         assert_eq!(b.held.set.len(), 2, "hostname and extra");
-        assert_eq!(&*b.held.unset, [Box::<str>::from("k05")]);
+        assert_eq!(&*b.held.unset, ["k05".to_string()]);
         assert_eq!(b.get("hostname").unwrap().render(), "b");
         assert_eq!(a.get("hostname").unwrap().render(), "a");
         assert!(b.get("k05").is_none());

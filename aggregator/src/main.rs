@@ -18,15 +18,6 @@ use aicr_aggregator::server::DEFAULT_POOL_LABELS;
 use aicr_aggregator::{Config, TlsFiles};
 use clap::Parser;
 
-/// mimalloc instead of glibc's allocator. Every agent's full snapshot is
-/// decoded into thousands of short-lived strings while the states it
-/// leaves behind live on; glibc's heap fragmented under that mix and spent
-/// its time on the slow path. With mimalloc the scale bench at 30,000
-/// agents used 15% less CPU to connect, re-evaluated a recipe change in
-/// 115 to 145 ms instead of 147 to 190, and held 25% less memory.
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 #[derive(Debug, Parser)]
 #[command(
     name = "aicr-aggregator",

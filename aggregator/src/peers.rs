@@ -19,11 +19,6 @@
 
 use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-
-/// The tallies are looked up once per reading of every join and change:
-/// SipHash's DoS resistance costs a tenth of a join there, and foldhash is
-/// still seeded per process.
-type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
 use std::sync::Arc;
 
 use aicr::diff::Ignore;
@@ -34,6 +29,21 @@ use aicr::proto::drift_event::{Kind, Source};
 
 use crate::state::{Changed, Reported};
 use crate::states::State;
+
+/// The tallies are looked up once per reading of every join and change:
+/// SipHash's DoS resistance costs a tenth of a join there, and foldhash is
+/// still seeded per process.
+type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
+
+/// The value under `key`, inserted empty if absent. Unlike `entry`, the key
+/// is copied only when it is new: these maps are looked up once per reading
+/// of every join and change, and almost always hold the key already.
+fn entry_mut<'m, V: Default>(map: &'m mut FastMap<String, V>, key: &str) -> &'m mut V {
+    if !map.contains_key(key) {
+        map.insert(key.to_string(), V::default());
+    }
+    map.get_mut(key).expect("just inserted")
+}
 
 /// The value that stands for a reading a node does not have.
 pub const ABSENT: &str = "(absent)";
@@ -308,10 +318,7 @@ impl Pool {
 
     /// The tallies of `scope`, created empty if need be.
     fn scope_mut(&mut self, scope: &str) -> &mut FastMap<String, Tally> {
-        if !self.tallies.contains_key(scope) {
-            self.tallies.insert(scope.to_string(), FastMap::default());
-        }
-        self.tallies.get_mut(scope).expect("just inserted")
+        entry_mut(&mut self.tallies, scope)
     }
 
     /// How many readings of `scope` a member is expected to have: those of
@@ -446,10 +453,7 @@ impl IgnoreCache {
     }
 
     fn scope_mut(&mut self, scope: &str) -> &mut FastMap<String, bool> {
-        if !self.0.contains_key(scope) {
-            self.0.insert(scope.to_string(), FastMap::default());
-        }
-        self.0.get_mut(scope).expect("just inserted")
+        entry_mut(&mut self.0, scope)
     }
 }
 
@@ -503,16 +507,13 @@ impl Peers {
     }
 
     fn pool_mut(&mut self, pool: &str) -> &mut Pool {
-        if !self.pools.contains_key(pool) {
-            self.pools.insert(pool.to_string(), Pool::default());
-        }
-        self.pools.get_mut(pool).expect("just inserted")
+        entry_mut(&mut self.pools, pool)
     }
 
     /// A node is known to be in `pool` (restored, or connected and not yet
     /// reported).
     pub fn know(&mut self, pool: &str) {
-        self.pools.entry(pool.to_string()).or_default().known += 1;
+        self.pool_mut(pool).known += 1;
     }
 
     /// A node known to be in `pool` is gone.
@@ -795,8 +796,7 @@ impl Peers {
 
     /// Pin `pool` to `baseline` (`None`: judge it by majority again).
     pub fn set_baseline(&mut self, pool: &str, baseline: Option<Baseline>) {
-        let p = self.pools.entry(pool.to_string()).or_default();
-        p.baseline = baseline.map(Arc::new);
+        self.pool_mut(pool).baseline = baseline.map(Arc::new);
     }
 
     /// The pool's majority as a baseline: every reading with a present
@@ -834,10 +834,7 @@ impl Peers {
 /// Count (`delta` 1) or uncount (-1) value `v` of reading `key`; a tally
 /// left empty and without a majority to remember goes.
 fn bump(keys: &mut FastMap<String, Tally>, key: &str, v: &str, delta: i32) {
-    let t = match keys.get_mut(key) {
-        Some(t) => t,
-        None => keys.entry(key.to_string()).or_default(),
-    };
+    let t = entry_mut(keys, key);
     if delta > 0 {
         let c = match t.values.get_mut(v) {
             Some(c) => {

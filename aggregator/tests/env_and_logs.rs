@@ -68,15 +68,8 @@ fn quiet_watches_outlive_the_request_timeout() {
         .local_addr()
         .unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let log = dir.path().join("aggregator.log");
-    struct Kill(std::process::Child);
-    impl Drop for Kill {
-        fn drop(&mut self) {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
-    let _aggregator = Kill(
+    let aggregator = crate::common::Proc::spawn(
+        "aggregator",
         aicr_test_support::tools::hermetic_std("aicr-aggregator")
             .args([
                 "--insecure",
@@ -86,13 +79,8 @@ fn quiet_watches_outlive_the_request_timeout() {
             ])
             .args(["--http-listen", &http.to_string(), "--kube-timeout", "2s"])
             .arg("--kubeconfig")
-            .arg(api.kubeconfig_path())
-            .env("NO_COLOR", "1")
-            .stdin(std::process::Stdio::null())
-            .stdout(std::process::Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .unwrap(),
+            .arg(api.kubeconfig_path()),
+        dir.path(),
     );
     let metrics = || {
         ureq::get(&format!("http://{http}/metrics"))
@@ -106,8 +94,8 @@ fn quiet_watches_outlive_the_request_timeout() {
         while !metrics().lines().any(|l| l == line) {
             assert!(
                 Instant::now() < deadline,
-                "no {line:?} in /metrics; log:\n{}",
-                std::fs::read_to_string(&log).unwrap_or_default()
+                "no {line:?} in /metrics\n{}",
+                aggregator.tail()
             );
             std::thread::sleep(Duration::from_millis(100));
         }
@@ -117,6 +105,6 @@ fn quiet_watches_outlive_the_request_timeout() {
     std::thread::sleep(Duration::from_secs(6));
     api.insert(aicr_test_support::fixtures::node("gpu-2").build());
     wait_for("aicr_node_objects 2");
-    let text = std::fs::read_to_string(&log).unwrap();
+    let text = aggregator.log_text();
     assert!(!text.contains("watch:"), "a watch failed:\n{text}");
 }

@@ -19,6 +19,7 @@ pub mod identity;
 pub mod ingest;
 pub mod ingest_body;
 pub mod leader;
+pub mod memory;
 pub mod metrics;
 pub mod node_status;
 pub mod peers;

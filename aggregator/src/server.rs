@@ -30,7 +30,7 @@ use crate::identity::{NodeIdentity, TokenReview, TrustNodeNames};
 use crate::ingest::{AgentApi, Ingest, Limits};
 use crate::ingest_body::Sliced;
 use crate::leader::{self, Election};
-use crate::metrics::Metrics;
+use crate::metrics::{KindLabel, Metrics};
 use crate::node_status;
 use crate::peers;
 use crate::recorder::{self, Input};
@@ -410,6 +410,15 @@ pub async fn start(config: Config) -> Result<Running> {
                 }
             }
         }));
+    }
+
+    {
+        let full = hub
+            .metrics()
+            .ingested
+            .get_or_create(&KindLabel { kind: "full" })
+            .clone();
+        background.push(crate::memory::spawn(move || full.get(), cancel.clone()));
     }
 
     let client_ca = config.tls.as_ref().is_some_and(|t| t.client_ca.is_some());

@@ -4,9 +4,9 @@
 //! restart of the aggregator), the decoded snapshots in flight take far more
 //! memory than the states they leave behind. glibc's allocator keeps what
 //! was freed inside its arenas and returns only the top of each heap, so
-//! the process would stay resident at the burst's peak: 3.2 GiB instead of
-//! 2.1 at 100,000 agents in the scale bench. Once intake has been quiet for
-//! a moment, `malloc_trim` returns those free pages.
+//! the process would stay resident at the burst's peak: 3.1 GiB instead of
+//! 2.4 after 100,000 agents connect in the scale bench. Once intake has
+//! been quiet for a moment, `malloc_trim` returns those free pages.
 //!
 //! This module owns that one call and when to make it; it must not touch
 //! node state.

@@ -34,13 +34,12 @@
 #[path = "../tests/common/sim_agent.rs"]
 mod sim_agent;
 
-/// The simulated agents allocate through mimalloc; the aggregator keeps
-/// glibc's allocator (see ARCHITECTURE.md).
-/// They build, encode and drop a 34 KiB snapshot per agent; under glibc's
-/// allocator they spent almost half their CPU in `malloc` and `free`, by an
-/// amount that varied from run to run with the heap's state, and they share
-/// the two cores with the aggregator, so that cost showed up as its
-/// connect time.
+/// The simulated agents allocate through mimalloc. They build, encode and
+/// drop a 34 KiB snapshot per agent; under glibc's allocator they spent
+/// almost half their CPU in `malloc` and `free`, by an amount that varied
+/// from run to run with the heap's state, and they share the two cores with
+/// the aggregator, so that cost showed up as its connect time. The
+/// aggregator keeps glibc's allocator (see ARCHITECTURE.md).
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

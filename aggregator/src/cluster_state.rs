@@ -153,6 +153,13 @@ impl KeptNode {
     }
 }
 
+impl KeptNode {
+    /// The `K8s.node` subtype, read as from the API's Node.
+    fn subtype(&self, name: &str) -> Subtype {
+        node_subtype_of(name, self.provider_id.as_deref(), self.info.as_deref())
+    }
+}
+
 impl TopologyNode for KeptNode {
     fn node_name(&self) -> &str {
         &self.name
@@ -355,7 +362,7 @@ async fn nodes(
 ) {
     let labels = Labels::default();
     let object = |k: &str, n: &KeptNode| NodeObject {
-        subtype: node_subtype_of(k, n.provider_id.as_deref(), n.info.as_deref()),
+        subtype: n.subtype(k),
         pool: hub.pool_of(|key| n.label(key)),
     };
     let on_step = |m: &Mirror<KeptNode>, step: &Step| match step {
@@ -571,10 +578,7 @@ mod tests {
         assert_eq!(topology(&kept, 0), topology(&nodes, 0));
         for (k, n) in kept.iter().zip(&nodes) {
             let name = n.node_name();
-            assert_eq!(
-                node_subtype_of(name, k.provider_id.as_deref(), k.info.as_deref()),
-                node_subtype(name, n)
-            );
+            assert_eq!(k.subtype(name), node_subtype(name, n));
         }
         assert!(
             node_subtype(nodes[0].node_name(), &nodes[0]).data.len() > 5,

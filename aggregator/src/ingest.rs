@@ -128,6 +128,10 @@ impl AgentService for AgentApi {
     }
 }
 
+/// The `ingested` kind of an applied full snapshot; the heap trim after a
+/// burst of them ([`crate::memory`]) watches its count.
+pub const FULL: &str = "full";
+
 /// Replies a session may queue before its agent reads them.
 const REPLY_QUEUE: usize = 32;
 
@@ -376,10 +380,7 @@ impl Ingest {
             let applying = Instant::now();
             let (outcome, ack) = match message.body {
                 Some(Body::Full(f)) => match decode_all(&self.states, f.subtypes) {
-                    Ok(r) => (
-                        self.hub.apply_full(session, f.seq, r).map(|_| "full"),
-                        f.seq,
-                    ),
+                    Ok(r) => (self.hub.apply_full(session, f.seq, r).map(|_| FULL), f.seq),
                     Err(e) => (Err(Refusal::Invalid(e)), 0),
                 },
                 Some(Body::Update(u)) => match decode_all(&self.states, u.changed) {

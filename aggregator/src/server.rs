@@ -416,7 +416,9 @@ pub async fn start(config: Config) -> Result<Running> {
         let full = hub
             .metrics()
             .ingested
-            .get_or_create(&KindLabel { kind: "full" })
+            .get_or_create(&KindLabel {
+                kind: crate::ingest::FULL,
+            })
             .clone();
         background.push(crate::memory::spawn(move || full.get(), cancel.clone()));
     }

@@ -25,9 +25,9 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use aicr_test_support::tools::{self, Judge};
+use serde_json::{Value, json};
 
 use crate::common::Proc;
-use serde_json::{Value, json};
 
 /// The longest any one condition is waited for.
 const WAIT: Duration = Duration::from_secs(60);

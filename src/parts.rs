@@ -15,7 +15,7 @@ use crate::proto::{AgentMessage, Part};
 
 /// What the aggregator asks for (`CollectionSettings.part_bytes`). The
 /// aggregator's receive buffer for an agent stream holds about one Part
-/// plus one slice of a frame (`ingest_body` in the aggregator), so this
+/// (`ingest_body` in the aggregator keeps it from holding more), so this
 /// sets it: at 10,000 agents, 2 KiB Parts cost about 5 KiB per agent less
 /// than 8 KiB and 1.5 KiB less than 4 KiB; 1 KiB saved one more KiB for
 /// twice the messages, and is not worth them.

@@ -28,7 +28,7 @@ use crate::api::{CliAuth, ClusterApi};
 use crate::hub::Hub;
 use crate::identity::{NodeIdentity, TokenReview, TrustNodeNames};
 use crate::ingest::{AgentApi, Ingest, Limits};
-use crate::ingest_body::Sliced;
+use crate::ingest_body::Aligned;
 use crate::leader::{self, Election};
 use crate::metrics::{KindLabel, Metrics};
 use crate::node_status;
@@ -437,7 +437,7 @@ pub async fn start(config: Config) -> Result<Running> {
         shutdown: cancel.clone(),
         states: States::default(),
     });
-    let agents = Sliced(
+    let agents = Aligned(
         AgentServiceServer::new(AgentApi(ingest))
             .max_decoding_message_size(config.max_message_bytes)
             .max_encoding_message_size(config.max_message_bytes),

@@ -39,8 +39,11 @@ pub fn content_key(kind: &str, name: &str, json: &[u8]) -> ContentKey {
 #[derive(Debug, Clone)]
 struct Held {
     base: Arc<Subtype>,
-    /// Readings this state has that the base lacks or holds differently.
-    set: BTreeMap<String, Reading>,
+    /// Readings this state has that the base lacks or holds differently,
+    /// sorted by key. A slice, not a map: a state differs from its base in
+    /// a handful of readings (a host name, GPU serials), where a B-tree
+    /// leaf would reserve room for eleven.
+    set: Box<[(String, Reading)]>,
     /// Base readings this state does not have, sorted.
     unset: Box<[String]>,
     /// This state's context when it differs from the base's.
@@ -51,15 +54,15 @@ impl Held {
     fn whole(st: Arc<Subtype>) -> Held {
         Held {
             base: st,
-            set: BTreeMap::new(),
+            set: Box::new([]),
             unset: Box::new([]),
             context: None,
         }
     }
 
     fn get(&self, key: &str) -> Option<&Reading> {
-        if let Some(r) = self.set.get(key) {
-            return Some(r);
+        if let Ok(i) = self.set.binary_search_by(|(k, _)| k.as_str().cmp(key)) {
+            return Some(&self.set[i].1);
         }
         if self.unset.binary_search_by(|k| k.as_str().cmp(key)).is_ok() {
             return None;
@@ -137,7 +140,7 @@ impl State {
                     (None, None) => return None,
                     (Some(_), None) => true,
                     (None, Some(_)) => false,
-                    (Some((b, _)), Some((s, _))) => match b.cmp(s) {
+                    (Some((b, _)), Some((s, _))) => match b.as_str().cmp(s) {
                         std::cmp::Ordering::Less => true,
                         std::cmp::Ordering::Greater => false,
                         // Set here overrides the base's reading.
@@ -167,7 +170,8 @@ impl State {
                 let own = |s: &'a State| {
                     s.held
                         .set
-                        .keys()
+                        .iter()
+                        .map(|(k, _)| k)
                         .chain(s.held.unset.iter())
                         .map(String::as_str)
                 };
@@ -278,7 +282,7 @@ impl States {
             }
         };
         // Both sides are sorted: one walk finds what differs.
-        let mut set = BTreeMap::new();
+        let mut set = Vec::new();
         let mut unset: Vec<String> = Vec::new();
         let mut theirs = base.data.iter().peekable();
         for (k, v) in &st.data {
@@ -288,7 +292,7 @@ impl States {
             match theirs.next_if(|(b, _)| *b == k) {
                 Some((_, same)) if same == v => {}
                 _ => {
-                    set.insert(k.clone(), v.clone());
+                    set.push((k.clone(), v.clone()));
                 }
             }
         }
@@ -309,7 +313,7 @@ impl States {
         let context = (st.context != base.context).then_some(st.context);
         Held {
             base,
-            set,
+            set: set.into_boxed_slice(),
             unset: unset.into_boxed_slice(),
             context,
         }

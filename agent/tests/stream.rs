@@ -6,7 +6,7 @@
 //! comes back after the aggregator restarts).
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use aicr::proto::agent_message::Body;
@@ -19,6 +19,7 @@ use aicr::proto::{
     ListNodesRequest, NodeInfo, Resync, SubtypeUpdate, WatchDriftRequest,
 };
 use aicr_agent::digest;
+use aicr_test_support::Proc;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::Channel;
@@ -75,64 +76,20 @@ impl Host {
     }
 }
 
-/// The agent binary as a child process, killed when dropped; its log is
-/// printed if the test failed.
-struct Agent {
-    child: Child,
-    log: PathBuf,
-}
-
-impl Agent {
-    fn start(host: &Host, url: &str, extra: &[&str]) -> Agent {
-        let log = host.path(&format!("agent-{}.log", fastrand::u32(..)));
-        let child = Command::new(env!("CARGO_BIN_EXE_aicr-agent"))
+/// The agent binary as a child process (killed when dropped, its log
+/// printed if the test failed), one of several a test may start on a host.
+fn start_agent(host: &Host, url: &str, extra: &[&str]) -> Proc {
+    Proc::spawn(
+        &format!("agent-{}", fastrand::u32(..)),
+        Command::new(env!("CARGO_BIN_EXE_aicr-agent"))
             .args(["--aggregator", url, "--insecure", "--root"])
             .arg(host.root())
             .args(extra)
             .env_remove("NODE_NAME")
             .env_remove("AICR_AGGREGATOR")
-            .env("LOG_LEVEL", "info")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .unwrap();
-        Agent { child, log }
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    fn running(&mut self) -> bool {
-        self.child.try_wait().unwrap().is_none()
-    }
-
-    /// Wait for the process to exit on its own: (code, log).
-    async fn exited(&mut self) -> (Option<i32>, String) {
-        let deadline = Instant::now() + WAIT;
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return (status.code(), self.log());
-            }
-            assert!(
-                Instant::now() < deadline,
-                "the agent did not exit:\n{}",
-                self.log()
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-}
-
-impl Drop for Agent {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        if std::thread::panicking() {
-            eprintln!("---- agent log ----\n{}", self.log());
-        }
-    }
+            .env("LOG_LEVEL", "info"),
+        host.dir.path(),
+    )
 }
 
 // ---------------------------------------------------------------- the fake
@@ -277,7 +234,7 @@ async fn only_changes_cross_the_wire_and_resync_gets_everything() {
     let token = host.path("token");
     std::fs::write(&token, "token-1\n").unwrap();
     let (url, mut sessions) = fake_aggregator().await;
-    let _agent = Agent::start(
+    let _agent = start_agent(
         &host,
         &url,
         &[
@@ -383,7 +340,7 @@ async fn only_changes_cross_the_wire_and_resync_gets_everything() {
 async fn pushed_settings_change_the_interval() {
     let host = Host::new();
     let (url, mut sessions) = fake_aggregator().await;
-    let _agent = Agent::start(
+    let _agent = start_agent(
         &host,
         &url,
         &[
@@ -417,7 +374,7 @@ async fn pushed_settings_change_the_interval() {
 async fn big_messages_go_in_parts_when_the_aggregator_asks() {
     let host = Host::new();
     let (url, mut sessions) = fake_aggregator_with_parts(1024).await;
-    let _agent = Agent::start(&host, &url, &["--node-name", "node-p", "--heartbeat", "1h"]);
+    let _agent = start_agent(&host, &url, &["--node-name", "node-p", "--heartbeat", "1h"]);
     let mut s = next_session(&mut sessions).await;
     assert!(matches!(s.next().await, Body::Hello(_)));
     assert_eq!(s.parts_seen, 0, "Hello goes whole, before settings arrive");
@@ -436,9 +393,10 @@ async fn big_messages_go_in_parts_when_the_aggregator_asks() {
 async fn over_the_memory_ceiling_the_agent_exits_with_a_clear_line() {
     let host = Host::new();
     let (url, mut sessions) = fake_aggregator().await;
-    let mut agent = Agent::start(&host, &url, &["--node-name", "node-c", "--max-rss", "1Mi"]);
+    let mut agent = start_agent(&host, &url, &["--node-name", "node-c", "--max-rss", "1Mi"]);
     let _s = next_session(&mut sessions).await;
-    let (code, log) = agent.exited().await;
+    let code = agent.exit(WAIT).await.code();
+    let log = agent.log_text();
     assert_eq!(code, Some(8), "{log}");
     assert!(log.contains("exceeds --max-rss 1 MiB"), "{log}");
     assert!(log.contains("DaemonSet restarts"), "{log}");
@@ -546,7 +504,7 @@ async fn drift_follows_the_host_root_and_the_agent_outlives_an_aggregator_restar
     config.recipe = Some(recipe(host.dir.path()));
     let agg = start_aggregator(config.clone()).await;
     let url = format!("http://{}", agg.grpc_addr);
-    let mut agent = Agent::start(
+    let mut agent = start_agent(
         &host,
         &url,
         &["--node-name", "gpu-node-1", "--interval", "1s"],
@@ -613,7 +571,7 @@ async fn drift_follows_the_host_root_and_the_agent_outlives_an_aggregator_restar
     // The agent logs the reconnection once the aggregator acknowledges its
     // first full snapshot, a moment after the node shows as connected.
     eventually("the agent logs the reconnection", || async {
-        agent.log().contains("reconnected")
+        agent.log_text().contains("reconnected")
     })
     .await;
     agg.shutdown().await;

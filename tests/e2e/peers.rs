@@ -10,9 +10,10 @@
 //! resolved or re-opened on the way.
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
+use aicr_test_support::Proc;
 use serde_json::Value;
 
 const NODES: [&str; 3] = ["gpu-a", "gpu-b", "gpu-c"];
@@ -28,29 +29,6 @@ fn bin(name: &str) -> PathBuf {
         path.parent().unwrap().display()
     );
     path
-}
-
-/// Children killed when the test ends, however it ends.
-#[derive(Default)]
-struct Procs(Vec<(String, Child)>);
-
-impl Procs {
-    fn kill(&mut self, name: &str) {
-        if let Some(i) = self.0.iter().position(|(n, _)| n == name) {
-            let (_, mut c) = self.0.remove(i);
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
-
-impl Drop for Procs {
-    fn drop(&mut self) {
-        for (_, c) in &mut self.0 {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
 }
 
 fn free_port() -> u16 {
@@ -84,47 +62,42 @@ struct System {
     work: tempfile::TempDir,
     url: String,
     port: u16,
-    procs: Procs,
+    /// Killed when the test ends, however it ends.
+    procs: Vec<Proc>,
 }
 
 impl System {
     fn start_aggregator(&mut self) {
-        let log = std::fs::File::create(self.work.path().join("aggregator.log")).unwrap();
-        let child = Command::new(bin("aicr-aggregator"))
-            .args(["--listen", &format!("127.0.0.1:{}", self.port)])
-            .args([
-                "--http-listen",
-                "127.0.0.1:0",
-                "--insecure",
-                "--trust-node-names",
-            ])
-            .args(["--no-kube", "--stale-after", "60s"])
-            .arg("--state-dir")
-            .arg(self.work.path().join("state"))
-            .env("NO_COLOR", "1")
-            .env("LOG_LEVEL", "info")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .unwrap();
-        self.procs.0.push(("aggregator".into(), child));
+        let proc = Proc::spawn(
+            "aggregator",
+            Command::new(bin("aicr-aggregator"))
+                .args(["--listen", &format!("127.0.0.1:{}", self.port)])
+                .args([
+                    "--http-listen",
+                    "127.0.0.1:0",
+                    "--insecure",
+                    "--trust-node-names",
+                ])
+                .args(["--no-kube", "--stale-after", "60s"])
+                .arg("--state-dir")
+                .arg(self.work.path().join("state"))
+                .env("LOG_LEVEL", "info"),
+            self.work.path(),
+        );
+        self.procs.push(proc);
     }
 
     fn start_agent(&mut self, node: &str) {
-        let log = std::fs::File::create(self.work.path().join(format!("{node}.log"))).unwrap();
-        let child = Command::new(bin("aicr-agent"))
-            .args(["--aggregator", &self.url, "--insecure", "--interval", "1s"])
-            .args(["--node-name", node])
-            .arg("--root")
-            .arg(self.root(node))
-            .env("NO_COLOR", "1")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .unwrap();
-        self.procs.0.push((node.into(), child));
+        let proc = Proc::spawn(
+            node,
+            Command::new(bin("aicr-agent"))
+                .args(["--aggregator", &self.url, "--insecure", "--interval", "1s"])
+                .args(["--node-name", node])
+                .arg("--root")
+                .arg(self.root(node)),
+            self.work.path(),
+        );
+        self.procs.push(proc);
     }
 
     fn root(&self, node: &str) -> PathBuf {
@@ -178,22 +151,9 @@ impl System {
                 return t;
             }
             if start.elapsed() > WAIT {
-                let logs: String = ["aggregator", "gpu-a", "gpu-b", "gpu-c"]
-                    .iter()
-                    .map(|n| {
-                        let log =
-                            std::fs::read_to_string(self.work.path().join(format!("{n}.log")))
-                                .unwrap_or_default();
-                        let tail: Vec<&str> = log.lines().rev().take(15).collect();
-                        format!(
-                            "---- {n}\n{}",
-                            tail.into_iter().rev().collect::<Vec<_>>().join("\n")
-                        )
-                    })
-                    .collect();
                 let nodes = self.aicr(&["nodes", "-t", "json"]);
                 panic!(
-                    "timed out waiting for {what}\naicr nodes: {}{}\n{logs}",
+                    "timed out waiting for {what} (the logs follow)\naicr nodes: {}{}",
                     String::from_utf8_lossy(&nodes.stdout),
                     String::from_utf8_lossy(&nodes.stderr)
                 );
@@ -238,7 +198,7 @@ fn a_node_unlike_its_pool_deviates_and_baselines_survive_a_restart() {
         work: tempfile::tempdir().unwrap(),
         url: format!("http://127.0.0.1:{port}"),
         port,
-        procs: Procs::default(),
+        procs: Vec::new(),
     };
     let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/demo/host-root");
     for n in NODES {
@@ -316,7 +276,7 @@ fn a_node_unlike_its_pool_deviates_and_baselines_survive_a_restart() {
         .collect();
 
     // Kill the aggregator outright and start it on the same state.
-    sys.procs.kill("aggregator");
+    sys.procs.retain(|p| p.name() != "aggregator");
     sys.start_aggregator();
     sys.wait_nodes();
     // Give the reconnected agents time to resend and be judged.

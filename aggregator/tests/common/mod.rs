@@ -6,13 +6,13 @@
 pub mod sim_agent;
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use aicr::proto::cluster_service_client::ClusterServiceClient;
 use aicr::proto::drift_event::Kind;
 use aicr::proto::{DriftEvent, ListNodesRequest, NodeInfo, WatchDriftRequest};
 use aicr_aggregator::{Config, Running};
+pub use aicr_test_support::Proc;
 use serde_json::json;
 use tonic::Streaming;
 use tonic::transport::Channel;
@@ -190,54 +190,5 @@ pub async fn start(c: Config) -> Running {
             }
             Err(e) => panic!("aggregator failed to start: {e}"),
         }
-    }
-}
-
-/// A child process whose output goes to a log file; killed on drop.
-pub struct Proc {
-    name: String,
-    child: Child,
-    log: PathBuf,
-}
-
-impl Proc {
-    pub fn spawn(name: &str, cmd: &mut Command, dir: &Path) -> Proc {
-        let log = dir.join(format!("{name}.log"));
-        let out = std::fs::File::create(&log).unwrap();
-        let child = cmd
-            .stdin(Stdio::null())
-            .stdout(out.try_clone().unwrap())
-            .stderr(out)
-            .env("NO_COLOR", "1")
-            .spawn()
-            .unwrap_or_else(|e| panic!("{name} does not start: {e}"));
-        Proc {
-            name: name.to_string(),
-            child,
-            log,
-        }
-    }
-
-    pub fn exited(&mut self) -> Option<ExitStatus> {
-        self.child.try_wait().unwrap()
-    }
-
-    pub fn log_text(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    /// The last lines of the log, for failure messages.
-    pub fn tail(&self) -> String {
-        let text = self.log_text();
-        let lines: Vec<&str> = text.lines().collect();
-        let from = lines.len().saturating_sub(25);
-        format!("---- {} log\n{}\n", self.name, lines[from..].join("\n"))
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }

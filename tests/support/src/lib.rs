@@ -27,6 +27,7 @@ mod kubeconfig;
 pub mod logs;
 mod oci_registry;
 mod patch;
+mod proc;
 mod resources;
 mod selectors;
 mod serve;
@@ -40,6 +41,7 @@ mod validation;
 pub use fake_cluster::{FakeCluster, RecordedRequest};
 pub use kubeconfig::{kubeconfig_for, unreachable_kubeconfig};
 pub use oci_registry::{FakeOciRegistry, StoredManifest};
+pub use proc::Proc;
 pub use static_http::StaticHttp;
 
 use std::path::Path;

@@ -470,11 +470,14 @@ async fn agent(
                         None => return,
                     };
                     seq += 1;
-                    let _ = tx.send(message(Body::Update(SubtypeUpdate {
+                    // A whole sysctl subtype is over 20 KiB: in Parts, as
+                    // the real agent sends every message.
+                    let update = message(Body::Update(SubtypeUpdate {
                         seq,
                         changed: vec![changed],
                         removed: Vec::new(),
-                    }))).await;
+                    }));
+                    send_parts(&tx, update, part_bytes).await;
                 }
             }
         }

@@ -13,6 +13,7 @@
 
 use std::time::Duration;
 
+use prometheus_client::metrics::counter::Counter;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -54,9 +55,11 @@ pub fn release() -> bool {
     false
 }
 
-/// Trim once after each burst of full snapshots, as `applied` counts them.
+/// Trim once after each burst of full snapshots, as `applied` counts them;
+/// `trims` counts the trims.
 pub fn spawn(
     applied: impl Fn() -> u64 + Send + 'static,
+    trims: Counter,
     cancel: CancellationToken,
 ) -> JoinHandle<()> {
     tokio::spawn(async move {
@@ -74,6 +77,7 @@ pub fn spawn(
                 // It walks every arena: off the runtime's worker threads.
                 let started = std::time::Instant::now();
                 let released = tokio::task::spawn_blocking(release).await.unwrap_or(false);
+                trims.inc();
                 tracing::debug!(
                     released,
                     "returned freed heap pages after a burst of full snapshots in {:?}",

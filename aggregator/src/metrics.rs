@@ -127,6 +127,8 @@ pub struct Metrics {
     pub agent_reconnects: Counter,
     pub rejected: Family<ReasonLabel, Counter>,
     pub throttled: Counter,
+    /// Heap trims after bursts of full snapshots (`memory`).
+    pub heap_trims: Counter,
     pub evaluation_seconds: Histogram,
     pub events: Family<KindLabel, Counter>,
     pub sink_dropped: Family<SinkLabel, Counter>,
@@ -166,6 +168,7 @@ impl Metrics {
             agent_reconnects: Counter::default(),
             rejected: Family::default(),
             throttled: Counter::default(),
+            heap_trims: Counter::default(),
             evaluation_seconds: latency_buckets(),
             events: Family::default(),
             sink_dropped: Family::default(),
@@ -231,6 +234,11 @@ impl Metrics {
             "agent_throttled",
             "Agent messages delayed by the per-agent rate limit",
             m.throttled.clone(),
+        );
+        registry.register(
+            "heap_trims",
+            "Times freed heap memory was handed back to the system after a burst of full snapshots",
+            m.heap_trims.clone(),
         );
         registry.register(
             "evaluation_seconds",

@@ -420,7 +420,12 @@ pub async fn start(config: Config) -> Result<Running> {
                 kind: crate::ingest::FULL,
             })
             .clone();
-        background.push(crate::memory::spawn(move || full.get(), cancel.clone()));
+        let trims = hub.metrics().heap_trims.clone();
+        background.push(crate::memory::spawn(
+            move || full.get(),
+            trims,
+            cancel.clone(),
+        ));
     }
 
     let client_ca = config.tls.as_ref().is_some_and(|t| t.client_ca.is_some());

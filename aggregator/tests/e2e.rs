@@ -526,6 +526,38 @@ async fn big_snapshots_arrive_in_parts_and_apply_whole() {
     agg.shutdown().await;
 }
 
+/// `aicr_heap_trims_total` as the aggregator exports it now.
+async fn heap_trims(addr: std::net::SocketAddr) -> Option<u64> {
+    let (_, metrics) = http_get(addr, "/metrics").await;
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("aicr_heap_trims_total "))
+        .and_then(|v| v.trim().parse().ok())
+}
+
+/// Freed heap goes back to the system once a burst of full snapshots is
+/// over, once per burst, and never while no snapshot arrives.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_heap_is_trimmed_once_after_a_burst_of_full_snapshots() {
+    use aicr_aggregator::memory::QUIET;
+    let agg = start(config()).await;
+    tokio::time::sleep(QUIET * 2).await;
+    assert_eq!(heap_trims(agg.http_addr).await, Some(0), "no burst yet");
+    let mut agents = Vec::new();
+    for node in ["gpu-1", "gpu-2", "gpu-3"] {
+        let mut a = connect(&url(&agg), node).await;
+        a.full(node_readings("24.04")).await.unwrap();
+        agents.push(a);
+    }
+    eventually("a trim after the burst", || async {
+        heap_trims(agg.http_addr).await == Some(1)
+    })
+    .await;
+    tokio::time::sleep(QUIET * 2).await;
+    assert_eq!(heap_trims(agg.http_addr).await, Some(1), "once per burst");
+    agg.shutdown().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn updates_before_hello_and_sequence_gaps_are_answered_with_resync() {
     let agg = start(config()).await;

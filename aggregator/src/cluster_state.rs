@@ -151,9 +151,7 @@ impl KeptNode {
             .ok()
             .map(|i| self.labels[i].1.as_str())
     }
-}
 
-impl KeptNode {
     /// The `K8s.node` subtype, read as from the API's Node.
     fn subtype(&self, name: &str) -> Subtype {
         node_subtype_of(name, self.provider_id.as_deref(), self.info.as_deref())

@@ -45,8 +45,9 @@ fn chart() -> PathBuf {
 // ------------------------------------------------------------ processes
 
 /// Polls `check` every 200 ms until it gives `Ok`, for at most [`WAIT`];
-/// then fails with its last `Err` and the logs of `procs`.
-fn wait_for<T>(what: &str, procs: &[&Proc], mut check: impl FnMut() -> Result<T, String>) -> T {
+/// then fails with its last `Err` (each [`Proc`] still held prints its log
+/// as the test unwinds).
+fn wait_for<T>(what: &str, mut check: impl FnMut() -> Result<T, String>) -> T {
     let deadline = Instant::now() + WAIT;
     loop {
         let last = match check() {
@@ -54,8 +55,7 @@ fn wait_for<T>(what: &str, procs: &[&Proc], mut check: impl FnMut() -> Result<T,
             Err(e) => e,
         };
         if Instant::now() >= deadline {
-            let logs: String = procs.iter().map(|p| p.tail()).collect();
-            panic!("timed out after {WAIT:?} waiting for {what}; last: {last}\n{logs}");
+            panic!("timed out after {WAIT:?} waiting for {what}; last: {last}");
         }
         std::thread::sleep(Duration::from_millis(200));
     }
@@ -180,9 +180,9 @@ fn start_aggregator(dir: &Path, recipe: &Path, extra: &[&str]) -> Aggregator {
             .env("LOG_LEVEL", "info"),
         dir,
     );
-    let (grpc, http) = wait_for("the aggregator to listen", &[], || {
+    let (grpc, http) = wait_for("the aggregator to listen", || {
         if let Some(status) = proc.exited() {
-            panic!("the aggregator exited ({status})\n{}", proc.tail());
+            panic!("the aggregator exited ({status})");
         }
         let log = proc.log_text();
         let line = log
@@ -207,10 +207,8 @@ impl Aggregator {
     }
 
     /// Waits until `/metrics` shows `line`.
-    fn wait_metric(&self, line: &str, others: &[&Proc]) {
-        let mut procs = vec![&self.proc];
-        procs.extend_from_slice(others);
-        wait_for(&format!("/metrics to show {line}"), &procs, || {
+    fn wait_metric(&self, line: &str) {
+        wait_for(&format!("/metrics to show {line}"), || {
             let text = self.metrics();
             if text.contains(line) {
                 Ok(())
@@ -387,10 +385,9 @@ fn promtool_check_metrics_finds_nothing_on_a_busy_aggregator() {
     let violation = format!(
         r#"aicr_constraint_violation{{node="{NODE}",constraint="{CONSTRAINT}",severity="critical"}} 1"#
     );
-    agg.wait_metric(&violation, &[&agent]);
+    agg.wait_metric(&violation);
     agg.wait_metric(
         &format!(r#"aicr_constraint_violation{{node="{NODE}",constraint="OS.release.NO\"SUCH\\KEY",severity="warning"}} 1"#),
-        &[&agent],
     );
     // Two peers in its (default) pool with another swappiness: the node
     // deviates from them on that and on its edited os-release.
@@ -402,23 +399,19 @@ fn promtool_check_metrics_finds_nothing_on_a_busy_aggregator() {
         .collect();
     agg.wait_metric(
         &format!(r#"aicr_peer_deviation{{node="{NODE}",pool="default",reading="OS.sysctl./proc/sys/vm/swappiness"}} 1"#),
-        &peers.iter().collect::<Vec<_>>(),
     );
     drop(peers);
     drop(agent);
-    agg.wait_metric("aicr_agents_connected 0", &[]);
+    agg.wait_metric("aicr_agents_connected 0");
     let agent = start_agent(dir, "agent-again", NODE, &agg.grpc, &root);
-    agg.wait_metric("aicr_agent_reconnects_total 1", &[&agent]);
+    agg.wait_metric("aicr_agent_reconnects_total 1");
     drop(agent);
     // An agent whose node name is no Kubernetes name is refused.
     let refused = start_agent(dir, "agent-refused", "Not_A_Node", &agg.grpc, &root);
-    agg.wait_metric(
-        r#"aicr_agent_rejected_total{reason="bad_node_name"}"#,
-        &[&refused],
-    );
+    agg.wait_metric(r#"aicr_agent_rejected_total{reason="bad_node_name"}"#);
     drop(refused);
-    agg.wait_metric(&format!(r#"aicr_node_stale{{node="{NODE}"}} 1"#), &[]);
-    agg.wait_metric(r#"aicr_sink_dropped_total{sink="alertmanager"}"#, &[]);
+    agg.wait_metric(&format!(r#"aicr_node_stale{{node="{NODE}"}} 1"#));
+    agg.wait_metric(r#"aicr_sink_dropped_total{sink="alertmanager"}"#);
 
     // What a plain client (promtool, curl) gets: the classic text format.
     let url = format!("http://{}/metrics", agg.http);
@@ -604,7 +597,7 @@ fn start_listening(name: &str, dir: &Path, command: impl Fn(u16) -> Command) -> 
         let port = free_port();
         let mut proc = Proc::spawn(name, &mut command(port), dir);
         let addr = format!("127.0.0.1:{port}");
-        let ready = wait_for(&format!("{name} to be ready"), &[], || {
+        let ready = wait_for(&format!("{name} to be ready"), || {
             if let Some(status) = proc.exited() {
                 return Ok(Err(status));
             }
@@ -697,12 +690,11 @@ fn prometheus_and_alertmanager_see_real_drift_open_and_resolve() {
     // the first agent lives until its snapshot is in, however slow the
     // machine.
     let agent = start_agent(dir, "agent", NODE, &agg.grpc, &root);
-    agg.wait_metric(r#"aicr_updates_ingested_total{kind="full"} 1"#, &[&agent]);
+    agg.wait_metric(r#"aicr_updates_ingested_total{kind="full"} 1"#);
     drop(agent);
-    agg.wait_metric("aicr_agents_connected 0", &[]);
+    agg.wait_metric("aicr_agents_connected 0");
     let agent = start_agent(dir, "agent-again", NODE, &agg.grpc, &root);
-    agg.wait_metric("aicr_agent_reconnects_total 1", &[&agent]);
-    let procs = [&agg.proc, &agent, &prom_proc, &am_proc];
+    agg.wait_metric("aicr_agent_reconnects_total 1");
 
     let query = |expr: &str| -> Result<Vec<Value>, String> {
         let url = format!("http://{prom}/api/v1/query");
@@ -719,7 +711,7 @@ fn prometheus_and_alertmanager_see_real_drift_open_and_resolve() {
         Ok(v["data"]["result"].as_array().cloned().unwrap_or_default())
     };
     // Prometheus scrapes the OpenMetrics exposition without errors.
-    wait_for("Prometheus to scrape the aggregator", &procs, || {
+    wait_for("Prometheus to scrape the aggregator", || {
         let v = get_json(&format!("http://{prom}/api/v1/targets"))?;
         let t = &v["data"]["activeTargets"][0];
         if t["health"] == "up" && t["lastError"] == "" {
@@ -728,7 +720,7 @@ fn prometheus_and_alertmanager_see_real_drift_open_and_resolve() {
             Err(v.to_string())
         }
     });
-    wait_for("Prometheus to see the reconnect", &procs, || {
+    wait_for("Prometheus to see the reconnect", || {
         let r = query("aicr_agent_reconnects_total == 1")?;
         if r.is_empty() {
             Err("none".into())
@@ -739,7 +731,7 @@ fn prometheus_and_alertmanager_see_real_drift_open_and_resolve() {
 
     // Drift: the recipe wants 24.04.
     set_version(&root, "22.04");
-    let firing = wait_for("Prometheus to fire AICRConstraintViolated", &procs, || {
+    let firing = wait_for("Prometheus to fire AICRConstraintViolated", || {
         let alerts = prometheus_alerts(&prom, "AICRConstraintViolated")?;
         alerts
             .iter()
@@ -756,18 +748,14 @@ fn prometheus_and_alertmanager_see_real_drift_open_and_resolve() {
     // The aggregator's own alert reaches Alertmanager (Prometheus is not
     // wired to it here, so this is the aggregator's path alone) under the
     // rule's name and labels, so with both wired the two fold into one.
-    let a = wait_for(
-        "Alertmanager to hold AICRConstraintViolated",
-        &procs,
-        || {
-            let alerts = alertmanager_alerts(&am, "AICRConstraintViolated")?;
-            alerts
-                .iter()
-                .find(|a| on_our_node(a) && a["status"]["state"] == "active")
-                .cloned()
-                .ok_or(format!("{alerts:?}"))
-        },
-    );
+    let a = wait_for("Alertmanager to hold AICRConstraintViolated", || {
+        let alerts = alertmanager_alerts(&am, "AICRConstraintViolated")?;
+        alerts
+            .iter()
+            .find(|a| on_our_node(a) && a["status"]["state"] == "active")
+            .cloned()
+            .ok_or(format!("{alerts:?}"))
+    });
     assert_eq!(a["labels"]["severity"], "critical", "{a}");
     let labels: Vec<&String> = a["labels"].as_object().unwrap().keys().collect();
     let rule_labels: Vec<&String> = firing["labels"].as_object().unwrap().keys().collect();
@@ -779,23 +767,19 @@ fn prometheus_and_alertmanager_see_real_drift_open_and_resolve() {
     // Every panel of the dashboard has data while the drift is open.
     for (panel, expr) in panel_queries(&dashboard) {
         let expr = grafana_vars(&expr);
-        wait_for(
-            &format!("panel {panel:?} to have data: {expr}"),
-            &procs,
-            || {
-                let r = query(&expr)?;
-                if r.is_empty() {
-                    Err("empty result".into())
-                } else {
-                    Ok(())
-                }
-            },
-        );
+        wait_for(&format!("panel {panel:?} to have data: {expr}"), || {
+            let r = query(&expr)?;
+            if r.is_empty() {
+                Err("empty result".into())
+            } else {
+                Ok(())
+            }
+        });
     }
 
     // Undo: the alert stops in Prometheus and resolves in Alertmanager.
     set_version(&root, "24.04");
-    wait_for("AICRConstraintViolated to stop", &procs, || {
+    wait_for("AICRConstraintViolated to stop", || {
         let alerts = prometheus_alerts(&prom, "AICRConstraintViolated")?;
         if alerts.iter().any(on_our_node) {
             Err(format!("{alerts:?}"))
@@ -805,7 +789,7 @@ fn prometheus_and_alertmanager_see_real_drift_open_and_resolve() {
     });
     {
         let name = "AICRConstraintViolated";
-        wait_for(&format!("Alertmanager to resolve {name}"), &procs, || {
+        wait_for(&format!("Alertmanager to resolve {name}"), || {
             let alerts = alertmanager_alerts(&am, name)?;
             let now = std::time::SystemTime::now();
             let ends = |a: &Value| {

@@ -163,7 +163,8 @@ fn agent_bin() -> PathBuf {
 }
 
 struct Aggregator {
-    proc: Proc,
+    /// Held so the process lives as long as the test's handle on it.
+    _proc: Proc,
     grpc: String,
     http: String,
 }
@@ -196,7 +197,11 @@ fn start_aggregator(dir: &Path, recipe: &Path, extra: &[&str]) -> Aggregator {
         };
         Ok((field("grpc=").unwrap(), field("http=").unwrap()))
     });
-    Aggregator { proc, grpc, http }
+    Aggregator {
+        _proc: proc,
+        grpc,
+        http,
+    }
 }
 
 impl Aggregator {
@@ -641,7 +646,7 @@ fn prometheus_and_alertmanager_see_real_drift_open_and_resolve() {
         "global:\n  resolve_timeout: 5m\nroute:\n  receiver: blackhole\nreceivers:\n  - name: blackhole\n",
     )
     .unwrap();
-    let (am_proc, am) = start_listening("alertmanager", dir, |port| {
+    let (_am_proc, am) = start_listening("alertmanager", dir, |port| {
         let mut c = Command::new(&alertmanager);
         c.current_dir(dir)
             .args([
@@ -677,7 +682,7 @@ fn prometheus_and_alertmanager_see_real_drift_open_and_resolve() {
         ),
     )
     .unwrap();
-    let (prom_proc, prom) = start_listening("prometheus", dir, |port| {
+    let (_prom_proc, prom) = start_listening("prometheus", dir, |port| {
         let mut c = Command::new(&prometheus);
         c.current_dir(dir)
             .args(["--config.file=prometheus.yml", "--storage.tsdb.path=tsdb"])
@@ -693,7 +698,7 @@ fn prometheus_and_alertmanager_see_real_drift_open_and_resolve() {
     agg.wait_metric(r#"aicr_updates_ingested_total{kind="full"} 1"#);
     drop(agent);
     agg.wait_metric("aicr_agents_connected 0");
-    let agent = start_agent(dir, "agent-again", NODE, &agg.grpc, &root);
+    let _agent = start_agent(dir, "agent-again", NODE, &agg.grpc, &root);
     agg.wait_metric("aicr_agent_reconnects_total 1");
 
     let query = |expr: &str| -> Result<Vec<Value>, String> {

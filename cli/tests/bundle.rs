@@ -259,11 +259,16 @@ fn generated_scripts_pass_bash_n_and_shellcheck() {
             String::from_utf8_lossy(&out.stderr)
         );
     }
-    let sc = std::process::Command::new("shellcheck")
+    // bash -n has judged them; shellcheck is a judge like any other tool:
+    // skipped loudly where absent, required under CI.
+    let Some(shellcheck) = aicr_test_support::tools::system_tool("shellcheck") else {
+        return;
+    };
+    let sc = std::process::Command::new(shellcheck)
         .arg("--severity=style")
         .args(&scripts)
         .output()
-        .expect("shellcheck is installed (apt-get install -y shellcheck; .ci/run does it)");
+        .unwrap();
     assert!(
         sc.status.success(),
         "shellcheck:\n{}",

@@ -5,7 +5,7 @@
 //! business.
 
 use std::collections::HashMap;
-use std::sync::{Mutex, OnceLock, RwLock};
+use std::sync::OnceLock;
 
 use tera::{Context, Tera};
 
@@ -127,40 +127,45 @@ pub(crate) fn insert_script_parts(ctx: &mut Context) {
     ctx.insert("parts", &parts);
 }
 
-/// The text [`lift`](super::lift) took out of the templates parsed so far,
-/// by index.
-fn lifted_texts() -> &'static RwLock<Vec<String>> {
-    static TEXTS: RwLock<Vec<String>> = RwLock::new(Vec::new());
-    &TEXTS
-}
-
-fn lifted_filter(v: &tera::Value, _: &HashMap<String, tera::Value>) -> tera::Result<tera::Value> {
-    let texts = lifted_texts().read().unwrap_or_else(|p| p.into_inner());
-    v.as_u64()
-        .and_then(|i| texts.get(usize::try_from(i).ok()?))
-        .map(|t| tera::Value::String(t.clone()))
-        .ok_or_else(|| tera::Error::msg(format!("no lifted text {v}")))
-}
-
-fn new_engine() -> Tera {
+/// A parsed template, alone in its engine with the filters, the text
+/// [`lift`](super::lift) took out of it kept by the `lifted` filter.
+/// Templates include nothing from one another, so each can be parsed on
+/// its own, on any thread.
+fn parse(name: &str, src: &str) -> std::result::Result<Tera, String> {
+    let mut texts = Vec::new();
+    let lifted = super::lift::lift(src, &mut texts);
     let mut t = Tera::default();
     t.autoescape_on(vec![]);
     t.register_filter("sh", sh_filter);
     t.register_filter("q", q_filter);
-    t.register_filter(super::lift::FILTER, lifted_filter);
-    t
+    t.register_filter(
+        super::lift::FILTER,
+        move |v: &tera::Value, _: &HashMap<String, tera::Value>| {
+            v.as_u64()
+                .and_then(|i| texts.get(usize::try_from(i).ok()?))
+                .map(|t| tera::Value::String(t.clone()))
+                .ok_or_else(|| tera::Error::msg(format!("no lifted text {v}")))
+        },
+    );
+    t.add_raw_template(name, &lifted)
+        .map_err(|e| crate::error::chain(&e))?;
+    Ok(t)
 }
 
-/// `src` as the engine parses it: its long runs of text lifted out.
-fn lifted(src: &str) -> String {
-    let mut texts = lifted_texts().write().unwrap_or_else(|p| p.into_inner());
-    super::lift::lift(src, &mut texts)
-}
+/// Each template's engine, parsed on first use: a bundle needs only its
+/// deployer's templates.
+static ENGINES: [OnceLock<std::result::Result<Tera, String>>; TEMPLATES.len()] =
+    [const { OnceLock::new() }; TEMPLATES.len()];
 
-/// Templates are parsed on first use: a bundle needs only its deployer's.
-fn engine() -> &'static Mutex<Tera> {
-    static CELL: OnceLock<Mutex<Tera>> = OnceLock::new();
-    CELL.get_or_init(|| Mutex::new(new_engine()))
+fn engine(name: &str) -> Result<&'static Tera> {
+    let i = TEMPLATES
+        .iter()
+        .position(|(n, _)| *n == name)
+        .ok_or_else(|| Error::internal(format!("no bundle template named {name}")))?;
+    ENGINES[i]
+        .get_or_init(|| parse(name, TEMPLATES[i].1))
+        .as_ref()
+        .map_err(|e| Error::internal(format!("failed to render {name}: {e}")))
 }
 
 fn tera_error(what: &str, e: &tera::Error) -> Error {
@@ -172,16 +177,9 @@ fn tera_error(what: &str, e: &tera::Error) -> Error {
 
 /// Render template `name` (one of the embedded files, without `.tera`).
 pub(crate) fn render(name: &str, ctx: &Context) -> Result<String> {
-    let mut t = engine().lock().unwrap_or_else(|p| p.into_inner());
-    if !t.get_template_names().any(|n| n == name) {
-        let (_, src) = TEMPLATES
-            .iter()
-            .find(|(n, _)| *n == name)
-            .ok_or_else(|| Error::internal(format!("no bundle template named {name}")))?;
-        t.add_raw_template(name, &lifted(src))
-            .map_err(|e| tera_error(name, &e))?;
-    }
-    t.render(name, ctx).map_err(|e| tera_error(name, &e))
+    engine(name)?
+        .render(name, ctx)
+        .map_err(|e| tera_error(name, &e))
 }
 
 /// A context with the values every template uses.
@@ -199,14 +197,9 @@ mod tests {
 
     #[test]
     fn every_template_parses_and_quotes() {
-        let mut t = new_engine();
-        t.add_raw_templates(TEMPLATES.iter().copied()).unwrap();
-        t.add_raw_templates(
-            TEMPLATES
-                .iter()
-                .map(|(n, s)| (format!("lifted-{n}"), lifted(s))),
-        )
-        .unwrap();
+        for (name, _) in TEMPLATES {
+            engine(name).unwrap();
+        }
         assert_eq!(shell_quote("it's"), r"'it'\''s'");
         let mut c = context();
         c.insert("name", "a\"b");

@@ -230,7 +230,10 @@ pub struct Deviation {
 pub type Deviations = BTreeMap<String, Deviation>;
 
 impl Expected<&str> {
-    fn to_owned(&self) -> Expected {
+    /// An owned copy, for a deviation to keep. (Not `to_owned`: that would
+    /// shadow `ToOwned::to_owned`, which the derived `Clone` provides and
+    /// which returns the borrowed kind.)
+    fn owned(&self) -> Expected {
         Expected {
             value: self.value.to_string(),
             agreeing: self.agreeing,
@@ -896,7 +899,7 @@ fn judge(
         scope: scope.to_string(),
         key: key.to_string(),
         pool: pool.to_string(),
-        expected: expected.to_owned(),
+        expected: expected.owned(),
         actual: actual.into_owned(),
     };
     match open.get_mut(&reading) {

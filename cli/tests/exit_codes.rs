@@ -148,6 +148,7 @@ fn a_missing_local_file_is_3_in_every_command() {
             "{tmp}/out",
         ],
         &["snapshot", "--local", "--template", "{tmp}/nope.tmpl"],
+        &["snapshot", "--local", "--root", "{tmp}/nope"],
         &["verify", "{tmp}/nope"],
     ];
     for args in cases {
@@ -282,6 +283,14 @@ fn a_file_where_a_directory_is_needed_is_2_before_any_work() {
         &f,
         "not a directory",
         &["verify", "{tmp}/a-file"],
+        &[],
+        2,
+        "is not a directory",
+    );
+    check(
+        &f,
+        "not a directory",
+        &["snapshot", "--local", "--root", "{tmp}/a-file"],
         &[],
         2,
         "is not a directory",

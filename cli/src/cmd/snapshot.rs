@@ -210,6 +210,20 @@ pub async fn collect_local(root: PathBuf, kubeconfig: Option<PathBuf>, max_nodes
 }
 
 fn run_local(a: &SnapshotArgs, plan: &Plan) -> Result<()> {
+    // Every collector tolerates a missing file (a host without the tool or
+    // module), so a mistyped root would pass for a host with nothing on it.
+    if !a.root.exists() {
+        return Err(Error::not_found(format!(
+            "host root not found: {}",
+            a.root.display()
+        )));
+    }
+    if !a.root.is_dir() {
+        return Err(Error::invalid(format!(
+            "host root {} is not a directory",
+            a.root.display()
+        )));
+    }
     let snap = crate::runtime::block_on(collect_local(
         a.root.clone(),
         a.kubeconfig.last().cloned(),

@@ -94,6 +94,16 @@ fn config(flags: Flags) -> Result<Config, String> {
         .filter(|n| !n.trim().is_empty())
         .or_else(host_name)
         .ok_or("cannot tell this node's name: pass --node-name or set NODE_NAME")?;
+    // Collectors take a missing file for a host without that tool or
+    // module, so a root that is not there (a hostPath mount gone wrong)
+    // would be reported as a bare host; refuse it, and the DaemonSet shows
+    // the crash loop instead.
+    if !flags.root.is_dir() {
+        return Err(format!(
+            "host root {} is not a directory (mount the host's / there, read-only)",
+            flags.root.display()
+        ));
+    }
     let root = Root::new(flags.root);
     let mut collect = CollectOptions {
         root: root.clone(),

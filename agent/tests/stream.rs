@@ -424,6 +424,24 @@ fn plain_text_is_refused_off_loopback() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("--insecure"));
 }
 
+#[test]
+fn a_host_root_that_is_not_a_directory_is_refused() {
+    let t = tempfile::tempdir().unwrap();
+    let file = t.path().join("a-file");
+    std::fs::write(&file, "x").unwrap();
+    for root in [t.path().join("nope"), file] {
+        let out = Command::new(env!("CARGO_BIN_EXE_aicr-agent"))
+            .args(["--aggregator", "http://127.0.0.1:50051", "--insecure"])
+            .args(["--node-name", "n", "--root"])
+            .arg(&root)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{err}");
+        assert!(err.contains("is not a directory"), "{err}");
+    }
+}
+
 // ------------------------------------------------------- the real aggregator
 
 fn recipe(dir: &Path) -> PathBuf {

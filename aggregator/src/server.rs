@@ -181,9 +181,72 @@ impl Config {
         if self.stale_after.is_zero() {
             return Err(Error::invalid("--stale-after must be positive"));
         }
+        self.check_limits()
+    }
+
+    /// Refuse settings that would spin a loop, starve every agent or drop
+    /// what must be kept; each is a mistyped flag, never a wish.
+    fn check_limits(&self) -> Result<()> {
+        if !(self.limits.rate.is_finite() && self.limits.rate > 0.0) {
+            return Err(Error::invalid(format!(
+                "--agent-rate must be a positive number of messages per second, not {}",
+                self.limits.rate
+            )));
+        }
+        if !(self.limits.burst.is_finite() && self.limits.burst >= 1.0) {
+            return Err(Error::invalid(format!(
+                "--agent-burst must be at least 1, not {}",
+                self.limits.burst
+            )));
+        }
+        if self.max_message_bytes < MIN_MESSAGE_BYTES {
+            return Err(Error::invalid(format!(
+                "--max-message-bytes must be at least {MIN_MESSAGE_BYTES}: it bounds every gRPC message, a recipe set through the API included, not {}",
+                self.max_message_bytes
+            )));
+        }
+        if self.history_limit == 0 {
+            return Err(Error::invalid(
+                "--history-limit must be at least 1: open drift is recovered from the history at start",
+            ));
+        }
+        let mut periods = vec![
+            ("--alertmanager-resend", self.alert_resend),
+            ("--version-poll", self.version_poll),
+        ];
+        if let Some(e) = &self.election {
+            periods.push(("--lease-duration", e.lease_duration));
+        }
+        for (flag, period) in periods {
+            if period < Duration::from_secs(1) {
+                return Err(Error::invalid(format!("{flag} must be at least 1s")));
+            }
+        }
+        if let Some(url) = &self.alertmanager {
+            let uri: Option<http::Uri> = url.parse().ok();
+            let web = uri.as_ref().is_some_and(|u| {
+                matches!(u.scheme_str(), Some("http" | "https")) && u.authority().is_some()
+            });
+            if !web {
+                return Err(Error::invalid(format!(
+                    "--alertmanager-url {url:?} is not an http(s) URL (e.g. http://alertmanager:9093)"
+                )));
+            }
+        }
+        for key in &self.pool_labels {
+            if !aicr::kubernetes::is_label_key(key) {
+                return Err(Error::invalid(format!(
+                    "--pool-label {key:?} is not a Kubernetes label key ([prefix/]name, e.g. node.kubernetes.io/instance-type)"
+                )));
+            }
+        }
         Ok(())
     }
 }
+
+/// The smallest `--max-message-bytes`: room for a Part and its envelope,
+/// and for recipes set through the API.
+const MIN_MESSAGE_BYTES: usize = 64 * 1024;
 
 /// Read a recipe document (YAML or JSON) from a file.
 pub fn load_recipe(path: &Path) -> Result<RecipeResult> {

@@ -53,6 +53,43 @@ fn node_status_flags_refuse_values_they_cannot_act_on() {
     }
 }
 
+/// Settings that would spin a loop, starve every agent or drop what must
+/// be kept are refused at start (exit 2), each with one line naming the
+/// flag; the aggregator never starts listening with them.
+#[test]
+fn settings_that_would_spin_starve_or_drop_are_refused() {
+    for (args, says) in [
+        (&["--agent-rate=-1"][..], "--agent-rate"),
+        (&["--agent-rate=0"][..], "--agent-rate"),
+        (&["--agent-rate=NaN"][..], "--agent-rate"),
+        (&["--agent-burst=0.5"][..], "--agent-burst"),
+        (&["--max-message-bytes=0"][..], "--max-message-bytes"),
+        (&["--history-limit=0"][..], "--history-limit"),
+        (&["--alertmanager-resend=0s"][..], "--alertmanager-resend"),
+        (&["--version-poll=0"][..], "--version-poll"),
+        (&["--alertmanager-url=ftp://x"][..], "--alertmanager-url"),
+        (
+            &["--alertmanager-url=alertmanager:9093"][..],
+            "--alertmanager-url",
+        ),
+        (&["--pool-label="][..], "--pool-label"),
+        (&["--pool-label=Bad Key"][..], "--pool-label"),
+    ] {
+        let out = aicr_test_support::tools::hermetic("aicr-aggregator")
+            .args(["--no-kube", "--trust-node-names", "--insecure"])
+            .args(["--listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0"])
+            .args(args)
+            .timeout(std::time::Duration::from_secs(10))
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert!(err.contains(says), "{args:?}: {err}");
+        assert!(!err.contains("listening"), "{args:?} started: {err}");
+        assert_eq!(err.trim().lines().count(), 1, "{args:?}: {err}");
+    }
+}
+
 /// The aggregator's watches outlive a quiet cluster: each asks the API
 /// server to end it before `--kube-timeout` (the client's read timeout)
 /// would take the silence for a dead connection, and reopens it. Nothing

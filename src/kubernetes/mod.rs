@@ -132,6 +132,36 @@ pub fn label_value(text: &str, replacement: char) -> String {
     v.to_string()
 }
 
+/// Whether `key` is a Kubernetes label key: an optional DNS-subdomain
+/// prefix and `/`, then a name of at most 63 characters from
+/// `[A-Za-z0-9._-]`, alphanumeric at both ends.
+pub fn is_label_key(key: &str) -> bool {
+    let (prefix, name) = match key.split_once('/') {
+        Some((p, n)) => (Some(p), n),
+        None => (None, key),
+    };
+    let name_ok = !name.is_empty()
+        && name.len() <= 63
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+        && name.starts_with(|c: char| c.is_ascii_alphanumeric())
+        && name.ends_with(|c: char| c.is_ascii_alphanumeric());
+    let prefix_ok = prefix.is_none_or(|p| {
+        !p.is_empty()
+            && p.len() <= 253
+            && p.split('.').all(|part| {
+                !part.is_empty()
+                    && part
+                        .bytes()
+                        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+                    && !part.starts_with('-')
+                    && !part.ends_with('-')
+            })
+    });
+    name_ok && prefix_ok
+}
+
 fn one_line(e: &dyn std::fmt::Display) -> String {
     e.to_string().lines().next().unwrap_or_default().to_string()
 }
@@ -321,5 +351,32 @@ mod tests {
         assert_eq!(secs(2), 1);
         assert_eq!(watch_timeout(Duration::from_millis(500)), 1);
         assert_eq!(secs(3600), 290);
+    }
+
+    #[test]
+    fn label_keys() {
+        for ok in [
+            "node.kubernetes.io/instance-type",
+            "nvidia.com/gpu.product",
+            "topology.kubernetes.io/zone",
+            "pool",
+            "a_b.c-9",
+        ] {
+            assert!(is_label_key(ok), "{ok}");
+        }
+        for bad in [
+            "",
+            "/name",
+            "prefix/",
+            "-name",
+            "name-",
+            "Upper.Case/x",
+            "a..b/x",
+            "a/b/c",
+            "has space",
+            &"n".repeat(64),
+        ] {
+            assert!(!is_label_key(bad), "{bad:?}");
+        }
     }
 }

@@ -13,6 +13,18 @@ pub fn duration(s: &str) -> Result<Duration, String> {
     humantime::parse_duration(s).map_err(|e| format!("{e} (use e.g. 30s, 10m, 1h30m)"))
 }
 
+/// Whether `name` can name a Kubernetes Node: a DNS subdomain (lowercase
+/// letters, digits, `-` and `.`, at most 253 bytes). Agents check their
+/// own before connecting and the aggregator checks every Hello, since node
+/// names become metric labels and Event objects.
+pub fn is_node_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 253
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.')
+}
+
 /// A wait bound where `0` asks for the default of five minutes.
 pub fn timeout(s: &str) -> Result<Duration, String> {
     let d = duration(s)?;
@@ -98,6 +110,14 @@ impl clap::builder::TypedValueParser for EnvBool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn node_names_are_dns_subdomains() {
+        assert!(is_node_name("ip-10-0-1-2.ec2.internal"));
+        assert!(!is_node_name(""));
+        assert!(!is_node_name("Node_1"));
+        assert!(!is_node_name(&"a".repeat(254)));
+    }
 
     #[test]
     fn spellings_zero_and_bounds() {

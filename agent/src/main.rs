@@ -94,6 +94,13 @@ fn config(flags: Flags) -> Result<Config, String> {
         .filter(|n| !n.trim().is_empty())
         .or_else(host_name)
         .ok_or("cannot tell this node's name: pass --node-name or set NODE_NAME")?;
+    // The aggregator refuses any other name, and would be asked again and
+    // again; say so once, at start.
+    if !aicr::flags::is_node_name(&node_name) {
+        return Err(format!(
+            "node name {node_name:?} is not a Kubernetes node name (lowercase letters, digits, '-' and '.'); pass --node-name or set NODE_NAME"
+        ));
+    }
     // Collectors take a missing file for a host without that tool or
     // module, so a root that is not there (a hostPath mount gone wrong)
     // would be reported as a bare host; refuse it, and the DaemonSet shows

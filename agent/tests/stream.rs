@@ -442,6 +442,21 @@ fn a_host_root_that_is_not_a_directory_is_refused() {
     }
 }
 
+#[test]
+fn a_node_name_the_aggregator_would_refuse_is_refused_at_start() {
+    let out = Command::new(env!("CARGO_BIN_EXE_aicr-agent"))
+        .args(["--aggregator", "http://127.0.0.1:50051", "--insecure"])
+        .args(["--node-name", "Node_1"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("\"Node_1\" is not a Kubernetes node name"),
+        "{err}"
+    );
+}
+
 // ------------------------------------------------------- the real aggregator
 
 fn recipe(dir: &Path) -> PathBuf {

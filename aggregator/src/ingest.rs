@@ -152,16 +152,6 @@ fn msg(body: Reply) -> Result<AggregatorMessage, Status> {
     Ok(AggregatorMessage { body: Some(body) })
 }
 
-/// DNS-subdomain names only: node names become metric labels and event
-/// objects, so anything else is refused.
-fn valid_node_name(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() <= 253
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.')
-}
-
 fn decode(states: &States, s: SubtypeState) -> Result<Reported, String> {
     if !MEASUREMENT_TYPES.contains(&s.r#type.as_str()) {
         return Err(format!(
@@ -272,7 +262,7 @@ impl Ingest {
         let Some(hello) = self.hello(&mut inbound, &mut tx).await else {
             return;
         };
-        if !valid_node_name(&hello.node_name) {
+        if !aicr::flags::is_node_name(&hello.node_name) {
             self.reject("bad_node_name");
             reply(
                 &mut tx,
@@ -459,14 +449,6 @@ mod tests {
             b.take(t0 + Duration::from_secs(1)).is_none(),
             "refills with time"
         );
-    }
-
-    #[test]
-    fn node_names_are_dns_subdomains() {
-        assert!(valid_node_name("ip-10-0-1-2.ec2.internal"));
-        assert!(!valid_node_name(""));
-        assert!(!valid_node_name("Node_1"));
-        assert!(!valid_node_name(&"a".repeat(254)));
     }
 
     #[test]

@@ -55,7 +55,43 @@ pub fn from_yaml<T: DeserializeOwned>(text: &str) -> Result<T> {
             text.len()
         )));
     }
-    serde_saphyr::from_str_with_options(text, options()).map_err(parse_err)
+    serde_saphyr::from_str_with_options(text, options()).map_err(yaml_err)
+}
+
+/// A YAML error on one line; a breached budget (an alias bomb, absurd
+/// nesting) says what was refused in words rather than as the parser's
+/// internal value.
+fn yaml_err(e: serde_saphyr::Error) -> Error {
+    use serde_saphyr::budget::BudgetBreach as B;
+    // The breach may sit under a snippet or an alias's location.
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(&e);
+    let budget = std::iter::from_fn(|| {
+        let this = cause?;
+        cause = this.source();
+        Some(this)
+    })
+    .find_map(|c| match c.downcast_ref::<serde_saphyr::Error>()?.without_snippet() {
+        serde_saphyr::Error::Budget { breach, location } => Some((breach, location)),
+        _ => None,
+    });
+    let Some((breach, location)) = budget else {
+        return parse_err(e);
+    };
+    let what = match breach {
+        B::Nodes { nodes } => format!("more than {} nodes", nodes.saturating_sub(1)),
+        B::Depth { depth } => format!("nested {depth} levels deep"),
+        B::Aliases { aliases } => format!("{aliases} aliases"),
+        B::AliasAnchorRatio { aliases, anchors } => {
+            format!("{aliases} aliases to {anchors} anchors")
+        }
+        B::ScalarBytes { total_scalar_bytes } => format!("{total_scalar_bytes} bytes of text"),
+        _ => "beyond the reader's limits".to_string(),
+    };
+    Error::internal(format!(
+        "line {} column {}: refused to read a document this large or deeply nested ({what})",
+        location.line(),
+        location.column()
+    ))
 }
 
 /// Parse JSON into `T`.
@@ -155,6 +191,23 @@ pub fn go_float(f: f64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_alias_bomb_is_refused_in_words() {
+        let mut doc = String::from("a0: &a0 [x, x, x, x, x, x, x, x, x]\n");
+        for i in 1..12 {
+            let refs = vec![format!("*a{}", i - 1); 9].join(", ");
+            doc.push_str(&format!("a{i}: &a{i} [{refs}]\n"));
+        }
+        let e = from_yaml::<serde_json::Value>(&doc).unwrap_err();
+        let msg = e.message();
+        assert!(
+            msg.contains("refused to read a document this large"),
+            "{msg}"
+        );
+        assert!(msg.contains("nodes)"), "{msg}");
+        assert!(!msg.contains('{'), "no internal value: {msg}");
+    }
 
     #[test]
     fn go_float_matches_percent_v() {

@@ -70,10 +70,12 @@ fn yaml_err(e: serde_saphyr::Error) -> Error {
         cause = this.source();
         Some(this)
     })
-    .find_map(|c| match c.downcast_ref::<serde_saphyr::Error>()?.without_snippet() {
-        serde_saphyr::Error::Budget { breach, location } => Some((breach, location)),
-        _ => None,
-    });
+    .find_map(
+        |c| match c.downcast_ref::<serde_saphyr::Error>()?.without_snippet() {
+            serde_saphyr::Error::Budget { breach, location } => Some((breach, location)),
+            _ => None,
+        },
+    );
     let Some((breach, location)) = budget else {
         return parse_err(e);
     };

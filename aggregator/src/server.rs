@@ -218,8 +218,8 @@ impl Config {
             periods.push(("--lease-duration", e.lease_duration));
         }
         for (flag, period) in periods {
-            if period < Duration::from_secs(1) {
-                return Err(Error::invalid(format!("{flag} must be at least 1s")));
+            if period.is_zero() {
+                return Err(Error::invalid(format!("{flag} must be positive")));
             }
         }
         if let Some(url) = &self.alertmanager {

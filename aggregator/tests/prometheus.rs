@@ -411,10 +411,20 @@ fn promtool_check_metrics_finds_nothing_on_a_busy_aggregator() {
     let agent = start_agent(dir, "agent-again", NODE, &agg.grpc, &root);
     agg.wait_metric("aicr_agent_reconnects_total 1");
     drop(agent);
-    // An agent whose node name is no Kubernetes name is refused.
-    let refused = start_agent(dir, "agent-refused", "Not_A_Node", &agg.grpc, &root);
+    // A Hello whose node name is no Kubernetes name is refused. The real
+    // agent checks its own name before it connects, so a simulated one
+    // says it.
+    let refused = tokio::runtime::Runtime::new().unwrap().block_on(async {
+        let channel = crate::common::sim_agent::channel(&format!("http://{}", agg.grpc)).await;
+        crate::common::sim_agent::SimAgent::connect(channel, "Not_A_Node", "")
+            .await
+            .err()
+    });
+    assert_eq!(
+        refused.map(|s| s.code()),
+        Some(tonic::Code::InvalidArgument)
+    );
     agg.wait_metric(r#"aicr_agent_rejected_total{reason="bad_node_name"}"#);
-    drop(refused);
     agg.wait_metric(&format!(r#"aicr_node_stale{{node="{NODE}"}} 1"#));
     agg.wait_metric(r#"aicr_sink_dropped_total{sink="alertmanager"}"#);
 

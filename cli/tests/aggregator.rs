@@ -349,6 +349,38 @@ async fn aggregator_failures_map_onto_the_exit_code_table() {
             "needs --aggregator-ca",
         ),
         (vec!["nodes"], None, 1, "--aggregator"),
+        // A token never crosses the network in plain text; loopback (a
+        // port-forward) may.
+        (
+            vec!["nodes", "--aggregator", "http://10.255.255.1:50051"],
+            Some(("AICR_TOKEN", "secret")),
+            2,
+            "refusing to send the token in plain text",
+        ),
+        (
+            vec![
+                "nodes",
+                "--aggregator",
+                "http://aggregator.example:50051",
+                "--token",
+                "t",
+            ],
+            None,
+            2,
+            "refusing to send the token in plain text",
+        ),
+        (
+            vec![
+                "nodes",
+                "--aggregator",
+                "http://localhost:1",
+                "--token",
+                "t",
+            ],
+            None,
+            6,
+            "cannot reach the aggregator",
+        ),
     ];
     for (args, env, code, message) in cases {
         let mut c = aicr(home.path());

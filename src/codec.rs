@@ -20,7 +20,7 @@ fn settings() -> BufferSettings {
     BufferSettings::new(BUFFER_BYTES, YIELD_BYTES)
 }
 
-/// [`tonic_prost::ProstCodec`] with [`BUFFER_BYTES`] buffers.
+/// [`tonic_prost::ProstCodec`] with 1 KiB buffers (`BUFFER_BYTES`).
 #[derive(Debug, Clone)]
 pub struct CompactCodec<T, U>(PhantomData<(T, U)>);
 

@@ -2,6 +2,9 @@
 //! library together and prints; every exit code comes from
 //! `aicr::ErrorKind::exit_code` (or 1 for usage errors, as upstream).
 
+// Flag doc comments are `--help` text, where a URL must read as typed.
+#![allow(rustdoc::bare_urls)]
+
 mod args;
 mod cmd;
 mod kubernetes;

@@ -730,7 +730,7 @@ impl Template {
 }
 
 /// What Helm's engine outputs for a template without actions: the text,
-/// less every `<no value>` (see [`delete_no_value`]). The same as parsing
+/// less every `<no value>` (as `delete_no_value` removes it). The same as parsing
 /// and rendering it, without copying the text through the tree walker
 /// (large CRD manifests are plain text).
 pub fn render_plain_text(src: &str) -> Option<String> {

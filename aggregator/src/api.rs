@@ -22,6 +22,7 @@ use aicr::proto::{
 };
 use aicr::validate::ctrf::{Report, Test, epoch_ms};
 use aicr::validate::readiness::{self, Fleet, NodeSnapshot};
+use subtle::ConstantTimeEq;
 use tokio::sync::{broadcast, mpsc};
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
@@ -47,9 +48,10 @@ pub struct CliAuth {
     pub open: bool,
 }
 
-/// Compare without leaking where the first difference is.
-fn same(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+/// Whether the bearer token sent is the one expected, compared in constant
+/// time so that a mismatch does not tell where it starts.
+fn token_matches(sent: &str, want: &str) -> bool {
+    bool::from(sent.trim().as_bytes().ct_eq(want.as_bytes()))
 }
 
 impl tonic::service::Interceptor for CliAuth {
@@ -69,7 +71,7 @@ impl tonic::service::Interceptor for CliAuth {
                 .and_then(|v| v.to_str().ok())
                 .and_then(|v| v.strip_prefix("Bearer "))
                 .unwrap_or_default();
-            if same(got.trim().as_bytes(), want.as_bytes()) {
+            if token_matches(got, want) {
                 return Ok(req);
             }
         }
@@ -465,10 +467,15 @@ mod tests {
 
     #[test]
     fn token_comparison_is_exact() {
-        assert!(same(b"abc", b"abc"));
-        assert!(!same(b"abc", b"abd"));
-        assert!(!same(b"abc", b"abcd"));
-        assert!(!same(b"", b"a"));
+        assert!(token_matches("abc", "abc"));
+        assert!(
+            token_matches(" abc\n", "abc"),
+            "surrounding space is not the token"
+        );
+        assert!(!token_matches("abc", "abd"));
+        assert!(!token_matches("abc", "abcd"));
+        assert!(!token_matches("abcd", "abc"));
+        assert!(!token_matches("", "a"));
     }
 
     #[test]

@@ -1,5 +1,6 @@
-//! Value parsers shared by the `aicr`, `aicr-agent` and `aicr-aggregator`
-//! command lines, so the same flag spelling means the same thing in each.
+//! Value parsers and name rules shared by the `aicr`, `aicr-agent` and
+//! `aicr-aggregator` command lines, so the same flag spelling means the same
+//! thing in each, and a name one binary sends is one the other accepts.
 
 use std::time::Duration;
 

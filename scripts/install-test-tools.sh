@@ -3,7 +3,8 @@
 #   .tools/venv      Helm's engine (helm-python-sdk, Helm 4 as a C library),
 #                    kubernetes-validate (official OpenAPI schemas), jsonschema
 #   Debian packages  prometheus, promtool, prometheus-alertmanager, amtool,
-#                    docker-registry (CNCF distribution), shellcheck
+#                    docker-registry (CNCF distribution), shellcheck, and the
+#                    zsh and fish that judge our completion scripts
 # Idempotent: what is already there is left alone. Tests that need a tool
 # this script could not install are skipped with a message (a failure under
 # CI=true).
@@ -34,6 +35,8 @@ declare -A packages=(
   [amtool]=prometheus-alertmanager
   [docker-registry]=docker-registry
   [shellcheck]=shellcheck
+  [zsh]=zsh
+  [fish]=fish
 )
 missing=()
 for bin in "${!packages[@]}"; do

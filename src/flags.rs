@@ -57,6 +57,54 @@ where
     s.parse()
 }
 
+/// A value parser that offers `names` to shell completion while `parse`
+/// alone decides what is valid, so a core type keeps its own spelling
+/// rules, message and exit code (as with [`typed`]). Pair it with
+/// `hide_possible_values` where the flag's help already lists them.
+#[derive(Clone, Copy)]
+pub struct Offered<T> {
+    parse: fn(&str) -> Result<T, crate::Error>,
+    names: &'static [&'static str],
+}
+
+/// [`Offered`]: `parse`, offering `names`.
+pub const fn offered<T>(
+    parse: fn(&str) -> Result<T, crate::Error>,
+    names: &'static [&'static str],
+) -> Offered<T> {
+    Offered { parse, names }
+}
+
+/// Any text, left for the command to judge (a value that may also come
+/// from a config file, and is checked once both are merged).
+pub fn text(s: &str) -> Result<String, crate::Error> {
+    Ok(s.to_string())
+}
+
+impl<T: Clone + Send + Sync + 'static> clap::builder::TypedValueParser for Offered<T> {
+    type Value = T;
+
+    fn parse_ref(
+        &self,
+        cmd: &clap::Command,
+        arg: Option<&clap::Arg>,
+        value: &std::ffi::OsStr,
+    ) -> Result<T, clap::Error> {
+        self.parse.parse_ref(cmd, arg, value)
+    }
+
+    fn possible_values(
+        &self,
+    ) -> Option<Box<dyn Iterator<Item = clap::builder::PossibleValue> + '_>> {
+        Some(Box::new(
+            self.names
+                .iter()
+                .copied()
+                .map(clap::builder::PossibleValue::new),
+        ))
+    }
+}
+
 /// Go's `strconv.ParseBool`: `1 t T TRUE true True` and
 /// `0 f F FALSE false False`, nothing else.
 pub(crate) fn parse_bool(s: &str) -> Option<bool> {

@@ -270,6 +270,44 @@ mod tests {
         s.split_whitespace().map(OsString::from).collect()
     }
 
+    /// Every value offered to `--help` or shell completion is one the flag
+    /// accepts: given alone, it never fails as a bad value.
+    #[test]
+    fn offered_values_parse() {
+        use clap::error::ErrorKind;
+        fn walk(root: &clap::Command, cmd: &clap::Command, path: &[String], seen: &mut usize) {
+            for arg in cmd.get_arguments() {
+                for pv in arg.get_possible_values() {
+                    let mut argv: Vec<String> = vec!["aicr".into()];
+                    argv.extend(path.iter().cloned());
+                    if let Some(long) = arg.get_long() {
+                        argv.push(format!("--{long}"));
+                    }
+                    argv.push(pv.get_name().to_string());
+                    if let Err(e) = root.clone().try_get_matches_from(&argv) {
+                        assert!(
+                            !matches!(
+                                e.kind(),
+                                ErrorKind::InvalidValue | ErrorKind::ValueValidation
+                            ),
+                            "{argv:?}: {e}"
+                        );
+                    }
+                    *seen += 1;
+                }
+            }
+            for sub in cmd.get_subcommands() {
+                let mut p = path.to_vec();
+                p.push(sub.get_name().to_string());
+                walk(root, sub, &p, seen);
+            }
+        }
+        let root = Cli::command();
+        let mut seen = 0;
+        walk(&root, &root, &[], &mut seen);
+        assert!(seen > 30, "only {seen} offered values");
+    }
+
     /// The one-subcommand parse gives what the whole tree gives, and
     /// leaves everything else (errors, help, other subcommands) to it.
     #[test]

@@ -657,13 +657,70 @@ fn external_dependency_errors_are_invalid_input() {
         ));
 }
 
+/// Each shell judges its own script: bash completes with it, zsh and fish
+/// parse it (skipped loudly where they are absent; CI installs them).
 #[test]
 fn completion_scripts_for_every_shell() {
-    for shell in ["bash", "zsh", "fish", "pwsh"] {
+    let t = tempfile::tempdir().unwrap();
+    let script = |shell: &str| {
         let out = aicr().args(["completion", shell]).assert().success();
-        let text = String::from_utf8_lossy(&out.get_output().stdout);
-        assert!(text.contains("recipe"), "{shell}");
+        let path = t.path().join(format!("aicr.{shell}"));
+        std::fs::write(&path, &out.get_output().stdout).unwrap();
+        path
+    };
+    let bash = script("bash");
+    for (line, want) in [
+        ("aicr rec", "recipe"),
+        ("aicr recipe --acc", "--accelerator"),
+        ("aicr bundle --deployer ", "argocd-helm"),
+        ("aicr recipe --format ", "table"),
+        ("aicr validate --phase ", "conformance"),
+    ] {
+        let words: Vec<&str> = line.split(' ').collect();
+        let program = format!(
+            "source {}; COMP_WORDS=({}); COMP_CWORD={}; _aicr aicr {} {}; printf '%s\\n' \"${{COMPREPLY[@]}}\"",
+            bash.display(),
+            words
+                .iter()
+                .map(|w| format!("'{w}'"))
+                .collect::<Vec<_>>()
+                .join(" "),
+            words.len() - 1,
+            words.last().map_or("''".to_string(), |w| format!("'{w}'")),
+            words[words.len() - 2],
+        );
+        let out = std::process::Command::new("bash")
+            .args(["-c", &program])
+            .output()
+            .unwrap();
+        let offered = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            offered.lines().any(|l| l == want),
+            "{line:?} offers {offered:?}"
+        );
     }
+    for (shell, check) in [("zsh", "-n"), ("fish", "--no-execute")] {
+        let path = script(shell);
+        let Some(bin) = aicr_test_support::tools::system_tool(shell) else {
+            continue;
+        };
+        let out = std::process::Command::new(bin)
+            .arg(check)
+            .arg(&path)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{shell} {check}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let pwsh = script("pwsh");
+    assert!(
+        std::fs::read_to_string(pwsh)
+            .unwrap()
+            .contains("Register-ArgumentCompleter")
+    );
     aicr().args(["completion", "tcsh"]).assert().code(1);
 }
 

@@ -675,6 +675,9 @@ fn completion_scripts_for_every_shell() {
         ("aicr bundle --deployer ", "argocd-helm"),
         ("aicr recipe --format ", "table"),
         ("aicr validate --phase ", "conformance"),
+        ("aicr recipe --service ", "eks"),
+        ("aicr query --gpu ", "h100"),
+        ("aicr skill --agent ", "codex"),
     ] {
         let words: Vec<&str> = line.split(' ').collect();
         let program = format!(

@@ -19,19 +19,19 @@ use clap::Args;
 #[derive(Debug, Args)]
 pub struct CriteriaArgs {
     /// Kubernetes service: aks, eks, gke, kind, oke (any when unset)
-    #[arg(long)]
+    #[arg(long, value_parser = aicr::flags::offered(aicr::flags::text, Field::Service.values()), hide_possible_values = true)]
     pub service: Option<String>,
     /// GPU type: a100, b200, gb200, h100, l40
-    #[arg(long, visible_alias = "gpu")]
+    #[arg(long, visible_alias = "gpu", value_parser = aicr::flags::offered(aicr::flags::text, Field::Accelerator.values()), hide_possible_values = true)]
     pub accelerator: Option<String>,
     /// Workload intent: inference, training
-    #[arg(long, short = 'i')]
+    #[arg(long, short = 'i', value_parser = aicr::flags::offered(aicr::flags::text, Field::Intent.values()), hide_possible_values = true)]
     pub intent: Option<String>,
     /// Node OS: amazonlinux, cos, rhel, ubuntu
-    #[arg(long)]
+    #[arg(long, value_parser = aicr::flags::offered(aicr::flags::text, Field::Os.values()), hide_possible_values = true)]
     pub os: Option<String>,
     /// Platform: dynamo, kubeflow
-    #[arg(long)]
+    #[arg(long, value_parser = aicr::flags::offered(aicr::flags::text, Field::Platform.values()), hide_possible_values = true)]
     pub platform: Option<String>,
     /// Number of GPU nodes (values <= 0 are ignored)
     #[arg(long, action = clap::ArgAction::Append, allow_negative_numbers = true)]

@@ -14,7 +14,7 @@ use clap::{Arg, Args, Command};
 #[derive(Debug, Args)]
 pub struct SkillArgs {
     /// Agent to generate the skill for: claude-code or codex
-    #[arg(long, required = true)]
+    #[arg(long, required = true, value_parser = aicr::flags::offered(aicr::flags::text, &["claude-code", "codex"]), hide_possible_values = true)]
     pub agent: String,
     /// Print the skill to stdout instead of installing it
     #[arg(long)]

@@ -476,3 +476,51 @@ fn output_files_follow_the_umask_and_values_stay_private() {
         assert_eq!(mode(&values), 0o600, "values carry --set credentials");
     }
 }
+
+/// Names the API server would refuse are refused before any cluster is
+/// asked (exit 2), so the message is about the name, not the kubeconfig.
+#[test]
+fn names_the_api_server_would_refuse_are_2_before_the_cluster() {
+    let f = Files::new();
+    let unreachable = [("KUBECONFIG", "{tmp}/no-kubeconfig")];
+    for (args, says) in [
+        (
+            &["snapshot", "--namespace", "Bad_NS"][..],
+            "invalid --namespace",
+        ),
+        (&["snapshot", "--node-selector", "=x"][..], "is not a label"),
+        (&["snapshot", "--image", " "][..], "--image is empty"),
+        (
+            &[
+                "validate",
+                "--namespace",
+                "UPPER",
+                "-r",
+                "{tmp}/recipe.yaml",
+            ][..],
+            "invalid --namespace",
+        ),
+        (
+            &[
+                "bundle",
+                "-r",
+                "{tmp}/recipe.yaml",
+                "-o",
+                "{tmp}/out",
+                "--accelerated-node-selector",
+                "k=bad value",
+            ][..],
+            "is not a label",
+        ),
+    ] {
+        check(
+            &f,
+            "name the API server would refuse",
+            args,
+            &unreachable,
+            2,
+            says,
+        );
+    }
+    assert!(!f.path("out").exists(), "nothing is written on failure");
+}

@@ -140,13 +140,7 @@ pub fn is_label_key(key: &str) -> bool {
         Some((p, n)) => (Some(p), n),
         None => (None, key),
     };
-    let name_ok = !name.is_empty()
-        && name.len() <= 63
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
-        && name.starts_with(|c: char| c.is_ascii_alphanumeric())
-        && name.ends_with(|c: char| c.is_ascii_alphanumeric());
+    let name_ok = is_label_name(name);
     let prefix_ok = prefix.is_none_or(|p| {
         !p.is_empty()
             && p.len() <= 253
@@ -160,6 +154,41 @@ pub fn is_label_key(key: &str) -> bool {
             })
     });
     name_ok && prefix_ok
+}
+
+/// Whether `v` is a Kubernetes label value: empty, or a label name.
+pub fn is_label_value(v: &str) -> bool {
+    v.is_empty() || is_label_name(v)
+}
+
+/// A label key's name part, and any non-empty label value: at most 63
+/// characters from `[A-Za-z0-9._-]`, alphanumeric at both ends.
+fn is_label_name(v: &str) -> bool {
+    v.len() <= 63
+        && v.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+        && v.starts_with(|c: char| c.is_ascii_alphanumeric())
+        && v.ends_with(|c: char| c.is_ascii_alphanumeric())
+}
+
+/// Refuse a `--namespace` the API server would refuse (an RFC 1123 label:
+/// lowercase letters, digits and `-`, at most 63, alphanumeric at both
+/// ends), before any request is made.
+pub fn check_namespace(ns: &str) -> crate::Result<()> {
+    let ok = !ns.is_empty()
+        && ns.len() <= 63
+        && ns
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !ns.starts_with('-')
+        && !ns.ends_with('-');
+    if ok {
+        Ok(())
+    } else {
+        Err(crate::Error::invalid(format!(
+            "invalid --namespace {ns:?}: a namespace is lowercase letters, digits and '-', at most 63, starting and ending with a letter or digit"
+        )))
+    }
 }
 
 fn one_line(e: &dyn std::fmt::Display) -> String {
@@ -377,6 +406,16 @@ mod tests {
             &"n".repeat(64),
         ] {
             assert!(!is_label_key(bad), "{bad:?}");
+        }
+        for ok in ["", "gpu-worker", "H100_80GB", "1.2"] {
+            assert!(is_label_value(ok), "{ok:?}");
+        }
+        for bad in ["-x", "x.", "a b", "a/b", &"v".repeat(64)] {
+            assert!(!is_label_value(bad), "{bad:?}");
+        }
+        assert!(check_namespace("gpu-operator").is_ok());
+        for bad in ["", "Bad_NS", "-x", "x-", "a.b", &"n".repeat(64)] {
+            assert!(check_namespace(bad).is_err(), "{bad:?}");
         }
     }
 }

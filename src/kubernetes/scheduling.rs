@@ -19,6 +19,12 @@ pub fn parse_node_selectors(items: &[String]) -> Result<BTreeMap<String, String>
                 "invalid node-selector: invalid format {s:?}, expected key=value"
             ))
         })?;
+        // The API server would refuse the object carrying it, much later.
+        if !super::is_label_key(k) || !super::is_label_value(v) {
+            return Err(Error::invalid(format!(
+                "invalid node-selector: {s:?} is not a label: key [prefix/]name, value empty or up to 63 of A-Z a-z 0-9 . _ -"
+            )));
+        }
         out.insert(k.to_string(), v.to_string());
     }
     Ok(out)
@@ -99,6 +105,10 @@ mod tests {
                 .to_string()
                 .contains("expected key=value")
         );
+        for bad in ["=x", "Bad Key=x", "k=has space", "k=-lead"] {
+            let e = parse_node_selectors(&[bad.into()]).unwrap_err().to_string();
+            assert!(e.contains("is not a label"), "{bad}: {e}");
+        }
     }
 
     #[test]

@@ -59,9 +59,13 @@ pub struct Placement {
 }
 
 impl AgentJobArgs {
-    /// Both flags give the agent GPU access; asking for both is a mistake
-    /// worth stopping before anything is deployed.
+    /// Mistakes worth stopping before anything is deployed: no image, or
+    /// both `--require-gpu` and `--runtime-class` (each gives the agent GPU
+    /// access).
     pub fn check(&self) -> Result<()> {
+        if self.image.trim().is_empty() {
+            return Err(Error::invalid("--image is empty: name the agent image"));
+        }
         if self.require_gpu && self.runtime_class.is_some() {
             return Err(Error::invalid(
                 "--require-gpu and --runtime-class are mutually exclusive; prefer --runtime-class, which gives the agent GPU access without reserving a GPU",

@@ -248,6 +248,7 @@ fn run_local(a: &SnapshotArgs, plan: &Plan) -> Result<()> {
 }
 
 fn run_agent_job(a: &SnapshotArgs, plan: &Plan) -> Result<()> {
+    aicr::kubernetes::check_namespace(&a.namespace)?;
     let node_selector = scheduling::parse_node_selectors(&a.node_selector)?;
     let tolerations = if a.toleration.is_empty() {
         None

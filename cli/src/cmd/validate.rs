@@ -364,6 +364,7 @@ pub fn run(a: &ValidateArgs) -> Result<()> {
     if let (true, Some(dir)) = (a.cncf_submission, &a.evidence_dir) {
         return run_submission(a, dir);
     }
+    aicr::kubernetes::check_namespace(&a.namespace)?;
     let phases = phases::select(&a.phase);
     let recipe_uri = a
         .recipe

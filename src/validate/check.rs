@@ -441,16 +441,18 @@ mod tests {
 
     #[test]
     fn scheduling_flags_reach_workloads_and_env() {
+        // Split at the first `=`: a value holding another is no label value.
+        assert!(Scheduling::parse(&["nodeGroup=gpu=x".into()], &[]).is_err());
         let s = Scheduling::parse(
-            &["zone=a".into(), "nodeGroup=gpu=x".into()],
+            &["zone=a".into(), "nodeGroup=gpu-x".into()],
             &[
                 "dedicated=gpu:NoSchedule".into(),
                 "nvidia.com/gpu:NoExecute".into(),
             ],
         )
         .unwrap();
-        assert_eq!(s.node_selector["nodeGroup"], "gpu=x");
-        assert_eq!(s.selector_env().unwrap(), "nodeGroup=gpu=x,zone=a");
+        assert_eq!(s.node_selector["nodeGroup"], "gpu-x");
+        assert_eq!(s.selector_env().unwrap(), "nodeGroup=gpu-x,zone=a");
         assert_eq!(
             s.tolerations_env().unwrap(),
             "dedicated=gpu:NoSchedule,nvidia.com/gpu:NoExecute"
@@ -469,7 +471,7 @@ mod tests {
         s.apply(&mut spec, default);
         assert_eq!(
             spec["nodeSelector"],
-            json!({"nodeGroup": "gpu=x", "zone": "a"})
+            json!({"nodeGroup": "gpu-x", "zone": "a"})
         );
     }
 

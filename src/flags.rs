@@ -14,16 +14,40 @@ pub fn duration(s: &str) -> Result<Duration, String> {
     humantime::parse_duration(s).map_err(|e| format!("{e} (use e.g. 30s, 10m, 1h30m)"))
 }
 
-/// Whether `name` can name a Kubernetes Node: a DNS subdomain (lowercase
-/// letters, digits, `-` and `.`, at most 253 bytes). Agents check their
-/// own before connecting and the aggregator checks every Hello, since node
-/// names become metric labels and Event objects.
-pub fn is_node_name(name: &str) -> bool {
+/// Whether `name` is an RFC 1123 label (a namespace, one part of a DNS
+/// name): lowercase letters, digits and `-`, 1 to 63 bytes, alphanumeric
+/// at both ends.
+pub fn is_dns_label(name: &str) -> bool {
     !name.is_empty()
-        && name.len() <= 253
+        && name.len() <= 63
         && name
             .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.')
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !name.starts_with('-')
+        && !name.ends_with('-')
+}
+
+/// Whether `name` is an RFC 1123 subdomain: dot-separated labels, at most
+/// 253 bytes.
+pub fn is_dns_subdomain(name: &str) -> bool {
+    name.len() <= 253 && name.split('.').all(is_dns_label)
+}
+
+/// Whether `name` can name a Kubernetes Node (a DNS subdomain). Agents
+/// check their own before connecting and the aggregator checks every
+/// Hello, since node names become metric labels and Event objects.
+pub fn is_node_name(name: &str) -> bool {
+    is_dns_subdomain(name)
+}
+
+/// Whether `host` (a URL's host, IPv6 in brackets or not) is this machine:
+/// `localhost` or a loopback address. Plain text is allowed only there.
+pub fn is_loopback_host(host: &str) -> bool {
+    let bare = host.trim_start_matches('[').trim_end_matches(']');
+    bare.eq_ignore_ascii_case("localhost")
+        || bare
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
 }
 
 /// A wait bound where `0` asks for the default of five minutes.
@@ -166,6 +190,25 @@ mod tests {
         assert!(!is_node_name(""));
         assert!(!is_node_name("Node_1"));
         assert!(!is_node_name(&"a".repeat(254)));
+        assert!(!is_node_name("a..b") && !is_node_name("-a.b"));
+        assert!(is_dns_label("gpu-operator") && !is_dns_label("a.b"));
+    }
+
+    #[test]
+    fn loopback_hosts() {
+        for h in [
+            "localhost",
+            "LOCALHOST",
+            "127.0.0.1",
+            "127.1.2.3",
+            "[::1]",
+            "::1",
+        ] {
+            assert!(is_loopback_host(h), "{h}");
+        }
+        for h in ["10.0.0.1", "example.com", "[::2]", ""] {
+            assert!(!is_loopback_host(h), "{h}");
+        }
     }
 
     #[test]

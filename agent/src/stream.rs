@@ -11,7 +11,6 @@
 
 use std::collections::BTreeMap;
 use std::convert::Infallible;
-use std::net::IpAddr;
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
 
@@ -69,12 +68,6 @@ pub struct Target {
     tls: Option<TlsFiles>,
 }
 
-fn is_loopback(host: &str) -> bool {
-    let bare = host.trim_start_matches('[').trim_end_matches(']');
-    bare.eq_ignore_ascii_case("localhost")
-        || bare.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
-}
-
 impl Target {
     /// `http://` needs `insecure` and a loopback host; `https://` refuses
     /// `insecure`; a client certificate needs its key and vice versa.
@@ -100,7 +93,7 @@ impl Target {
                         "{url} is plain text: use https:// with --tls-ca, or --insecure for a loopback aggregator"
                     ));
                 }
-                if !is_loopback(host) {
+                if !aicr::flags::is_loopback_host(host) {
                     return Err(format!(
                         "--insecure is accepted only for loopback aggregators, not {host:?}"
                     ));

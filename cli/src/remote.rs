@@ -138,7 +138,8 @@ pub async fn connect(url: &str, conn: &Connection) -> Result<Client> {
         ),
         None => None,
     };
-    if !https && token.is_some() && !loopback(endpoint.uri()) {
+    let host = endpoint.uri().host().unwrap_or_default();
+    if !https && token.is_some() && !aicr::flags::is_loopback_host(host) {
         return Err(Error::invalid(format!(
             "refusing to send the token in plain text to {url}: use an https:// aggregator URL (http:// is for loopback, such as a port-forward)"
         )));
@@ -153,17 +154,6 @@ pub async fn connect(url: &str, conn: &Connection) -> Result<Client> {
         ClusterServiceClient::with_interceptor(channel, Bearer(token))
             .max_decoding_message_size(MAX_REPLY),
     )
-}
-
-/// Whether `uri` names this machine (`localhost` or a loopback address).
-fn loopback(uri: &tonic::codegen::http::Uri) -> bool {
-    let host = uri.host().unwrap_or_default();
-    host.eq_ignore_ascii_case("localhost")
-        || host
-            .trim_start_matches('[')
-            .trim_end_matches(']')
-            .parse::<std::net::IpAddr>()
-            .is_ok_and(|ip| ip.is_loopback())
 }
 
 /// The innermost cause, which says what actually went wrong.

@@ -140,20 +140,7 @@ pub fn is_label_key(key: &str) -> bool {
         Some((p, n)) => (Some(p), n),
         None => (None, key),
     };
-    let name_ok = is_label_name(name);
-    let prefix_ok = prefix.is_none_or(|p| {
-        !p.is_empty()
-            && p.len() <= 253
-            && p.split('.').all(|part| {
-                !part.is_empty()
-                    && part
-                        .bytes()
-                        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-                    && !part.starts_with('-')
-                    && !part.ends_with('-')
-            })
-    });
-    name_ok && prefix_ok
+    is_label_name(name) && prefix.is_none_or(crate::flags::is_dns_subdomain)
 }
 
 /// Whether `v` is a Kubernetes label value: empty, or a label name.
@@ -175,14 +162,7 @@ fn is_label_name(v: &str) -> bool {
 /// lowercase letters, digits and `-`, at most 63, alphanumeric at both
 /// ends), before any request is made.
 pub fn check_namespace(ns: &str) -> crate::Result<()> {
-    let ok = !ns.is_empty()
-        && ns.len() <= 63
-        && ns
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-        && !ns.starts_with('-')
-        && !ns.ends_with('-');
-    if ok {
+    if crate::flags::is_dns_label(ns) {
         Ok(())
     } else {
         Err(crate::Error::invalid(format!(

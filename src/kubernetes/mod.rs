@@ -95,6 +95,10 @@ pub async fn client(kubeconfig: Option<&Path>, request_timeout: Duration) -> Res
     config.connect_timeout = Some(CONNECT_TIMEOUT.min(timeout));
     config.read_timeout = Some(timeout);
     config.write_timeout = Some(timeout);
+    // Count the read timeout from each request, not from when its pooled
+    // connection went idle; exec and attach, which this trades away a
+    // check on, are never used.
+    config.reset_reader_on_write = true;
     kube::Client::try_from(config).map_err(|e| api_error(e, "failed to create Kubernetes client"))
 }
 
@@ -360,6 +364,25 @@ mod tests {
         assert_eq!(secs(2), 1);
         assert_eq!(watch_timeout(Duration::from_millis(500)), 1);
         assert_eq!(secs(3600), 290);
+    }
+
+    /// The read timeout bounds each response, not the time a pooled
+    /// connection sat idle before it: a request handed a connection idle
+    /// for most of the timeout used to fail ("client error (SendRequest)")
+    /// however promptly the API server answered. The aggregator's watches
+    /// hit that after every quiet spell.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn idle_time_in_the_pool_does_not_count_against_the_next_response() {
+        let api = aicr_test_support::FakeApiServer::start().await;
+        let c = client(Some(api.kubeconfig_path()), Duration::from_secs(2))
+            .await
+            .unwrap();
+        c.apiserver_version().await.expect("a pooled connection");
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        api.set_latency(Duration::from_millis(1000));
+        c.apiserver_version()
+            .await
+            .expect("an answer within the timeout on the idle connection");
     }
 
     #[test]

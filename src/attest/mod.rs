@@ -51,3 +51,14 @@ pub fn binary_attestation_path(exe: &std::path::Path) -> std::path::PathBuf {
     s.push(BINARY_ATTESTATION_SUFFIX);
     std::path::PathBuf::from(s)
 }
+
+/// Have aws-lc detect the CPU's features before it verifies anything.
+///
+/// The workspace builds aws-lc without its static initialiser
+/// (`.cargo/config.toml`), which probed the CPU in every `aicr` process,
+/// before `main`, whatever the command. Without this call verification
+/// would still be correct but use no AES, SHA or vector instructions.
+/// Idempotent, and a no-op where aws-lc was built with the initialiser.
+pub(crate) fn crypto_ready() {
+    aws_lc_rs::init();
+}

@@ -170,6 +170,7 @@ pub async fn update(repo: &Repository) -> Result<Updated> {
     let root = bootstrap_root(repo)?;
     let cache = repo.cache_dir();
     crate::install_tls_provider();
+    super::crypto_ready();
     let config = sigstore_trust_root::TufConfig::custom(
         mirror.clone(),
         sigstore_trust_root::TufBootstrap::trusted(root),

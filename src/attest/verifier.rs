@@ -85,6 +85,7 @@ pub(crate) fn verify(
     let digest = Sha256Hash::from_hex(sha256_hex)
         .map_err(|e| Error::invalid(format!("invalid artifact digest {sha256_hex:?}: {e}")))?;
     let bundle = parse(bytes)?;
+    super::crypto_ready();
     let verifier = Verifier::new(root)
         .map_err(|e| Error::invalid(format!("unusable Sigstore trusted root: {e}")))?;
     let result = verifier

@@ -975,6 +975,7 @@ impl Hub {
             o.by_name = all;
             o.synced = true;
             self.metrics.node_objects.set(o.by_name.len() as i64);
+            self.metrics.node_lists.inc();
             if first {
                 // Known nodes without a Node object changed too: to absent.
                 changed.extend(read(&self.nodes).keys().cloned());

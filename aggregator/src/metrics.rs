@@ -127,8 +127,11 @@ pub struct Metrics {
     pub agent_reconnects: Counter,
     pub rejected: Family<ReasonLabel, Counter>,
     pub throttled: Counter,
-    /// Heap trims after bursts of full snapshots (`memory`).
+    /// Heap trims after bursts of intake (`memory`).
     pub heap_trims: Counter,
+    /// Complete Node lists the Node watch received: its first and every
+    /// re-list.
+    pub node_lists: Counter,
     pub evaluation_seconds: Histogram,
     pub events: Family<KindLabel, Counter>,
     pub sink_dropped: Family<SinkLabel, Counter>,
@@ -169,6 +172,7 @@ impl Metrics {
             rejected: Family::default(),
             throttled: Counter::default(),
             heap_trims: Counter::default(),
+            node_lists: Counter::default(),
             evaluation_seconds: latency_buckets(),
             events: Family::default(),
             sink_dropped: Family::default(),
@@ -237,8 +241,13 @@ impl Metrics {
         );
         registry.register(
             "heap_trims",
-            "Times freed heap memory was handed back to the system after a burst of full snapshots",
+            "Times freed heap memory was handed back to the system after a burst of full snapshots or a Node list",
             m.heap_trims.clone(),
+        );
+        registry.register(
+            "node_lists",
+            "Complete Node lists the Node watch received, its first and every re-list",
+            m.node_lists.clone(),
         );
         registry.register(
             "evaluation_seconds",

@@ -483,9 +483,10 @@ pub async fn start(config: Config) -> Result<Running> {
                 kind: crate::ingest::FULL,
             })
             .clone();
+        let lists = hub.metrics().node_lists.clone();
         let trims = hub.metrics().heap_trims.clone();
         background.push(crate::memory::spawn(
-            move || full.get(),
+            move || full.get() + lists.get(),
             trims,
             cancel.clone(),
         ));

@@ -526,13 +526,18 @@ async fn big_snapshots_arrive_in_parts_and_apply_whole() {
     agg.shutdown().await;
 }
 
-/// `aicr_heap_trims_total` as the aggregator exports it now.
-async fn heap_trims(addr: std::net::SocketAddr) -> Option<u64> {
+/// A counter without labels, as the aggregator exports it now.
+async fn counter(addr: std::net::SocketAddr, name: &str) -> Option<u64> {
     let (_, metrics) = http_get(addr, "/metrics").await;
+    let prefix = format!("{name} ");
     metrics
         .lines()
-        .find_map(|l| l.strip_prefix("aicr_heap_trims_total "))
+        .find_map(|l| l.strip_prefix(&prefix))
         .and_then(|v| v.trim().parse().ok())
+}
+
+async fn heap_trims(addr: std::net::SocketAddr) -> Option<u64> {
+    counter(addr, "aicr_heap_trims_total").await
 }
 
 /// Freed heap goes back to the system once a burst of full snapshots is
@@ -555,6 +560,29 @@ async fn the_heap_is_trimmed_once_after_a_burst_of_full_snapshots() {
     .await;
     tokio::time::sleep(QUIET * 2).await;
     assert_eq!(heap_trims(agg.http_addr).await, Some(1), "once per burst");
+    agg.shutdown().await;
+}
+
+/// A complete Node list is a burst too: the response holds every Node
+/// object whole, and the watch keeps a few fields of each.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_heap_is_trimmed_once_after_the_node_list() {
+    use aicr_aggregator::memory::QUIET;
+    let api = FakeApiServer::start().await;
+    for i in 0..50 {
+        api.insert(fixtures::node(&format!("gpu-{i}")).build());
+    }
+    let agg = start(cluster_config(&api).await).await;
+    eventually(
+        "the Node list counted and the heap trimmed after it",
+        || async {
+            counter(agg.http_addr, "aicr_node_lists_total").await == Some(1)
+                && heap_trims(agg.http_addr).await == Some(1)
+        },
+    )
+    .await;
+    tokio::time::sleep(QUIET * 2).await;
+    assert_eq!(heap_trims(agg.http_addr).await, Some(1), "once per list");
     agg.shutdown().await;
 }
 

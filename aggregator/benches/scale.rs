@@ -973,5 +973,10 @@ async fn bench() {
         resync,
     );
     println!("aggregator memory after resync: RSS {rss:.0} MiB (peak {peak:.0} MiB)");
+    // What stays: once intake has been quiet long enough for the trim
+    // after the burst (`memory`) to have run.
+    tokio::time::sleep(aicr_aggregator::memory::QUIET * 3).await;
+    let (rss, _) = agg.memory();
+    println!("aggregator memory settled after resync: RSS {rss:.0} MiB");
     agg.kill();
 }

@@ -17,6 +17,11 @@ pub enum OutputFormat {
     Table,
 }
 
+impl OutputFormat {
+    /// The spellings `from_str` accepts, offered to shell completion.
+    pub const NAMES: &'static [&'static str] = &["yaml", "json", "table"];
+}
+
 impl std::str::FromStr for OutputFormat {
     type Err = Error;
 

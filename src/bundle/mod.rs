@@ -52,6 +52,10 @@ pub enum Deployer {
 }
 
 impl Deployer {
+    /// The spellings [`Deployer::parse`] accepts (in any case), offered to
+    /// shell completion.
+    pub const NAMES: &'static [&'static str] = &["helm", "argocd", "argocd-helm"];
+
     /// Case-insensitive, trimmed.
     pub fn parse(s: &str) -> Result<Deployer> {
         match s.trim().to_ascii_lowercase().as_str() {
@@ -533,6 +537,13 @@ mod tests {
     use super::*;
     use crate::engine;
     use crate::model::criteria::{Criteria, Field};
+
+    #[test]
+    fn every_offered_deployer_parses_to_its_own_name() {
+        for n in Deployer::NAMES {
+            assert_eq!(Deployer::parse(n).map(Deployer::name).ok(), Some(*n));
+        }
+    }
 
     struct NoKustomize;
     impl Kustomize for NoKustomize {

@@ -33,6 +33,11 @@ pub enum PhaseChoice {
     Only(PhaseName),
 }
 
+impl PhaseChoice {
+    /// The spellings `from_str` accepts, offered to shell completion.
+    pub const NAMES: &'static [&'static str] = &["all", "deployment", "performance", "conformance"];
+}
+
 impl std::str::FromStr for PhaseChoice {
     type Err = Error;
 

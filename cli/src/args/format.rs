@@ -14,6 +14,11 @@ pub enum TableOrJson {
     Json,
 }
 
+impl TableOrJson {
+    /// The spellings `from_str` accepts, offered to shell completion.
+    pub const NAMES: &'static [&'static str] = &["table", "json"];
+}
+
 impl FromStr for TableOrJson {
     type Err = Error;
 
@@ -35,6 +40,11 @@ pub enum TextOrJson {
     Json,
 }
 
+impl TextOrJson {
+    /// The spellings `from_str` accepts, offered to shell completion.
+    pub const NAMES: &'static [&'static str] = &["text", "json"];
+}
+
 impl FromStr for TextOrJson {
     type Err = Error;
 
@@ -53,6 +63,11 @@ pub enum ReportFormat {
     Text,
     Json,
     Yaml,
+}
+
+impl ReportFormat {
+    /// The spellings `from_str` accepts, offered to shell completion.
+    pub const NAMES: &'static [&'static str] = &["text", "json", "yaml"];
 }
 
 impl FromStr for ReportFormat {

@@ -59,7 +59,7 @@ pub struct ShowArgs {
     #[arg(long)]
     pub pool: Option<String>,
     /// Output format: text, json or yaml
-    #[arg(long, short = 't', default_value = "text", value_parser = aicr::flags::offered(aicr::flags::typed::<ReportFormat>, &["text", "json", "yaml"]), hide_possible_values = true)]
+    #[arg(long, short = 't', default_value = "text", value_parser = aicr::flags::offered(aicr::flags::typed::<ReportFormat>, ReportFormat::NAMES), hide_possible_values = true)]
     pub format: ReportFormat,
 }
 

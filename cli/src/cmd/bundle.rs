@@ -38,7 +38,7 @@ pub struct BundleArgs {
     #[arg(long, short = 'o')]
     pub output: Option<String>,
     /// Deployer: helm, argocd, argocd-helm [default: helm]
-    #[arg(long, short = 'd', value_parser = aicr::flags::offered(aicr::flags::text, &["helm", "argocd", "argocd-helm"]), hide_possible_values = true)]
+    #[arg(long, short = 'd', value_parser = aicr::flags::offered(aicr::flags::text, aicr::bundle::Deployer::NAMES), hide_possible_values = true)]
     pub deployer: Option<String>,
     /// Git repository URL baked into Argo CD Applications (argocd only)
     #[arg(long)]

@@ -25,7 +25,7 @@ pub struct DiffArgs {
     #[arg(long, value_name = "PATTERN", action = clap::ArgAction::Append)]
     pub ignore: Vec<String>,
     /// Output format: text, json or yaml
-    #[arg(long, short = 't', default_value = "text", value_parser = aicr::flags::offered(aicr::flags::typed::<ReportFormat>, &["text", "json", "yaml"]), hide_possible_values = true)]
+    #[arg(long, short = 't', default_value = "text", value_parser = aicr::flags::offered(aicr::flags::typed::<ReportFormat>, ReportFormat::NAMES), hide_possible_values = true)]
     pub format: ReportFormat,
     /// Kubeconfig for cm:// sources (default: $KUBECONFIG, in-cluster)
     #[arg(long, short = 'k')]

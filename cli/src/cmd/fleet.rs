@@ -30,7 +30,7 @@ pub struct NodesArgs {
     #[command(flatten)]
     pub conn: Connection,
     /// Output format: table or json
-    #[arg(long, short = 't', default_value = "table", value_parser = aicr::flags::offered(aicr::flags::typed::<TableOrJson>, &["table", "json"]), hide_possible_values = true)]
+    #[arg(long, short = 't', default_value = "table", value_parser = aicr::flags::offered(aicr::flags::typed::<TableOrJson>, TableOrJson::NAMES), hide_possible_values = true)]
     pub format: TableOrJson,
 }
 
@@ -52,7 +52,7 @@ pub struct DriftArgs {
     #[arg(long, default_value_t = 0)]
     pub limit: u32,
     /// Output format: table or json
-    #[arg(long, short = 't', default_value = "table", value_parser = aicr::flags::offered(aicr::flags::typed::<TableOrJson>, &["table", "json"]), hide_possible_values = true)]
+    #[arg(long, short = 't', default_value = "table", value_parser = aicr::flags::offered(aicr::flags::typed::<TableOrJson>, TableOrJson::NAMES), hide_possible_values = true)]
     pub format: TableOrJson,
 }
 
@@ -70,7 +70,7 @@ pub struct WatchArgs {
     #[arg(long, default_value_t = 0)]
     pub count: u64,
     /// Output format: text (one line per event) or json (one object per line)
-    #[arg(long, short = 't', default_value = "text", value_parser = aicr::flags::offered(aicr::flags::typed::<TextOrJson>, &["text", "json"]), hide_possible_values = true)]
+    #[arg(long, short = 't', default_value = "text", value_parser = aicr::flags::offered(aicr::flags::typed::<TextOrJson>, TextOrJson::NAMES), hide_possible_values = true)]
     pub format: TextOrJson,
 }
 

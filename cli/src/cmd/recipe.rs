@@ -52,7 +52,7 @@ pub struct CriteriaArgs {
     #[arg(long, requires = "data")]
     pub data_only: bool,
     /// Output format: yaml, json, table [default: yaml]
-    #[arg(long, short = 't', value_parser = aicr::flags::offered(aicr::flags::typed::<OutputFormat>, &["yaml", "json", "table"]), hide_possible_values = true)]
+    #[arg(long, short = 't', value_parser = aicr::flags::offered(aicr::flags::typed::<OutputFormat>, OutputFormat::NAMES), hide_possible_values = true)]
     pub format: Option<OutputFormat>,
     /// Kubeconfig for cm:// sources and sinks (default: $KUBECONFIG, in-cluster)
     #[arg(long, short = 'k', action = clap::ArgAction::Append)]

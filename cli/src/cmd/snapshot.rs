@@ -24,7 +24,7 @@ pub struct SnapshotArgs {
     #[arg(long, short = 'o')]
     pub output: Option<String>,
     /// Output format: yaml, json, table [default: yaml]
-    #[arg(long, short = 't', value_parser = aicr::flags::offered(aicr::flags::typed::<OutputFormat>, &["yaml", "json", "table"]), hide_possible_values = true)]
+    #[arg(long, short = 't', value_parser = aicr::flags::offered(aicr::flags::typed::<OutputFormat>, OutputFormat::NAMES), hide_possible_values = true)]
     pub format: Option<OutputFormat>,
     /// Kubeconfig (default: $KUBECONFIG, ~/.kube/config, in-cluster)
     #[arg(long, short = 'k', action = clap::ArgAction::Append)]

@@ -36,7 +36,7 @@ pub struct ValidateArgs {
     pub snapshot: Vec<String>,
     /// Phase: deployment, performance, conformance, all (repeatable;
     /// phases always run in that order; default all)
-    #[arg(long, action = clap::ArgAction::Append, value_parser = aicr::flags::offered(aicr::flags::typed::<phases::PhaseChoice>, &["all", "deployment", "performance", "conformance"]), hide_possible_values = true)]
+    #[arg(long, action = clap::ArgAction::Append, value_parser = aicr::flags::offered(aicr::flags::typed::<phases::PhaseChoice>, phases::PhaseChoice::NAMES), hide_possible_values = true)]
     pub phase: Vec<phases::PhaseChoice>,
     /// Exit 8 when a check fails or cannot finish; --fail-on-error=false
     /// only reports

@@ -27,7 +27,7 @@ pub struct VerifyArgs {
     #[arg(long)]
     pub certificate_identity_regexp: Option<String>,
     /// Report format: text or json
-    #[arg(long, default_value = "text", value_parser = aicr::flags::offered(aicr::flags::typed::<TextOrJson>, &["text", "json"]), hide_possible_values = true)]
+    #[arg(long, default_value = "text", value_parser = aicr::flags::offered(aicr::flags::typed::<TextOrJson>, TextOrJson::NAMES), hide_possible_values = true)]
     pub format: TextOrJson,
     #[command(flatten)]
     pub tuf: crate::args::sigstore::TufArgs,

@@ -29,6 +29,8 @@ pub struct Rule {
     pub expected: String,
     pub severity: String,
     pub scope: String,
+    /// The one reading key within `scope` the rule reads.
+    pub key: String,
     /// Judged once against cluster state, not per node.
     pub cluster: bool,
 }
@@ -61,6 +63,7 @@ impl Rules {
                 expected: c.value.clone(),
                 severity: c.severity.clone(),
                 cluster: is_cluster_scope(&scope),
+                key: path.key.to_string(),
                 scope,
             };
             match rules.iter_mut().find(|r| r.name == c.name) {

@@ -441,10 +441,13 @@ impl Hub {
             }));
         }
         Some(match readings.get(&rule.scope) {
-            // Every node holding this state shares one outcome.
-            Some(r) => r.state.outcome(rules.generation(), i, || {
-                evaluator::judge(rule, |_, _, key| r.state.get(key).ok_or(LookupMiss::Key))
-            }),
+            // Nodes reading the key as their scope's base does share one
+            // outcome.
+            Some(r) => r
+                .state
+                .outcome(rules.generation(), i, &rule.key, |reading| {
+                    evaluator::judge(rule, |_, _, _| reading.ok_or(LookupMiss::Key))
+                }),
             None => evaluator::judge(rule, |kind, subtype, key| {
                 lookup_readings(readings, kind, subtype, key)
             }),

@@ -1,8 +1,7 @@
 //! Node state by content. Every distinct `{Type}.{Subtype}` state is held
 //! once, as an [`Arc<State>`] shared by every node that reports it, and is
-//! freed when the last of those nodes lets go; the constraint outcomes on
-//! a state are computed once per recipe and kept beside it. Ten thousand
-//! identical nodes therefore cost one decode, one copy and one evaluation.
+//! freed when the last of those nodes lets go. Ten thousand identical
+//! nodes therefore cost one decode and one copy.
 //!
 //! Distinct states of one scope are still nearly alike (a pool's sysctl
 //! readings differ in a handful of keys), so each scope also keeps a
@@ -11,6 +10,13 @@
 //! what is stored once. A base that fits almost nobody (an odd first
 //! reporter, or a hostile one) is replaced by the next state that cannot
 //! use it. This module must not know about sessions, nodes or pools.
+//!
+//! A constraint reads one key, so its outcome on a state that holds that
+//! key as the base does is the base's outcome: that is computed once per
+//! recipe and kept beside the base. Caching per state would not do, since
+//! nearly every state is some node's alone (GPU serials, unit PIDs, the
+//! host name) while the keys constraints read (driver and OS versions,
+//! unit states) are nearly always the base's.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
@@ -35,10 +41,42 @@ pub fn content_key(kind: &str, name: &str, json: &[u8]) -> ContentKey {
     key
 }
 
+/// A scope's shared readings, and the constraint outcomes on them.
+#[derive(Debug)]
+struct Base {
+    subtype: Subtype,
+    outcomes: Mutex<Outcomes>,
+    /// The keys some state on this base holds differently, with how many
+    /// states do. A key absent here reads as the base's in every state,
+    /// which a recipe change then learns without touching any of them.
+    varied: Mutex<HashMap<Box<str>, u32>>,
+}
+
+impl Base {
+    fn new(subtype: Subtype) -> Arc<Base> {
+        Arc::new(Base {
+            subtype,
+            outcomes: Mutex::default(),
+            varied: Mutex::default(),
+        })
+    }
+
+    fn varies(&self, key: &str) -> bool {
+        lock(&self.varied).contains_key(key)
+    }
+}
+
+/// Where a state's reading of one key comes from.
+enum Own<'a> {
+    Set(&'a Reading),
+    Unset,
+    Base,
+}
+
 /// A subtype as a shared base and this state's differences from it.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 struct Held {
-    base: Arc<Subtype>,
+    base: Arc<Base>,
     /// Readings this state has that the base lacks or holds differently,
     /// sorted by key. A slice, not a map: a state differs from its base in
     /// a handful of readings (a host name, GPU serials), where a B-tree
@@ -51,7 +89,7 @@ struct Held {
 }
 
 impl Held {
-    fn whole(st: Arc<Subtype>) -> Held {
+    fn whole(st: Arc<Base>) -> Held {
         Held {
             base: st,
             set: Box::new([]),
@@ -60,19 +98,72 @@ impl Held {
         }
     }
 
-    fn get(&self, key: &str) -> Option<&Reading> {
+    fn new(
+        base: Arc<Base>,
+        set: Vec<(String, Reading)>,
+        unset: Vec<String>,
+        context: Option<BTreeMap<String, String>>,
+    ) -> Held {
+        let held = Held {
+            base,
+            set: set.into_boxed_slice(),
+            unset: unset.into_boxed_slice(),
+            context,
+        };
+        let mut varied = lock(&held.base.varied);
+        for k in held.own_keys() {
+            *varied.entry(k.into()).or_default() += 1;
+        }
+        drop(varied);
+        held
+    }
+
+    /// The keys this state holds differently from its base.
+    fn own_keys(&self) -> impl Iterator<Item = &str> {
+        self.set
+            .iter()
+            .map(|(k, _)| k.as_str())
+            .chain(self.unset.iter().map(String::as_str))
+    }
+
+    fn own(&self, key: &str) -> Own<'_> {
+        if !self.base.varies(key) {
+            return Own::Base;
+        }
         if let Ok(i) = self.set.binary_search_by(|(k, _)| k.as_str().cmp(key)) {
-            return Some(&self.set[i].1);
+            return Own::Set(&self.set[i].1);
         }
         if self.unset.binary_search_by(|k| k.as_str().cmp(key)).is_ok() {
-            return None;
+            return Own::Unset;
         }
-        self.base.data.get(key)
+        Own::Base
+    }
+
+    fn get(&self, key: &str) -> Option<&Reading> {
+        match self.own(key) {
+            Own::Set(r) => Some(r),
+            Own::Unset => None,
+            Own::Base => self.base.subtype.data.get(key),
+        }
     }
 }
 
-/// Constraint outcomes on one state, for one set of rules.
-#[derive(Default)]
+impl Drop for Held {
+    fn drop(&mut self) {
+        let mut varied = lock(&self.base.varied);
+        for k in self.own_keys() {
+            if let Some(n) = varied.get_mut(k) {
+                *n -= 1;
+                if *n == 0 {
+                    varied.remove(k);
+                }
+            }
+        }
+    }
+}
+
+/// Constraint outcomes on one base, for one set of rules.
+#[derive(Debug, Default)]
 struct Outcomes {
     generation: u64,
     by_rule: Vec<(usize, Outcome)>,
@@ -82,7 +173,6 @@ struct Outcomes {
 pub struct State {
     key: ContentKey,
     held: Held,
-    outcomes: Mutex<Outcomes>,
     table: Weak<Table>,
 }
 
@@ -108,15 +198,16 @@ impl State {
     /// The subtype as the agent sent it.
     pub fn to_subtype(&self) -> Subtype {
         let h = &self.held;
-        let mut data = h.base.data.clone();
+        let base = &h.base.subtype;
+        let mut data = base.data.clone();
         for k in h.unset.iter() {
             data.remove(k);
         }
         data.extend(h.set.iter().map(|(k, v)| (k.clone(), v.clone())));
         Subtype {
-            subtype: h.base.subtype.clone(),
+            subtype: base.subtype.clone(),
             data,
-            context: h.context.clone().unwrap_or_else(|| h.base.context.clone()),
+            context: h.context.clone().unwrap_or_else(|| base.context.clone()),
         }
     }
 
@@ -131,7 +222,7 @@ impl State {
     /// its pool reads every reading this way.
     pub fn readings(&self) -> impl Iterator<Item = (&str, &Reading)> {
         let h = &self.held;
-        let mut base = h.base.data.iter().peekable();
+        let mut base = h.base.subtype.data.iter().peekable();
         let mut set = h.set.iter().peekable();
         let mut unset = h.unset.iter().peekable();
         std::iter::from_fn(move || {
@@ -167,15 +258,7 @@ impl State {
     pub fn changed_keys<'a>(a: Option<&'a State>, b: Option<&'a State>) -> Vec<&'a str> {
         let mut out: Vec<&str> = match (a, b) {
             (Some(a), Some(b)) if Arc::ptr_eq(&a.held.base, &b.held.base) => {
-                let own = |s: &'a State| {
-                    s.held
-                        .set
-                        .iter()
-                        .map(|(k, _)| k)
-                        .chain(s.held.unset.iter())
-                        .map(String::as_str)
-                };
-                own(a).chain(own(b)).collect()
+                a.held.own_keys().chain(b.held.own_keys()).collect()
             }
             _ => a.into_iter().chain(b).flat_map(|s| s.keys()).collect(),
         };
@@ -185,10 +268,24 @@ impl State {
         out
     }
 
-    /// The outcome of rule `rule` of rules `generation` on this state,
-    /// computed by `eval` only the first time it is asked for.
-    pub fn outcome(&self, generation: u64, rule: usize, eval: impl FnOnce() -> Outcome) -> Outcome {
-        let mut o = lock(&self.outcomes);
+    /// The outcome of rule `rule` of rules `generation`, which reads `key`,
+    /// on this state: `eval` of the reading (`None` when the state lacks
+    /// the key). When the state reads `key` as its base does, `eval` runs
+    /// only the first time any state on that base is asked.
+    pub fn outcome(
+        &self,
+        generation: u64,
+        rule: usize,
+        key: &str,
+        eval: impl FnOnce(Option<&Reading>) -> Outcome,
+    ) -> Outcome {
+        let base = &self.held.base;
+        match self.held.own(key) {
+            Own::Set(r) => return eval(Some(r)),
+            Own::Unset => return eval(None),
+            Own::Base => {}
+        }
+        let mut o = lock(&base.outcomes);
         if o.generation != generation {
             o.generation = generation;
             o.by_rule.clear();
@@ -196,7 +293,7 @@ impl State {
         if let Some((_, out)) = o.by_rule.iter().find(|(i, _)| *i == rule) {
             return out.clone();
         }
-        let out = eval();
+        let out = eval(base.subtype.data.get(key));
         o.by_rule.push((rule, out.clone()));
         out
     }
@@ -220,7 +317,7 @@ impl Drop for State {
 struct Table {
     by_key: Mutex<HashMap<ContentKey, Weak<State>>>,
     /// The shared base of each `{Type}.{Subtype}`.
-    bases: Mutex<HashMap<String, Arc<Subtype>>>,
+    bases: Mutex<HashMap<String, Arc<Base>>>,
 }
 
 /// Every live distinct state, by content key.
@@ -253,7 +350,6 @@ impl States {
         let state = Arc::new(State {
             key,
             held: self.hold(scope, st),
-            outcomes: Mutex::default(),
             table: Arc::downgrade(&self.table),
         });
         let mut by_key = lock(&self.table.by_key);
@@ -275,7 +371,7 @@ impl States {
             match bases.get(scope) {
                 Some(b) => b.clone(),
                 None => {
-                    let own = Arc::new(st);
+                    let own = Base::new(st);
                     bases.insert(scope.to_string(), own.clone());
                     return Held::whole(own);
                 }
@@ -284,7 +380,7 @@ impl States {
         // Both sides are sorted: one walk finds what differs.
         let mut set = Vec::new();
         let mut unset: Vec<String> = Vec::new();
-        let mut theirs = base.data.iter().peekable();
+        let mut theirs = base.subtype.data.iter().peekable();
         for (k, v) in &st.data {
             while let Some((gone, _)) = theirs.next_if(|(b, _)| *b < k) {
                 unset.push(gone.clone());
@@ -298,7 +394,7 @@ impl States {
         }
         unset.extend(theirs.map(|(k, _)| k.clone()));
         if set.len() + unset.len() > st.data.len() / 2 {
-            let own = Arc::new(st);
+            let own = Base::new(st);
             let mut bases = lock(&self.table.bases);
             // A base held by the map and at most one state serves nobody:
             // let this state's readings serve the ones after it.
@@ -310,13 +406,8 @@ impl States {
             }
             return Held::whole(own);
         }
-        let context = (st.context != base.context).then_some(st.context);
-        Held {
-            base,
-            set: set.into_boxed_slice(),
-            unset: unset.into_boxed_slice(),
-            context,
-        }
+        let context = (st.context != base.subtype.context).then_some(st.context);
+        Held::new(base, set, unset, context)
     }
 }
 
@@ -390,26 +481,52 @@ mod tests {
     }
 
     #[test]
-    fn outcomes_are_computed_once_per_rules_generation() {
+    fn outcomes_on_the_base_are_computed_once_per_rules_generation() {
         let states = States::default();
         let a = intern(&states, sysctl("a", None));
+        let b = intern(&states, sysctl("b", None));
+        assert!(!Arc::ptr_eq(&a, &b), "two states on one base");
         let mut calls = 0;
-        let pass = Outcome::Passed {
-            actual: "same".into(),
-        };
-        for _ in 0..3 {
-            let out = a.outcome(1, 0, || {
+        // Rule 0 reads k03, rule 1 the host name, rule 2 a key nobody has.
+        let mut judge = |s: &State, generation: u64, rule: usize| {
+            let key = ["k03", "hostname", "missing"][rule];
+            s.outcome(generation, rule, key, |r| {
                 calls += 1;
-                pass.clone()
-            });
-            assert_eq!(out, pass);
+                Outcome::Passed {
+                    actual: r.map(Reading::render).unwrap_or_default(),
+                }
+            })
+        };
+        for s in [&a, &b, &a] {
+            assert_eq!(judge(s, 1, 0).actual(), Some("same"));
         }
-        assert_eq!(calls, 1);
-        a.outcome(2, 0, || {
-            calls += 1;
-            pass.clone()
+        // The first state is the base, so its host name is cached there;
+        // b's own value is judged each time it is asked.
+        assert_eq!(judge(&a, 1, 1).actual(), Some("a"));
+        assert_eq!(judge(&a, 1, 1).actual(), Some("a"));
+        assert_eq!(judge(&b, 1, 1).actual(), Some("b"));
+        assert_eq!(judge(&b, 1, 1).actual(), Some("b"));
+        assert_eq!(judge(&b, 1, 2).actual(), Some(""));
+        assert_eq!(judge(&a, 1, 2).actual(), Some(""));
+        judge(&b, 2, 0);
+        assert_eq!(
+            calls,
+            1 + 1 + 2 + 1 + 1,
+            "k03 once on the base, the base's host name once, b's each time, the missing key once on the base, k03 again for a new recipe"
+        );
+    }
+
+    #[test]
+    fn a_key_a_state_lacks_is_judged_as_missing_not_as_the_base_has_it() {
+        let states = States::default();
+        let _a = intern(&states, sysctl("a", None));
+        let mut lacking = sysctl("b", None);
+        lacking.data.remove("k07");
+        let b = intern(&states, lacking);
+        let seen = b.outcome(1, 0, "k07", |r| Outcome::Passed {
+            actual: format!("{:?}", r.map(Reading::render)),
         });
-        assert_eq!(calls, 2, "a new recipe judges again");
+        assert_eq!(seen.actual(), Some("None"));
     }
 
     #[test]
@@ -427,6 +544,27 @@ mod tests {
             "b became the base c shares"
         );
         assert_eq!(c.held.set.len(), 1);
+    }
+
+    #[test]
+    fn a_base_knows_which_keys_its_states_hold_differently_while_they_live() {
+        let states = States::default();
+        let a = intern(&states, sysctl("a", None));
+        let base = a.held.base.clone();
+        assert!(!base.varies("hostname"), "a is the base itself");
+        let b = intern(&states, sysctl("b", Some("extra")));
+        let mut c_in = sysctl("c", None);
+        c_in.data.remove("k05");
+        let c = intern(&states, c_in);
+        assert!(base.varies("hostname") && base.varies("extra") && base.varies("k05"));
+        assert!(!base.varies("k03"));
+        drop(b);
+        assert!(base.varies("hostname"), "c still holds its own host name");
+        assert!(!base.varies("extra"), "only b had it");
+        assert_eq!(c.get("hostname").unwrap().render(), "c");
+        assert!(c.get("k05").is_none());
+        drop(c);
+        assert!(lock(&base.varied).is_empty(), "{:?}", lock(&base.varied));
     }
 
     #[test]

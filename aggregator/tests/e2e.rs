@@ -12,10 +12,10 @@ use crate::common::*;
 use aicr::model::snapshot::{Snapshot, Subtype};
 use aicr::proto::agent_message::Body;
 use aicr::proto::aggregator_message::Body as Reply;
-use aicr::proto::drift_event::Kind;
+use aicr::proto::drift_event::{Kind, Source};
 use aicr::proto::{
-    AggregatorMessage, FullSnapshot, GetSnapshotRequest, ListNodesRequest, ListViolationsRequest,
-    SetRecipeRequest, SubtypeState, SubtypeUpdate, ValidateRequest,
+    AggregatorMessage, DriftEvent, FullSnapshot, GetSnapshotRequest, ListNodesRequest,
+    ListViolationsRequest, SetRecipeRequest, SubtypeState, SubtypeUpdate, ValidateRequest,
 };
 use aicr_aggregator::identity::{NODE_NAME_EXTRA, POD_NAME_EXTRA, POD_UID_EXTRA};
 use aicr_aggregator::ingest::Limits;
@@ -236,6 +236,95 @@ async fn snapshots_validation_and_recipes_through_the_cli_api() {
         .await
         .unwrap_err();
     assert_eq!(bad.code(), Code::InvalidArgument);
+    agg.shutdown().await;
+}
+
+/// GPU readings every node shares apart from its own serial; `driver` is
+/// the key the constraints below read.
+fn smi_with(serial: &str, driver: &str) -> Subtype {
+    let mut smi = Subtype::new("smi")
+        .with("driver", driver)
+        .with("gpu.0.serial", serial);
+    for f in 0..10 {
+        smi.data
+            .insert(format!("gpu.0.field-{f}"), format!("value-{f}").into());
+    }
+    smi
+}
+
+/// Outcomes on the readings nodes share are reused across nodes (states
+/// module); a node that holds the constraint's key differently must still
+/// be judged on its own value, through a recipe change and its updates.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nodes_sharing_readings_are_each_judged_on_their_own_value() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = config();
+    c.recipe = Some(recipe_file(dir.path(), &[("GPU.smi.driver", ">= 570", "")]));
+    let agg = start(c).await;
+    let mut w = watch(&agg).await;
+    let mut agents = Vec::new();
+    for (node, driver) in [("a", "570.1"), ("b", "570.1"), ("c", "550.2")] {
+        let mut agent = connect(&url(&agg), node).await;
+        let mut readings = node_readings("24.04");
+        readings.retain(|(_, st)| st.subtype != "smi");
+        readings.push(("GPU".into(), smi_with(&format!("serial-{node}"), driver)));
+        agent.full(readings).await.unwrap();
+        agents.push(agent);
+    }
+    // Peer deviations on the same reading come on the same stream.
+    let driver = "GPU.smi.driver";
+    let judged = |e: &DriftEvent| e.source == Source::Constraint as i32 && e.constraint == driver;
+    let ev = event_where(&mut w, judged).await;
+    assert_eq!((ev.kind, ev.node_name.as_str()), (Kind::Opened as i32, "c"));
+
+    // a and b now fail on the reading they share; c still fails on its own.
+    let recipe = json!({
+        "kind": "RecipeResult", "apiVersion": "aicr.nvidia.com/v1alpha1",
+        "constraints": [{"name": driver, "value": ">= 575"}],
+        "componentRefs": [], "deploymentOrder": [],
+    });
+    client(&agg)
+        .await
+        .set_recipe(SetRecipeRequest {
+            recipe_json: serde_json::to_vec(&recipe).unwrap(),
+        })
+        .await
+        .unwrap();
+    let mut opened = Vec::new();
+    for _ in 0..2 {
+        let e = event_where(&mut w, judged).await;
+        assert_eq!((e.kind, e.actual.as_str()), (Kind::Opened as i32, "570.1"));
+        opened.push(e.node_name);
+    }
+    opened.sort();
+    assert_eq!(opened, ["a", "b"]);
+
+    // c's own value moves past the bar, then a's; b alone stays open.
+    agents[2]
+        .update("GPU", smi_with("serial-c", "580.3"))
+        .await
+        .unwrap();
+    let e = event_where(&mut w, judged).await;
+    assert!(is(Kind::Resolved, "c", driver)(&e), "{e:?}");
+    agents[0]
+        .update("GPU", smi_with("serial-a", "580.3"))
+        .await
+        .unwrap();
+    let e = event_where(&mut w, judged).await;
+    assert!(is(Kind::Resolved, "a", driver)(&e), "{e:?}");
+    let open = client(&agg)
+        .await
+        .list_violations(ListViolationsRequest::default())
+        .await
+        .unwrap()
+        .into_inner()
+        .events;
+    let open: Vec<(&str, &str)> = open
+        .iter()
+        .filter(|e| judged(e))
+        .map(|e| (e.node_name.as_str(), e.actual.as_str()))
+        .collect();
+    assert_eq!(open, [("b", "570.1")]);
     agg.shutdown().await;
 }
 

@@ -39,7 +39,11 @@ mod sim_agent;
 /// almost half their CPU in `malloc` and `free`, by an amount that varied
 /// from run to run with the heap's state, and they share the two cores with
 /// the aggregator, so that cost showed up as its connect time. The
-/// aggregator keeps glibc's allocator (see ARCHITECTURE.md).
+/// aggregator keeps glibc's allocator (see ARCHITECTURE.md). mimalloc is
+/// built without its transparent huge page advice (`no_thp`): with it,
+/// most of the simulator's CPU went on the kernel zeroing 2 MiB pages
+/// (`clear_page_erms` under tonic's encoder, by perf), which again slowed
+/// the aggregator beside it.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

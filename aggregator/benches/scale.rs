@@ -734,6 +734,7 @@ async fn bench() {
         }
     }
     let (rss1, _) = agg.memory();
+    let connections_open = started.elapsed();
 
     // Then one session per agent, Hello answered, no state yet.
     let (progress_tx, mut progress_rx) = mpsc::unbounded_channel();
@@ -771,6 +772,7 @@ async fn bench() {
         }
     }
     let (rss2, _) = agg.memory();
+    let sessions_open = started.elapsed();
 
     // Then every full snapshot.
     let synced = Arc::new(AtomicUsize::new(0));
@@ -793,8 +795,11 @@ async fn bench() {
     let connect_time = started.elapsed();
     let (rss3, peak) = agg.memory();
     println!(
-        "connected + full snapshot applied: {agents} agents in {:.1} s",
-        connect_time.as_secs_f64()
+        "connected + full snapshot applied: {agents} agents in {:.1} s (connections {:.1} s, then sessions {:.1} s, then full snapshots {:.1} s)",
+        connect_time.as_secs_f64(),
+        connections_open.as_secs_f64(),
+        (sessions_open - connections_open).as_secs_f64(),
+        (connect_time - sessions_open).as_secs_f64(),
     );
     cpu_split(
         "connect",

@@ -114,13 +114,7 @@ async fn drift_opens_when_a_watched_value_changes_and_resolves_when_restored() {
     let (_, metrics) = http_get(agg.http_addr, "/metrics").await;
     assert!(!metrics.contains(gauge), "{metrics}");
 
-    let open = client(&agg)
-        .await
-        .list_violations(ListViolationsRequest::default())
-        .await
-        .unwrap()
-        .into_inner()
-        .events;
+    let open = open_now(&agg).await;
     assert!(open.is_empty(), "{open:?}");
     agg.shutdown().await;
 }
@@ -312,13 +306,7 @@ async fn nodes_sharing_readings_are_each_judged_on_their_own_value() {
         .unwrap();
     let e = event_where(&mut w, judged).await;
     assert!(is(Kind::Resolved, "a", driver)(&e), "{e:?}");
-    let open = client(&agg)
-        .await
-        .list_violations(ListViolationsRequest::default())
-        .await
-        .unwrap()
-        .into_inner()
-        .events;
+    let open = open_now(&agg).await;
     let open: Vec<(&str, &str)> = open
         .iter()
         .filter(|e| judged(e))
@@ -1066,15 +1054,7 @@ async fn an_unsynced_watch_is_unknown_not_an_empty_cluster() {
     ));
     let agg = start(c).await;
     let mut w = watch(&agg).await;
-    let open = || async {
-        client(&agg)
-            .await
-            .list_violations(ListViolationsRequest::default())
-            .await
-            .unwrap()
-            .into_inner()
-            .events
-    };
+    let open = || open_now(&agg);
     eventually("the server version judged", || async {
         open()
             .await

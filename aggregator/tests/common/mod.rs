@@ -10,7 +10,9 @@ use std::time::{Duration, Instant};
 
 use aicr::proto::cluster_service_client::ClusterServiceClient;
 use aicr::proto::drift_event::Kind;
-use aicr::proto::{DriftEvent, ListNodesRequest, NodeInfo, WatchDriftRequest};
+use aicr::proto::{
+    DriftEvent, ListNodesRequest, ListViolationsRequest, NodeInfo, WatchDriftRequest,
+};
 use aicr_aggregator::{Config, Running};
 pub use aicr_test_support::Proc;
 use serde_json::json;
@@ -89,6 +91,17 @@ pub async fn nodes(r: &Running) -> Vec<NodeInfo> {
         .unwrap()
         .into_inner()
         .nodes
+}
+
+/// The violations and deviations open now.
+pub async fn open_now(r: &Running) -> Vec<DriftEvent> {
+    client(r)
+        .await
+        .list_violations(ListViolationsRequest::default())
+        .await
+        .unwrap()
+        .into_inner()
+        .events
 }
 
 /// GET an HTTP path of the aggregator: (status, body).

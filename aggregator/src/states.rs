@@ -48,7 +48,9 @@ struct Base {
     outcomes: Mutex<Outcomes>,
     /// The keys some state on this base holds differently, with how many
     /// states do. A key absent here reads as the base's in every state,
-    /// which a recipe change then learns without touching any of them.
+    /// which judging a constraint then learns without touching any of them.
+    /// Plain lookups (`Held::get`) do not ask: they would contend on this
+    /// one lock from every ingest thread.
     varied: Mutex<HashMap<Box<str>, u32>>,
 }
 
@@ -127,9 +129,6 @@ impl Held {
     }
 
     fn own(&self, key: &str) -> Own<'_> {
-        if !self.base.varies(key) {
-            return Own::Base;
-        }
         if let Ok(i) = self.set.binary_search_by(|(k, _)| k.as_str().cmp(key)) {
             return Own::Set(&self.set[i].1);
         }
@@ -280,10 +279,14 @@ impl State {
         eval: impl FnOnce(Option<&Reading>) -> Outcome,
     ) -> Outcome {
         let base = &self.held.base;
-        match self.held.own(key) {
-            Own::Set(r) => return eval(Some(r)),
-            Own::Unset => return eval(None),
-            Own::Base => {}
+        // Asking the base first spares a recipe change a look at each
+        // state's own keys, one cache miss per node at fleet size.
+        if base.varies(key) {
+            match self.held.own(key) {
+                Own::Set(r) => return eval(Some(r)),
+                Own::Unset => return eval(None),
+                Own::Base => {}
+            }
         }
         let mut o = lock(&base.outcomes);
         if o.generation != generation {

@@ -66,7 +66,7 @@ pub fn is_stdout(dest: &str) -> bool {
 /// generated code), and no inode is freed, which on a filesystem mounted
 /// with `discard` is a synchronous trim (0.3 ms of a rerun of `aicr recipe`).
 pub fn write_file_atomic(path: &Path, content: &[u8]) -> Result<()> {
-    if holds(path, content) {
+    if holds(path, content, under_umask(0o666)) {
         return Ok(());
     }
     let fail = |e: &dyn std::fmt::Display| {
@@ -104,10 +104,29 @@ pub fn write_file_atomic(path: &Path, content: &[u8]) -> Result<()> {
 }
 
 /// Whether `path` is a regular file (not a link, FIFO or device) with
-/// exactly `content` and the mode [`write_file_atomic`] would create. Reads
-/// at most one byte more than `content`, whatever the file's size.
-fn holds(path: &Path, content: &[u8]) -> bool {
-    let Ok(meta) = std::fs::symlink_metadata(path) else {
+/// exactly `content` and permission bits `mode`. Reads no further than the
+/// first difference, whatever the file's size.
+pub(crate) fn holds(path: &Path, content: &[u8], mode: u32) -> bool {
+    // Look before opening: a device or FIFO at an output path is never
+    // opened, not even to find out what it is.
+    std::fs::symlink_metadata(path).is_ok_and(|m| m.is_file()) && holds_regular(path, content, mode)
+}
+
+/// [`holds`] for a path a directory listing just gave as a regular file.
+/// What is opened is checked again on the open file, so a link or FIFO
+/// swapped in since is neither followed nor waited on.
+pub(crate) fn holds_regular(path: &Path, content: &[u8], mode: u32) -> bool {
+    let mut opts = std::fs::OpenOptions::new();
+    opts.read(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_NOCTTY);
+    }
+    let Ok(file) = opts.open(path) else {
+        return false;
+    };
+    let Ok(meta) = file.metadata() else {
         return false;
     };
     if !meta.is_file() || meta.len() != content.len() as u64 {
@@ -116,17 +135,35 @@ fn holds(path: &Path, content: &[u8]) -> bool {
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
-        if meta.permissions().mode() & 0o7777 != under_umask(0o666) {
+        if meta.permissions().mode() & 0o7777 != mode {
             return false;
         }
     }
-    let mut existing = Vec::with_capacity(content.len() + 1);
-    std::fs::File::open(path)
-        .and_then(|f| {
-            use std::io::Read;
-            f.take(content.len() as u64 + 1).read_to_end(&mut existing)
-        })
-        .is_ok_and(|_| existing == content)
+    #[cfg(not(unix))]
+    let _ = mode;
+    begins_with(file, content)
+}
+
+/// Whether `r` yields `content` first. Compares a chunk at a time through
+/// one small buffer (a rerun of `bundle` checks a hundred files, and a
+/// fresh buffer per file cost a page fault per 4 KiB read), and stops at
+/// `content`'s end: the caller has checked the length.
+fn begins_with(mut r: impl std::io::Read, mut content: &[u8]) -> bool {
+    let mut buf = [0u8; 8192];
+    while !content.is_empty() {
+        let want = content.len().min(buf.len());
+        let n = match r.read(&mut buf[..want]) {
+            Ok(0) => return false,
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(_) => return false,
+        };
+        match content.strip_prefix(&buf[..n]) {
+            Some(rest) => content = rest,
+            None => return false,
+        }
+    }
+    true
 }
 
 /// The process umask, read once from `/proc/self/status` (Linux); `None`
@@ -282,6 +319,17 @@ mod tests {
         std::os::unix::fs::symlink(&target, &p).unwrap();
         write_file_atomic(&p, b"same").unwrap();
         assert!(std::fs::symlink_metadata(&p).unwrap().is_file());
+    }
+
+    #[test]
+    fn bytes_compare_across_chunks() {
+        let long: Vec<u8> = (0..20_000u32).map(|i| (i % 251) as u8).collect();
+        assert!(begins_with(&long[..], &long));
+        assert!(begins_with(&b""[..], b""));
+        assert!(!begins_with(&long[..19_999], &long), "shorter");
+        let mut other = long.clone();
+        other[12_345] ^= 1;
+        assert!(!begins_with(&other[..], &long), "one byte differs");
     }
 
     #[test]

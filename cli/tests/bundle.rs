@@ -977,6 +977,72 @@ fn rerun_replaces_the_previous_bundle_and_drops_stale_folders() {
         .expect("checksums of the second run hold");
 }
 
+/// Every file under `dir`, by relative path, with its inode.
+fn inodes(dir: &Path) -> std::collections::BTreeMap<String, u64> {
+    use std::os::unix::fs::MetadataExt;
+    let mut out = std::collections::BTreeMap::new();
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(d) = todo.pop() {
+        for e in fs::read_dir(&d).unwrap() {
+            let e = e.unwrap();
+            let meta = fs::symlink_metadata(e.path()).unwrap();
+            if meta.is_dir() {
+                todo.push(e.path());
+            } else {
+                let rel = e.path().strip_prefix(dir).unwrap().display().to_string();
+                out.insert(rel, meta.ino());
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn rerun_rewrites_only_the_components_that_changed() {
+    let t = tempfile::tempdir().unwrap();
+    let r = recipe(t.path(), &EKS_TRAINING);
+    let b = t.path().join("bundle");
+    bundle(&r, &b, &[]);
+    let first = inodes(&b);
+    bundle(&r, &b, &[]);
+    assert_eq!(inodes(&b), first, "an unchanged bundle is left in place");
+
+    bundle(&r, &b, &["--set", "gpuoperator:driver.version=570.86.16"]);
+    let second = inodes(&b);
+    assert_eq!(
+        second.keys().collect::<Vec<_>>(),
+        first.keys().collect::<Vec<_>>()
+    );
+    let rewritten: Vec<&String> = second
+        .iter()
+        .filter(|(rel, ino)| first[*rel] != **ino)
+        .map(|(rel, _)| rel)
+        .collect();
+    assert!(
+        rewritten
+            .iter()
+            .any(|rel| rel.ends_with("gpu-operator/values.yaml")),
+        "{rewritten:?}"
+    );
+    assert!(
+        rewritten.contains(&&"checksums.txt".to_string()),
+        "{rewritten:?}"
+    );
+    assert!(
+        rewritten.iter().all(|rel| rel.contains("-gpu-operator")
+            || ["checksums.txt", "README.md", "deploy.sh", "undeploy.sh"].contains(&rel.as_str())),
+        "only the changed component's folders and the top-level files they feed: {rewritten:?}"
+    );
+    assert!(
+        std::process::Command::new("sha256sum")
+            .args(["-c", "--quiet", "checksums.txt"])
+            .current_dir(&b)
+            .status()
+            .unwrap()
+            .success()
+    );
+}
+
 #[test]
 fn config_file_drives_bundle_and_flags_win() {
     let t = tempfile::tempdir().unwrap();

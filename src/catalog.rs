@@ -104,7 +104,9 @@ pub fn embedded_digest(bytes: &[u8]) -> Option<[u8; 32]> {
             return None;
         }
         let text = embedded_text(path)?;
-        (text.as_bytes() == bytes).then_some(*digest)
+        // A bundle holds such a file borrowed, so it is usually the very
+        // same bytes.
+        (std::ptr::eq(text.as_bytes(), bytes) || text.as_bytes() == bytes).then_some(*digest)
     })
 }
 
@@ -396,6 +398,16 @@ impl Catalog {
             return Some(Ok(text));
         }
         Some(yaml::utf8(bytes))
+    }
+
+    /// A catalog file embedded in the binary, unless the external
+    /// directory replaced it: text that lives as long as the process, so
+    /// a bundle can hold it without a copy.
+    pub fn embedded_text(&self, path: &str) -> Option<&'static str> {
+        if self.is_external(path) {
+            return None;
+        }
+        embedded_text(path)
     }
 
     /// Whether `path` came from the external directory.

@@ -154,7 +154,7 @@ fn distinct_outputs() -> (Vec<ChartDir>, Vec<(String, String)>) {
                             || rel == "Chart.yaml"
                             || rel == "values.yaml"
                             || rel.starts_with("templates/");
-                        own.then(|| (rel.to_string(), f.content.clone()))
+                        own.then(|| (rel.to_string(), f.content.to_vec()))
                     })
                     .collect();
                 let key = format!("{kube}\n{files:?}");
@@ -174,7 +174,7 @@ fn distinct_outputs() -> (Vec<ChartDir>, Vec<(String, String)>) {
             }
             if opts.deployer == Deployer::ArgoCd {
                 for (p, f) in &b.files {
-                    let text = String::from_utf8(f.content.clone()).unwrap();
+                    let text = String::from_utf8(f.content.to_vec()).unwrap();
                     if p.ends_with(".yaml") && text.contains("kind: Application") {
                         applications
                             .entry(text)

@@ -352,7 +352,7 @@ impl ClusterService for ClusterApi {
             for (i, (path, file)) in bundle.files.into_iter().enumerate() {
                 let chunk = FileChunk {
                     path,
-                    data: file.content,
+                    data: file.content.into_owned(),
                     mode: file.mode,
                     last: i + 1 == total,
                 };

@@ -732,9 +732,17 @@ impl Template {
 /// What Helm's engine outputs for a template without actions: the text,
 /// less every `<no value>` (as `delete_no_value` removes it). The same as parsing
 /// and rendering it, without copying the text through the tree walker
-/// (large CRD manifests are plain text).
-pub fn render_plain_text(src: &str) -> Option<String> {
-    (!src.contains("{{")).then(|| delete_no_value(src.to_string()))
+/// (large CRD manifests are plain text), nor at all when there is nothing
+/// to delete.
+pub fn render_plain_text(src: &str) -> Option<std::borrow::Cow<'_, str>> {
+    if src.contains("{{") {
+        return None;
+    }
+    Some(if src.contains("<no value>") {
+        src.replace("<no value>", "").into()
+    } else {
+        src.into()
+    })
 }
 
 /// Helm prints a missing value as "<no value>" and then deletes that text

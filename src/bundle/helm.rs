@@ -138,7 +138,7 @@ pub(super) fn folder_files(
                 0o644,
             );
             for (base, text) in std::mem::take(&mut *plan.templates[idx].borrow_mut()) {
-                out.add(format!("{dir}/templates/{base}"), text, 0o644);
+                out.add_text(format!("{dir}/templates/{base}"), text, 0o644);
             }
             if helm_files {
                 out.add(

@@ -4,6 +4,8 @@
 //! order replaces hooks). Also the `kustomize build` edge for
 //! kustomize-typed components. It does not decide where manifests go.
 
+use std::borrow::Cow;
+
 use serde_json::{Map, Value};
 
 use super::gotmpl::Template;
@@ -50,17 +52,22 @@ pub(crate) fn data(c: &ComponentRef, release: &str, values: &Value) -> Value {
 }
 
 /// Render one manifest file of `c` with its final values. `None` when the
-/// output holds no YAML object.
+/// output holds no YAML object. An embedded file that holds no template
+/// and nothing to delete is returned as it is, not copied.
 pub(crate) fn render(
     catalog: &Catalog,
     path: &str,
     c: &ComponentRef,
     release: &str,
     values: &Value,
-) -> Result<Option<String>> {
+) -> Result<Option<Cow<'static, str>>> {
     let text = source(catalog, path, c)?;
     let out = match super::gotmpl::render_plain_text(text) {
-        Some(out) => out,
+        Some(Cow::Borrowed(_)) => match catalog.embedded_text(path) {
+            Some(text) => Cow::Borrowed(text),
+            None => Cow::Owned(text.to_string()),
+        },
+        Some(Cow::Owned(out)) => Cow::Owned(out),
         None => Template::parse(path, text)?
             .render(&data(c, release, values))
             .map_err(|e| {
@@ -68,7 +75,8 @@ pub(crate) fn render(
                     "failed to render manifest for component {:?}",
                     c.name
                 ))
-            })?,
+            })?
+            .into(),
     };
     if !has_object(&out) {
         return Ok(None);
@@ -97,7 +105,7 @@ fn is_hook_key(line: &str) -> bool {
 /// itself when nothing else is left in it. Takes the text by value: most
 /// manifests carry no hook, and those (600 KiB CRDs among them) are handed
 /// back as they are, with neither a line walk nor a copy.
-pub(crate) fn strip_hooks(text: String) -> String {
+pub(crate) fn strip_hooks(text: Cow<'static, str>) -> Cow<'static, str> {
     if !text.contains("helm.sh/hook") {
         return text;
     }
@@ -146,7 +154,7 @@ pub(crate) fn strip_hooks(text: String) -> String {
     if !text.ends_with('\n') {
         out.pop();
     }
-    out
+    Cow::Owned(out)
 }
 
 /// Builds a kustomization at bundle time. The real one runs an external
@@ -267,6 +275,24 @@ mod tests {
         assert!(none.is_none());
         let e = render(catalog, "components/nope.yaml", &c, "x", &off).unwrap_err();
         assert_eq!(e.kind(), crate::ErrorKind::Internal);
+    }
+
+    #[test]
+    fn plain_embedded_manifests_are_borrowed_not_copied() {
+        let catalog = Catalog::embedded().unwrap();
+        let path = "components/kgateway-crds/manifests/gateway-api-crds.yaml";
+        let c = ComponentRef {
+            name: "kgateway-crds".into(),
+            ..Default::default()
+        };
+        let out = render(catalog, path, &c, "kgateway-crds", &serde_json::json!({}))
+            .unwrap()
+            .unwrap();
+        assert!(out.len() > 100_000, "the large CRD file: {}", out.len());
+        assert!(
+            matches!(out, Cow::Borrowed(t) if std::ptr::eq(t, catalog.embedded_text(path).unwrap())),
+            "handed out as the embedded text itself"
+        );
     }
 
     #[test]

@@ -28,6 +28,7 @@ mod helm;
 mod lift;
 mod render;
 
+use std::borrow::Cow;
 use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -140,7 +141,9 @@ impl Options {
 /// One file of a bundle.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BundleFile {
-    pub content: Vec<u8>,
+    /// Borrowed when the file is an embedded catalog file verbatim (CRD
+    /// manifests of 600 KiB), owned otherwise.
+    pub content: Cow<'static, [u8]>,
     pub mode: u32,
 }
 
@@ -158,13 +161,17 @@ pub struct Bundle {
 
 impl Bundle {
     fn add(&mut self, path: impl Into<String>, content: impl Into<Vec<u8>>, mode: u32) {
-        self.files.insert(
-            path.into(),
-            BundleFile {
-                content: content.into(),
-                mode,
-            },
-        );
+        let content = Cow::Owned(content.into());
+        self.files.insert(path.into(), BundleFile { content, mode });
+    }
+
+    /// Add a text file, borrowed when it is an embedded catalog file.
+    fn add_text(&mut self, path: impl Into<String>, text: Cow<'static, str>, mode: u32) {
+        let content = match text {
+            Cow::Borrowed(s) => Cow::Borrowed(s.as_bytes()),
+            Cow::Owned(s) => Cow::Owned(s.into_bytes()),
+        };
+        self.files.insert(path.into(), BundleFile { content, mode });
     }
 }
 
@@ -178,7 +185,7 @@ struct Plan<'a> {
     /// Each folder's files are built once ([`helm::folder_files`]), and
     /// its templates move into the bundle then rather than being copied
     /// (a CRD manifest is 600 KiB).
-    templates: Vec<RefCell<Vec<(String, String)>>>,
+    templates: Vec<RefCell<Vec<(String, Cow<'static, str>)>>>,
     registry: &'a ComponentRegistry,
     opts: &'a Options,
 }
@@ -482,10 +489,7 @@ pub fn generate(
         }
     }
     let sums = checksums::render_with(
-        bundle
-            .files
-            .iter()
-            .map(|(p, f)| (p.as_str(), f.content.as_slice())),
+        bundle.files.iter().map(|(p, f)| (p.as_str(), &*f.content)),
         crate::catalog::embedded_digest,
     );
     bundle.add(checksums::FILE, sums, 0o644);
@@ -500,7 +504,7 @@ fn local_templates(
     f: &Folder,
     values: &[ComponentValues],
     kustomize: &dyn Kustomize,
-) -> Result<Vec<(String, String)>> {
+) -> Result<Vec<(String, Cow<'static, str>)>> {
     let c = &recipe.component_refs[f.component];
     match (f.kind, f.content) {
         (FolderKind::UpstreamHelm, _) | (_, LocalContent::None) => Ok(Vec::new()),
@@ -509,10 +513,13 @@ fn local_templates(
             let out = kustomize
                 .build(&target)
                 .map_err(|e| e.context(format!("component {:?}", c.name)))?;
-            Ok(vec![("manifest.yaml".into(), manifests::strip_hooks(out))])
+            Ok(vec![(
+                "manifest.yaml".into(),
+                manifests::strip_hooks(Cow::Owned(out)),
+            )])
         }
         (_, LocalContent::Manifests) => {
-            let mut out: Vec<(String, String)> = Vec::new();
+            let mut out: Vec<(String, Cow<'static, str>)> = Vec::new();
             for path in &c.manifest_files {
                 let base = path.rsplit('/').next().unwrap_or(path).to_string();
                 if out.iter().any(|(b, _)| *b == base) {
@@ -593,7 +600,7 @@ mod tests {
         assert_eq!(b.files["deploy.sh"].mode, 0o755);
         assert_eq!(b.files["001-aws-ebs-csi-driver/values.yaml"].mode, 0o600);
         let env =
-            String::from_utf8(b.files["010-kai-scheduler/upstream.env"].content.clone()).unwrap();
+            String::from_utf8(b.files["010-kai-scheduler/upstream.env"].content.to_vec()).unwrap();
         assert_eq!(
             env,
             "CHART='oci://ghcr.io/nvidia/kai-scheduler/kai-scheduler'\nREPO=''\nVERSION='v0.13.0'\n"
@@ -713,14 +720,14 @@ mod tests {
         let cv = String::from_utf8(
             b.files["008-gpu-operator/cluster-values.yaml"]
                 .content
-                .clone(),
+                .to_vec(),
         )
         .unwrap();
         assert!(cv.contains("version:"), "{cv}");
         let post = String::from_utf8(
             b.files["009-gpu-operator-post/cluster-values.yaml"]
                 .content
-                .clone(),
+                .to_vec(),
         )
         .unwrap();
         assert_eq!(cv, post);

@@ -234,7 +234,7 @@ pub(crate) fn pack(files: &BTreeMap<String, BundleFile>) -> Result<Vec<u8>> {
             }
             Some(f) => {
                 let mut h = header(tar::EntryType::Regular, f.mode, f.content.len() as u64);
-                tar.append_data(&mut h, path, f.content.as_slice())
+                tar.append_data(&mut h, path, &*f.content)
                     .map_err(tar_err)?;
             }
         }
@@ -606,7 +606,7 @@ mod tests {
 
     fn file(content: &str, mode: u32) -> BundleFile {
         BundleFile {
-            content: content.as_bytes().to_vec(),
+            content: content.as_bytes().to_vec().into(),
             mode,
         }
     }
@@ -735,7 +735,7 @@ mod tests {
                 assert_eq!(*kind, tar::EntryType::Regular);
                 let f = &sample()[name];
                 assert_eq!(*mode, f.mode, "{name}");
-                assert_eq!(body, &f.content);
+                assert_eq!(body[..], f.content[..]);
             }
         }
     }

@@ -397,7 +397,7 @@ mod tests {
                 (
                     p.to_string(),
                     BundleFile {
-                        content: c.as_bytes().to_vec(),
+                        content: c.as_bytes().to_vec().into(),
                         mode: 0o600,
                     },
                 )
@@ -487,7 +487,7 @@ mod tests {
             .unwrap();
         assert!(mkfifo.success());
         let mut second = first.clone();
-        second.get_mut("checksums.txt").unwrap().content = b"d".to_vec();
+        second.get_mut("checksums.txt").unwrap().content = b"d".to_vec().into();
         write_tree(&second, &out).unwrap();
 
         assert_eq!(
@@ -508,7 +508,11 @@ mod tests {
         );
         for (rel, f) in &second {
             let meta = std::fs::symlink_metadata(out.join(rel)).unwrap();
-            assert_eq!(std::fs::read(out.join(rel)).unwrap(), f.content, "{rel}");
+            assert_eq!(
+                std::fs::read(out.join(rel)).unwrap()[..],
+                f.content[..],
+                "{rel}"
+            );
             assert_eq!(meta.mode() & 0o777, 0o600, "{rel}");
         }
         let leftovers: Vec<_> = std::fs::read_dir(&out)

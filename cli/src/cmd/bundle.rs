@@ -570,7 +570,7 @@ fn sign_bundle(
         b.files.insert(
             path.to_string(),
             bundle::BundleFile {
-                content,
+                content: content.into(),
                 mode: 0o644,
             },
         );

@@ -175,6 +175,9 @@ impl Bundle {
     }
 }
 
+/// A local folder's rendered `templates/` files: base name and text.
+type Templates = Vec<(String, Cow<'static, str>)>;
+
 /// The shared result of planning, handed to the deployers.
 struct Plan<'a> {
     recipe: &'a RecipeResult,
@@ -185,7 +188,7 @@ struct Plan<'a> {
     /// Each folder's files are built once ([`helm::folder_files`]), and
     /// its templates move into the bundle then rather than being copied
     /// (a CRD manifest is 600 KiB).
-    templates: Vec<RefCell<Vec<(String, Cow<'static, str>)>>>,
+    templates: Vec<RefCell<Templates>>,
     registry: &'a ComponentRegistry,
     opts: &'a Options,
 }
@@ -504,7 +507,7 @@ fn local_templates(
     f: &Folder,
     values: &[ComponentValues],
     kustomize: &dyn Kustomize,
-) -> Result<Vec<(String, Cow<'static, str>)>> {
+) -> Result<Templates> {
     let c = &recipe.component_refs[f.component];
     match (f.kind, f.content) {
         (FolderKind::UpstreamHelm, _) | (_, LocalContent::None) => Ok(Vec::new()),
@@ -519,7 +522,7 @@ fn local_templates(
             )])
         }
         (_, LocalContent::Manifests) => {
-            let mut out: Vec<(String, Cow<'static, str>)> = Vec::new();
+            let mut out: Templates = Vec::new();
             for path in &c.manifest_files {
                 let base = path.rsplit('/').next().unwrap_or(path).to_string();
                 if out.iter().any(|(b, _)| *b == base) {

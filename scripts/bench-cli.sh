@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Whole-process timings of the aicr binary, as a user runs it: --version,
-# recipe, bundle of the largest recipe, validate --no-cluster and snapshot
-# --local on a fixture host. Prints mean and min per command (hyperfine)
-# and peak RSS. Usage: scripts/bench-cli.sh [BIN_DIR] (default: a fresh
-# release build in target/release).
+# recipe, bundle of the largest recipe (rerun into the same directory, and
+# into a new one), validate --no-cluster and snapshot --local on a fixture
+# host. Prints mean and min per command (hyperfine) and peak RSS.
+# Usage: scripts/bench-cli.sh [BIN_DIR] (default: a fresh release build in
+# target/release).
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 bin="${1:-}"
@@ -37,9 +38,12 @@ measurements:
           version: v1.33.5
 YAML
 
+# PREPARE, when set, runs before each timed run (not timed).
 run() {
   local name="$1"; shift
-  hyperfine --warmup 20 --min-runs 200 -N --export-json "$work/h.json" "$*" >/dev/null 2>&1
+  local prepare=()
+  [ -n "${PREPARE:-}" ] && prepare=(--prepare "$PREPARE")
+  hyperfine --warmup 20 --min-runs 200 -N "${prepare[@]}" --export-json "$work/h.json" "$*" >/dev/null 2>&1
   local stats
   stats=$(python3 -c 'import json,sys; r=json.load(open(sys.argv[1]))["results"][0]; print("%.2f ms mean, %.2f ms min" % (r["mean"]*1e3, r["min"]*1e3))' "$work/h.json")
   local rss="?"
@@ -53,6 +57,7 @@ run() {
 run "--version" "$aicr" --version
 run "recipe" "$aicr" recipe --service eks --accelerator h100 --intent training --os ubuntu -o "$work/r.yaml"
 run "bundle (largest)" "$aicr" bundle -r "$work/recipe.yaml" -o "$work/bundle"
+PREPARE="rm -rf $work/fresh" run "bundle, new directory" "$aicr" bundle -r "$work/recipe.yaml" -o "$work/fresh"
 run "validate --no-cluster" "$aicr" validate --no-cluster -r "$work/gate.yaml" -s "$work/k8s-snapshot.yaml" -o "$work/report.json"
 run "snapshot --local" "$aicr" snapshot --local --root "$root/scripts/demo/host-root" -o "$work/s.yaml"
 printf '%-24s %s\n' "binary size" "$(stat -c %s "$aicr" | awk '{printf "%.1f MB", $1/1e6}')"

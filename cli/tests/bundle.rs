@@ -63,6 +63,25 @@ fn bundle(recipe: &Path, out: &Path, extra: &[&str]) -> String {
     String::from_utf8(a.get_output().stdout.clone()).unwrap()
 }
 
+/// The EKS training recipe and its default bundle under `dir`: (recipe,
+/// bundle directory).
+fn training_bundle(dir: &Path) -> (PathBuf, PathBuf) {
+    let r = recipe(dir, &EKS_TRAINING);
+    let b = dir.join("bundle");
+    bundle(&r, &b, &[]);
+    (r, b)
+}
+
+/// Whether every line of the bundle's `checksums.txt` holds (`sha256sum -c`).
+fn checksums_hold(b: &Path) -> bool {
+    std::process::Command::new("sha256sum")
+        .args(["-c", "--quiet", "checksums.txt"])
+        .current_dir(b)
+        .status()
+        .unwrap()
+        .success()
+}
+
 /// Every file under `dir`, relative, sorted.
 fn files(dir: &Path) -> Vec<String> {
     fn walk(root: &Path, d: &Path, out: &mut Vec<String>) {
@@ -436,9 +455,7 @@ fn helm_installs(stub_dir: &Path) -> Vec<String> {
 #[test]
 fn deploy_script_order_retries_best_effort_and_flag_rejection() {
     let t = tempfile::tempdir().unwrap();
-    let r = recipe(t.path(), &EKS_TRAINING);
-    let b = t.path().join("bundle");
-    bundle(&r, &b, &[]);
+    let (_, b) = training_bundle(t.path());
     let order: Vec<String> = files(&b)
         .iter()
         .filter(|f| f.ends_with("/install.sh"))
@@ -540,9 +557,7 @@ fn deploy_script_order_retries_best_effort_and_flag_rejection() {
 #[test]
 fn undeploy_script_runs_in_reverse_against_stubs() {
     let t = tempfile::tempdir().unwrap();
-    let r = recipe(t.path(), &EKS_TRAINING);
-    let b = t.path().join("bundle");
-    bundle(&r, &b, &[]);
+    let (_, b) = training_bundle(t.path());
     let s = t.path().join("stubs");
     let bin = stubs(&s);
     let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap());
@@ -941,9 +956,7 @@ fn bad_input_exits_2_with_one_line_and_leaves_nothing() {
 #[test]
 fn rerun_replaces_the_previous_bundle_and_drops_stale_folders() {
     let t = tempfile::tempdir().unwrap();
-    let r = recipe(t.path(), &EKS_TRAINING);
-    let b = t.path().join("bundle");
-    bundle(&r, &b, &[]);
+    let (r, b) = training_bundle(t.path());
     fs::write(b.join("my-notes.txt"), "keep me").unwrap();
     bundle(
         &r,
@@ -967,42 +980,25 @@ fn rerun_replaces_the_previous_bundle_and_drops_stale_folders() {
         "{names:?}"
     );
     assert!(!names.iter().any(|n| n.starts_with(".aicr")), "{names:?}");
-    std::process::Command::new("sha256sum")
-        .args(["-c", "--quiet", "checksums.txt"])
-        .current_dir(&b)
-        .status()
-        .unwrap()
-        .success()
-        .then_some(())
-        .expect("checksums of the second run hold");
+    assert!(checksums_hold(&b), "checksums of the second run hold");
 }
 
 /// Every file under `dir`, by relative path, with its inode.
 fn inodes(dir: &Path) -> std::collections::BTreeMap<String, u64> {
     use std::os::unix::fs::MetadataExt;
-    let mut out = std::collections::BTreeMap::new();
-    let mut todo = vec![dir.to_path_buf()];
-    while let Some(d) = todo.pop() {
-        for e in fs::read_dir(&d).unwrap() {
-            let e = e.unwrap();
-            let meta = fs::symlink_metadata(e.path()).unwrap();
-            if meta.is_dir() {
-                todo.push(e.path());
-            } else {
-                let rel = e.path().strip_prefix(dir).unwrap().display().to_string();
-                out.insert(rel, meta.ino());
-            }
-        }
-    }
-    out
+    files(dir)
+        .into_iter()
+        .map(|rel| {
+            let ino = fs::symlink_metadata(dir.join(&rel)).unwrap().ino();
+            (rel, ino)
+        })
+        .collect()
 }
 
 #[test]
 fn rerun_rewrites_only_the_components_that_changed() {
     let t = tempfile::tempdir().unwrap();
-    let r = recipe(t.path(), &EKS_TRAINING);
-    let b = t.path().join("bundle");
-    bundle(&r, &b, &[]);
+    let (r, b) = training_bundle(t.path());
     let first = inodes(&b);
     bundle(&r, &b, &[]);
     assert_eq!(inodes(&b), first, "an unchanged bundle is left in place");
@@ -1033,14 +1029,7 @@ fn rerun_rewrites_only_the_components_that_changed() {
             || ["checksums.txt", "README.md", "deploy.sh", "undeploy.sh"].contains(&rel.as_str())),
         "only the changed component's folders and the top-level files they feed: {rewritten:?}"
     );
-    assert!(
-        std::process::Command::new("sha256sum")
-            .args(["-c", "--quiet", "checksums.txt"])
-            .current_dir(&b)
-            .status()
-            .unwrap()
-            .success()
-    );
+    assert!(checksums_hold(&b));
 }
 
 #[test]

@@ -13,14 +13,15 @@ COPY . .
 # copied out of the cache in the same step. Each binary is built on its
 # own: built together, Cargo would unify the core's features and link the
 # CLI's Kubernetes, Sigstore and OCI code into the agent and the CLI's
-# supply-chain code into the aggregator.
+# supply-chain code into the aggregator. `dist` is the release profile with
+# whole-program LTO (Cargo.toml).
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/src/target \
-    cargo build --release --locked -p aicr-agent \
- && cargo build --release --locked -p aicr-aggregator \
- && cargo build --release --locked -p aicr-cli \
+    cargo build --profile dist --locked -p aicr-agent \
+ && cargo build --profile dist --locked -p aicr-aggregator \
+ && cargo build --profile dist --locked -p aicr-cli \
  && mkdir -p /out \
- && cp target/release/aicr target/release/aicr-agent target/release/aicr-aggregator /out/
+ && cp target/dist/aicr target/dist/aicr-agent target/dist/aicr-aggregator /out/
 
 # glibc and libgcc only: NVML (libnvidia-ml.so.1) and nvidia-smi are not in
 # the image; the NVIDIA container runtime injects them on GPU nodes.

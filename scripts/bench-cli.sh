@@ -3,14 +3,14 @@
 # recipe, bundle of the largest recipe (rerun into the same directory, and
 # into a new one), validate --no-cluster and snapshot --local on a fixture
 # host. Prints mean and min per command (hyperfine) and peak RSS.
-# Usage: scripts/bench-cli.sh [BIN_DIR] (default: a fresh release build in
-# target/release).
+# Usage: scripts/bench-cli.sh [BIN_DIR] (default: a fresh build of the
+# `dist` profile, what ships, in target/dist).
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 bin="${1:-}"
 if [ -z "$bin" ]; then
-  (cd "$root" && cargo build --quiet --release -p aicr-cli)
-  bin="$root/target/release"
+  (cd "$root" && cargo build --quiet --profile dist -p aicr-cli)
+  bin="$root/target/dist"
 fi
 command -v hyperfine >/dev/null || { echo "bench-cli: needs hyperfine (apt-get install hyperfine)" >&2; exit 2; }
 aicr="$bin/aicr"

@@ -18,7 +18,7 @@
 //! records and sends.
 
 use std::borrow::Cow;
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use aicr::diff::Ignore;
@@ -32,17 +32,15 @@ use crate::states::State;
 
 /// The tallies are looked up once per reading of every join and change:
 /// SipHash's DoS resistance costs a tenth of a join there, and foldhash is
-/// still seeded per process.
-type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
+/// still seeded per process. hashbrown's own map, for `entry_ref`.
+type FastMap<K, V> = hashbrown::HashMap<K, V, foldhash::fast::RandomState>;
 
-/// The value under `key`, inserted empty if absent. Unlike `entry`, the key
-/// is copied only when it is new: these maps are looked up once per reading
-/// of every join and change, and almost always hold the key already.
+/// The value under `key`, inserted empty if absent, in one lookup. Unlike
+/// `entry`, the key is copied only when it is new: these maps are looked up
+/// once per reading of every join and change, and almost always hold the
+/// key already.
 fn entry_mut<'m, V: Default>(map: &'m mut FastMap<String, V>, key: &str) -> &'m mut V {
-    if !map.contains_key(key) {
-        map.insert(key.to_string(), V::default());
-    }
-    map.get_mut(key).expect("just inserted")
+    map.entry_ref(key).or_default()
 }
 
 /// The value that stands for a reading a node does not have.
@@ -481,12 +479,9 @@ fn learn_ignored(
     scope: &str,
     key: &str,
 ) -> bool {
-    if let Some(b) = cache.get(key) {
-        return *b;
-    }
-    let b = settings.ignored(&path(scope, key));
-    cache.insert(key.to_string(), b);
-    b
+    *cache
+        .entry_ref(key)
+        .or_insert_with(|| settings.ignored(&path(scope, key)))
 }
 
 /// Every pool's tallies and baseline.

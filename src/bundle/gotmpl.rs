@@ -44,6 +44,8 @@
 //! It owns template syntax only; what data a manifest sees is `manifests`'
 //! business.
 
+use std::borrow::Cow;
+
 use serde_json::{Map, Value};
 
 use crate::error::{Error, Result};
@@ -725,7 +727,7 @@ impl Template {
         if typed {
             return Ok(ex.out);
         }
-        Ok(delete_no_value(ex.out))
+        Ok(delete_no_value(ex.out.into()).into_owned())
     }
 }
 
@@ -734,24 +736,17 @@ impl Template {
 /// and rendering it, without copying the text through the tree walker
 /// (large CRD manifests are plain text), nor at all when there is nothing
 /// to delete.
-pub fn render_plain_text(src: &str) -> Option<std::borrow::Cow<'_, str>> {
-    if src.contains("{{") {
-        return None;
-    }
-    Some(if src.contains("<no value>") {
-        src.replace("<no value>", "").into()
-    } else {
-        src.into()
-    })
+pub fn render_plain_text(src: &str) -> Option<Cow<'_, str>> {
+    (!src.contains("{{")).then(|| delete_no_value(src.into()))
 }
 
 /// Helm prints a missing value as "<no value>" and then deletes that text
 /// wherever it appears, template text included. `contains` is a vectorised
 /// scan; `replace` walks the text byte by byte and copies it even when
 /// there is nothing to delete, so it runs only when there is.
-fn delete_no_value(out: String) -> String {
+fn delete_no_value(out: Cow<'_, str>) -> Cow<'_, str> {
     if out.contains("<no value>") {
-        out.replace("<no value>", "")
+        out.replace("<no value>", "").into()
     } else {
         out
     }

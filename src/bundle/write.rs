@@ -52,12 +52,8 @@ fn write_file(path: &Path, f: &BundleFile) -> Result<()> {
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
-        // Public files (0644, 0755) take the user's umask, as any file a
-        // command writes; a private one (0600: values, which carry --set
-        // credentials) stays exactly private whatever the umask says. Skip
-        // the extra syscall when the umask cannot have changed anything.
-        let private = f.mode & 0o077 == 0;
-        if private && crate::sink::umask().is_none_or(|m| f.mode & m != 0) {
+        // Skip the extra syscall when the umask cannot have changed anything.
+        if private(f) && crate::sink::umask().is_none_or(|m| f.mode & m != 0) {
             file.set_permissions(std::fs::Permissions::from_mode(f.mode))
                 .map_err(|e| io("set permissions on", path, e))?;
         }
@@ -228,9 +224,16 @@ fn top(rel: &str) -> &str {
     rel.split('/').next().unwrap_or(rel)
 }
 
+/// Public files (0644, 0755) take the user's umask, as any file a command
+/// writes; a private one (0600: values, which carry --set credentials)
+/// stays exactly private whatever the umask says.
+fn private(f: &BundleFile) -> bool {
+    f.mode & 0o077 == 0
+}
+
 /// The mode `write_file` leaves on `f`.
 fn written_mode(f: &BundleFile) -> u32 {
-    if f.mode & 0o077 == 0 {
+    if private(f) {
         f.mode
     } else {
         crate::sink::under_umask(f.mode)

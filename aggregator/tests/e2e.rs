@@ -294,18 +294,14 @@ async fn nodes_sharing_readings_are_each_judged_on_their_own_value() {
     assert_eq!(opened, ["a", "b"]);
 
     // c's own value moves past the bar, then a's; b alone stays open.
-    agents[2]
-        .update("GPU", smi_with("serial-c", "580.3"))
-        .await
-        .unwrap();
-    let e = event_where(&mut w, judged).await;
-    assert!(is(Kind::Resolved, "c", driver)(&e), "{e:?}");
-    agents[0]
-        .update("GPU", smi_with("serial-a", "580.3"))
-        .await
-        .unwrap();
-    let e = event_where(&mut w, judged).await;
-    assert!(is(Kind::Resolved, "a", driver)(&e), "{e:?}");
+    for (i, node) in [(2, "c"), (0, "a")] {
+        agents[i]
+            .update("GPU", smi_with(&format!("serial-{node}"), "580.3"))
+            .await
+            .unwrap();
+        let e = event_where(&mut w, judged).await;
+        assert!(is(Kind::Resolved, node, driver)(&e), "{e:?}");
+    }
     let open = open_now(&agg).await;
     let open: Vec<(&str, &str)> = open
         .iter()
